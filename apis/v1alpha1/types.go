@@ -1,0 +1,182 @@
+// Package v1alpha1 holds the Cluster object users write (DESIGN.md section 2):
+// its types, defaulting, validation with field paths, and strict decoding.
+// It is pure: no I/O.
+package v1alpha1
+
+import (
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+const (
+	// Group is the API group of every converge object.
+	Group = "converge.io"
+	// Version is this package's API version.
+	Version = "v1alpha1"
+	// APIVersion is the apiVersion users write.
+	APIVersion = Group + "/" + Version
+	// Kind is the kind of the one object converge manages.
+	Kind = "Cluster"
+	// ListKind is the kind of a list of clusters.
+	ListKind = "ClusterList"
+
+	// DefaultNamespace is used when metadata.namespace is empty.
+	DefaultNamespace = "default"
+	// Finalizer holds a Cluster until every task it owns is terminal.
+	Finalizer = "converge.io/tasks"
+)
+
+// Election strategies.
+const (
+	ElectionNone     = "none"
+	ElectionOrdinal  = "ordinal"
+	ElectionPosition = "position"
+)
+
+// Condition types (kstatus conventions).
+const (
+	ConditionReady       = "Ready"
+	ConditionReconciling = "Reconciling"
+	ConditionStalled     = "Stalled"
+)
+
+// Cluster is N replicas of a task on Mesos, with placement and an election strategy.
+type Cluster struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   ClusterSpec   `json:"spec"`
+	Status ClusterStatus `json:"status,omitempty"`
+}
+
+// ClusterList is what `get clusters -o json|yaml` prints.
+type ClusterList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Cluster `json:"items"`
+}
+
+// ClusterSpec is the desired state.
+type ClusterSpec struct {
+	// Replicas is the number of members, 0..1000.
+	Replicas *int32 `json:"replicas,omitempty"`
+	// Role is the Mesos role whose resources the tasks use. Default "*".
+	Role      string    `json:"role,omitempty"`
+	Task      TaskSpec  `json:"task"`
+	Placement Placement `json:"placement,omitempty"`
+	Election  Election  `json:"election,omitempty"`
+	Update    Update    `json:"update,omitempty"`
+}
+
+// TaskSpec is the template every member is launched from.
+type TaskSpec struct {
+	// Command is run with sh -c by the command executor (or by the custom executor).
+	Command   string            `json:"command"`
+	Env       map[string]string `json:"env,omitempty"`
+	URIs      []URI             `json:"uris,omitempty"`
+	Resources Resources         `json:"resources"`
+	Executor  *ExecutorSpec     `json:"executor,omitempty"`
+}
+
+// URI is a file the agent fetches into the sandbox before the task starts.
+type URI struct {
+	Value      string `json:"value"`
+	Executable bool   `json:"executable,omitempty"`
+	Extract    bool   `json:"extract,omitempty"`
+	Cache      bool   `json:"cache,omitempty"`
+}
+
+// Resources a member needs. cpus, mem and disk are Kubernetes quantities
+// (500m, 0.5, 512Mi); ports is how many ports from the offer's ranges.
+type Resources struct {
+	CPUs  *resource.Quantity `json:"cpus,omitempty"`
+	Mem   *resource.Quantity `json:"mem,omitempty"`
+	Disk  *resource.Quantity `json:"disk,omitempty"`
+	Ports int32              `json:"ports,omitempty"`
+}
+
+// ExecutorSpec names a custom executor, e.g. `converge executor`.
+type ExecutorSpec struct {
+	Command string `json:"command"`
+	URIs    []URI  `json:"uris,omitempty"`
+}
+
+// Placement constrains which agents members land on.
+type Placement struct {
+	// Spread "hostname": at most one member per agent hostname. Empty: none.
+	Spread      string       `json:"spread,omitempty"`
+	Constraints []Constraint `json:"constraints,omitempty"`
+}
+
+// Constraint is a Marathon-style placement constraint on an agent attribute
+// ("hostname" means the agent's hostname).
+type Constraint struct {
+	Attribute string `json:"attribute"`
+	// Operator is one of UNIQUE, CLUSTER, GROUP_BY, LIKE, UNLIKE, MAX_PER.
+	Operator string `json:"operator"`
+	// Value: the value for CLUSTER, the regexp for LIKE/UNLIKE, the number for
+	// MAX_PER and, optionally, the number of groups for GROUP_BY.
+	Value string `json:"value,omitempty"`
+}
+
+// Constraint operators.
+const (
+	OpUnique  = "UNIQUE"
+	OpCluster = "CLUSTER"
+	OpGroupBy = "GROUP_BY"
+	OpLike    = "LIKE"
+	OpUnlike  = "UNLIKE"
+	OpMaxPer  = "MAX_PER"
+)
+
+// SpreadHostname is the one spread value.
+const SpreadHostname = "hostname"
+
+// Election says how the master member is chosen.
+type Election struct {
+	// Strategy: none | ordinal | position. Default none.
+	Strategy string `json:"strategy,omitempty"`
+	// Timeout of one election round. Default 60s.
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+	// PositionCommand prints the member's replication position (position strategy).
+	PositionCommand string `json:"positionCommand,omitempty"`
+	// PromoteCommand is run on the winner when it is promoted.
+	PromoteCommand string `json:"promoteCommand,omitempty"`
+}
+
+// Update is the rolling update strategy.
+type Update struct {
+	// MaxUnavailable members while rolling. Default 1.
+	MaxUnavailable *int32 `json:"maxUnavailable,omitempty"`
+}
+
+// ClusterStatus is written by the controller only.
+type ClusterStatus struct {
+	ObservedGeneration int64              `json:"observedGeneration,omitempty"`
+	Replicas           int32              `json:"replicas"`
+	ReadyReplicas      int32              `json:"readyReplicas"`
+	UpdatedReplicas    int32              `json:"updatedReplicas"`
+	Master             *MasterStatus      `json:"master,omitempty"`
+	Tasks              []TaskStatus       `json:"tasks,omitempty"`
+	Conditions         []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// MasterStatus is the elected member.
+type MasterStatus struct {
+	TaskID   string `json:"taskId"`
+	Ordinal  int32  `json:"ordinal"`
+	Hostname string `json:"hostname,omitempty"`
+	Port     int32  `json:"port,omitempty"`
+	Epoch    int64  `json:"epoch"`
+}
+
+// TaskStatus is one member as last observed.
+type TaskStatus struct {
+	ID       string  `json:"id"`
+	Ordinal  int32   `json:"ordinal"`
+	State    string  `json:"state"`
+	AgentID  string  `json:"agentId,omitempty"`
+	Hostname string  `json:"hostname,omitempty"`
+	Ports    []int32 `json:"ports,omitempty"`
+	Message  string  `json:"message,omitempty"`
+}

@@ -1,0 +1,116 @@
+package store
+
+import (
+	"time"
+)
+
+// TaskRecord is one task in the controller's ledger: one etcd key per task
+// (<prefix>/tasks/<namespace>/<cluster>/<taskID>), so a per-task change is a
+// small write, never a rewrite of the Cluster object.
+//
+// A record is written (checkpointed) before the ACCEPT that launches the task,
+// and every status update is written here before it is acknowledged.
+type TaskRecord struct {
+	// ID is the Mesos task id: <namespace>.<cluster>.<ordinal>.<unique suffix>,
+	// unique forever.
+	ID        string `json:"id"`
+	Namespace string `json:"namespace"`
+	Cluster   string `json:"cluster"`
+	Ordinal   int32  `json:"ordinal"`
+	// TemplateHash is the hash of the task template the task was launched from;
+	// a member whose hash differs from the spec's is out of date (rolling update).
+	TemplateHash string `json:"templateHash"`
+	// Generation of the Cluster when the task was launched.
+	Generation int64 `json:"generation,omitempty"`
+
+	AgentID    string  `json:"agentId,omitempty"`
+	Hostname   string  `json:"hostname,omitempty"`
+	Ports      []int32 `json:"ports,omitempty"`
+	ExecutorID string  `json:"executorId,omitempty"`
+
+	// State is the last observed Mesos state (TASK_STAGING until the first update).
+	State   string `json:"state"`
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message,omitempty"`
+	// StatusUUID is the uuid of the last status update written (base64), so a
+	// redelivered update is recognised as a duplicate.
+	StatusUUID string `json:"statusUUID,omitempty"`
+	// StatusTime is the Mesos timestamp of the last update written; older ones are
+	// out of order and ignored.
+	StatusTime float64 `json:"statusTime,omitempty"`
+
+	// KillRequested: the controller decided to kill this task; kills are retried
+	// until the task is terminal.
+	KillRequested bool   `json:"killRequested,omitempty"`
+	KillReason    string `json:"killReason,omitempty"`
+
+	LaunchedAt    time.Time  `json:"launchedAt"`
+	UpdatedAt     time.Time  `json:"updatedAt"`
+	UnreachableAt *time.Time `json:"unreachableAt,omitempty"`
+}
+
+// ElectionRecord is a cluster's election state (<prefix>/elections/<ns>/<name>).
+// The epoch is persisted before an election starts, and the result (master and
+// epoch) before it is published.
+type ElectionRecord struct {
+	Epoch int64 `json:"epoch"`
+	// Phase: "electing" (asking for positions), "elected" (master persisted, not yet
+	// confirmed promoted), "promoted" (the winner's executor confirmed).
+	Phase     string    `json:"phase"`
+	StartedAt time.Time `json:"startedAt"`
+	// Deadline of this round; no winner by then restarts it under epoch+1.
+	Deadline      time.Time `json:"deadline"`
+	MasterTaskID  string    `json:"masterTaskId,omitempty"`
+	MasterOrdinal int32     `json:"masterOrdinal,omitempty"`
+	// Positions answered in this epoch, by task id.
+	Positions  map[string]string `json:"positions,omitempty"`
+	ElectedAt  *time.Time        `json:"electedAt,omitempty"`
+	PromotedAt *time.Time        `json:"promotedAt,omitempty"`
+}
+
+// Election phases.
+const (
+	PhaseElecting = "electing"
+	PhaseElected  = "elected"
+	PhasePromoted = "promoted"
+)
+
+// Endpoints is the published service discovery record
+// (<prefix>/endpoints/<ns>/<name>): Mysos's ServerSet, made etcd. Clients watch it.
+type Endpoints struct {
+	Namespace string     `json:"namespace"`
+	Cluster   string     `json:"cluster"`
+	Epoch     int64      `json:"epoch"`
+	Master    *Endpoint  `json:"master,omitempty"`
+	Members   []Endpoint `json:"members"`
+}
+
+// Endpoint is one member's address.
+type Endpoint struct {
+	TaskID   string `json:"taskId"`
+	Ordinal  int32  `json:"ordinal"`
+	Hostname string `json:"hostname"`
+	Port     int32  `json:"port,omitempty"`
+}
+
+// FrameworkState is the controller's Mesos framework (<prefix>/framework).
+// The framework id is persisted here before it is relied on.
+type FrameworkState struct {
+	FrameworkID string `json:"frameworkId"`
+	Name        string `json:"name,omitempty"`
+	Role        string `json:"role,omitempty"`
+	// Removed is set when the master says the framework was removed: the operator
+	// must act (`converge serve --new-framework`); tasks of that framework are gone.
+	Removed        bool      `json:"removed,omitempty"`
+	RemovedMessage string    `json:"removedMessage,omitempty"`
+	UpdatedAt      time.Time `json:"updatedAt"`
+}
+
+// Event is one entry of a cluster's bounded event history
+// (<prefix>/events/<ns>/<name>), shown by `describe`.
+type Event struct {
+	Time    time.Time `json:"time"`
+	Type    string    `json:"type"` // Normal | Warning
+	Reason  string    `json:"reason"`
+	Message string    `json:"message"`
+}
