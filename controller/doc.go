@@ -1,0 +1,70 @@
+// Package controller is converge's level-triggered reconcile loop: it makes every
+// Cluster in the store true on Mesos (DESIGN.md sections 2 to 4).
+//
+// # Shape
+//
+// A functional core and an imperative shell. The core is pure: Plan (plan.go)
+// turns one cluster's spec, its task ledger, its election record and the time into
+// decisions (launch needs, kills, election steps, status, events), and MatchOffers
+// (match.go) places needs on offers. The shell (controller.go) feeds a client-go
+// rate-limited work queue keyed by "namespace/name" from store.Watch and from Mesos
+// events mapped to their cluster, runs workers, persists every decision in one etcd
+// transaction (store.Batch) and only then acts on Mesos: ledger records are written
+// before the ACCEPT that launches their tasks, status updates before they are
+// acknowledged, an election epoch before position queries are sent, the winner
+// before endpoints are published and promote is sent.
+//
+// # Task ids
+//
+// A task id is "<namespace>.<cluster>.<ordinal>.<suffix>" where suffix is 8 random
+// hex characters: unique forever, readable, and parseable back to its cluster
+// (namespaces and cluster names are DNS-1123 labels, so they hold no dot). The task
+// name is "<namespace>/<cluster>-<ordinal>". Labels: converge.io/namespace,
+// converge.io/cluster, converge.io/ordinal.
+//
+// # Environment contract with executors (converge executor)
+//
+// Every task gets, besides Mesos's own MESOS_* variables and the spec's
+// task.env:
+//
+//	CONVERGE_NAMESPACE   the cluster's namespace
+//	CONVERGE_CLUSTER     the cluster's name
+//	CONVERGE_ORDINAL     the member's stable ordinal (0..replicas-1)
+//	CONVERGE_TASK_ID     the Mesos task id
+//	PORT0..PORTn         the ports taken from the offer, in order (also PORTS, comma-separated)
+//
+// Without an executor (strategy none or ordinal, no spec.task.executor) the task is
+// a plain command task: TaskInfo.command = {shell: true, value: task.command,
+// uris: task.uris, environment: the variables above}.
+//
+// With an executor, which is `converge executor` when election.strategy is
+// "position" and the spec names none (command Config.ExecutorCommand, default
+// "./converge executor", fetched from Config.ExecutorURI as an executable), or the
+// spec's task.executor otherwise:
+//
+//   - ExecutorInfo.executor_id == the task id (one executor per task), name
+//     "converge executor" (or "custom executor"), type CUSTOM.
+//   - ExecutorInfo.command = {shell: true, value: the executor command,
+//     uris: the executor's URI(s) followed by task.uris, environment: the variables
+//     above plus:}
+//
+//     CONVERGE_TASK_COMMAND      task.command: the executor runs it with `sh -c` in the sandbox
+//     CONVERGE_POSITION_COMMAND  election.positionCommand ("" when not set)
+//     CONVERGE_PROMOTE_COMMAND   election.promoteCommand ("" when not set)
+//     CONVERGE_ELECTION_STRATEGY election.strategy
+//
+//   - TaskInfo carries no CommandInfo (Mesos forbids both); the executor reads the
+//     command from CONVERGE_TASK_COMMAND. The task's own environment (the task
+//     command and both hooks) is the executor's environment; hooks additionally get
+//     CONVERGE_EPOCH, set by the executor.
+//
+// Election messages (package election, JSON framework messages) go from the
+// controller to the executor with agent id from the ledger and executor id == task
+// id: position-query{epoch, taskId} is answered by position{epoch, taskId,
+// position}; promote{epoch, taskId} is answered by promoted{epoch, taskId, error}.
+// The controller re-sends queries and promote until answered; executors must answer
+// duplicates idempotently (run promoteCommand once per epoch).
+//
+// Env values may hold secrets: the controller never logs them, nor puts them in
+// events or status.
+package controller
