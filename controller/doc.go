@@ -44,6 +44,7 @@
 //
 //   - ExecutorInfo.executor_id == the task id (one executor per task), name
 //     "converge executor" (or "custom executor"), type CUSTOM.
+//
 //   - ExecutorInfo.command = {shell: true, value: the executor command,
 //     uris: the executor's URI(s) followed by task.uris, environment: the variables
 //     above plus:}
