@@ -1,0 +1,173 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+
+	"github.com/converge-io/converge/election"
+	"github.com/mesos/mesos-go/api/v1/lib/executor/calls"
+)
+
+// message handles a framework MESSAGE from the scheduler.
+func (e *executorState) message(data []byte) {
+	m, err := election.Decode(data)
+	if err != nil {
+		e.log.V(1).Info("ignoring a message that is not an election message", "bytes", len(data))
+		return
+	}
+	switch m.Type {
+	case election.TypePositionQuery:
+		e.mu.Lock()
+		if e.positionsInFlight == nil {
+			e.positionsInFlight = map[int64]bool{}
+		}
+		if e.positionsInFlight[m.Epoch] {
+			// The answer of the run in flight answers this query too.
+			e.mu.Unlock()
+			return
+		}
+		e.positionsInFlight[m.Epoch] = true
+		e.mu.Unlock()
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			e.answerPosition(m)
+			e.mu.Lock()
+			delete(e.positionsInFlight, m.Epoch)
+			e.mu.Unlock()
+		}()
+	case election.TypePromote:
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			e.promote(m)
+		}()
+	default:
+		e.log.V(1).Info("ignoring election message of unknown type", "type", m.Type)
+	}
+}
+
+// taskForMessageLocked finds the task a message is about: the one it names, else
+// the last launched. It returns the task (nil if none) and the id to answer with.
+func (e *executorState) taskForMessageLocked(m election.Message) (*task, string) {
+	if t := e.tasks[m.TaskID]; t != nil {
+		return t, m.TaskID
+	}
+	if n := len(e.order); n > 0 {
+		id := e.order[n-1]
+		return e.tasks[id], id
+	}
+	if m.TaskID != "" {
+		return nil, m.TaskID
+	}
+	return nil, e.cfg.ExecutorID
+}
+
+// runningLocked reports whether t's process runs and is not being killed.
+func runningLocked(t *task) bool {
+	return t != nil && t.pid != 0 && !t.terminal && !t.killing
+}
+
+// hookContext ends when the executor finishes.
+func (e *executorState) hookContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-e.quit:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+func (e *executorState) answerPosition(m election.Message) {
+	e.mu.Lock()
+	t, taskID := e.taskForMessageLocked(m)
+	running := runningLocked(t)
+	e.mu.Unlock()
+	reply := election.Message{Type: election.TypePosition, Epoch: m.Epoch, TaskID: taskID}
+	script, _ := lookupEnv(e.env, EnvPositionCommand)
+	switch {
+	case !running:
+		reply.Error = "task is not running"
+	case strings.TrimSpace(script) == "":
+		reply.Error = EnvPositionCommand + " is not set"
+	default:
+		ctx, cancel := e.hookContext()
+		res, err := runHook(ctx, "position command", script, e.sandbox(),
+			hookEnv(e.env, &t.info, e.sandbox(), m.Epoch), e.opts.PositionTimeout, os.Stderr)
+		cancel()
+		switch {
+		case err != nil:
+			reply.Error = err.Error()
+		case res.Stdout == "":
+			reply.Error = "position command printed nothing"
+		default:
+			reply.Position = res.Stdout
+		}
+	}
+	if reply.Error != "" {
+		e.log.Info("position query failed", "epoch", m.Epoch, "taskId", taskID, "error", reply.Error)
+	} else {
+		e.log.Info("position query answered", "epoch", m.Epoch, "taskId", taskID, "positionBytes", len(reply.Position))
+	}
+	e.reply(reply)
+}
+
+// promote runs the promote command at most once per epoch and confirms every
+// promote message of that epoch with the result of that one run.
+func (e *executorState) promote(m election.Message) {
+	e.mu.Lock()
+	t, taskID := e.taskForMessageLocked(m)
+	p := e.promotions[m.Epoch]
+	first := false
+	if p == nil {
+		if !runningLocked(t) {
+			e.mu.Unlock()
+			e.log.Info("promote refused: task is not running", "epoch", m.Epoch, "taskId", taskID)
+			e.reply(election.Message{Type: election.TypePromoted, Epoch: m.Epoch, TaskID: taskID, Error: "task is not running"})
+			return
+		}
+		p = &promotion{done: make(chan struct{})}
+		e.promotions[m.Epoch] = p
+		first = true
+	}
+	e.mu.Unlock()
+	if first {
+		script, _ := lookupEnv(e.env, EnvPromoteCommand)
+		if strings.TrimSpace(script) != "" {
+			e.log.Info("running promote command", "epoch", m.Epoch, "taskId", taskID)
+			ctx, cancel := e.hookContext()
+			_, err := runHook(ctx, "promote command", script, e.sandbox(),
+				hookEnv(e.env, &t.info, e.sandbox(), m.Epoch), e.opts.PromoteTimeout, os.Stderr)
+			cancel()
+			if err != nil {
+				p.err = err.Error()
+			}
+		} else {
+			e.log.Info("promoted without a promote command", "epoch", m.Epoch, "taskId", taskID)
+		}
+		close(p.done)
+	} else {
+		select {
+		case <-p.done:
+		case <-e.quit:
+			return
+		}
+	}
+	if p.err != "" {
+		e.log.Error(errors.New(p.err), "promote command failed", "epoch", m.Epoch, "taskId", taskID)
+	}
+	e.reply(election.Message{Type: election.TypePromoted, Epoch: m.Epoch, TaskID: taskID, Error: p.err})
+}
+
+// reply sends an election message to the scheduler (best effort, as Mesos's
+// framework messages are: the controller re-asks).
+func (e *executorState) reply(m election.Message) {
+	if err := e.send(calls.Message(m.Encode())); err != nil {
+		e.log.Error(err, "send election message", "type", m.Type, "epoch", m.Epoch)
+	}
+}
