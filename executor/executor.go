@@ -127,6 +127,7 @@ type executorState struct {
 	promotions        map[int64]*promotion
 	positionsInFlight map[int64]bool
 	shuttingDown      bool
+	connected         bool // SUBSCRIBED and the stream is up
 	finishTimerSet    bool
 
 	quit     chan struct{}
@@ -309,6 +310,11 @@ func (e *executorState) subscribeOnce(ctx context.Context) (subscribed bool, err
 	if err != nil {
 		return false, fmt.Errorf("subscribe to agent %s: %w", e.cfg.AgentEndpoint, err)
 	}
+	defer func() {
+		e.mu.Lock()
+		e.connected = false
+		e.mu.Unlock()
+	}()
 	for {
 		var ev executor.Event
 		if err := resp.Decode(&ev); err != nil {
@@ -332,6 +338,7 @@ func (e *executorState) handle(ev *executor.Event) error {
 	case executor.Event_SUBSCRIBED:
 		s := ev.GetSubscribed()
 		e.mu.Lock()
+		e.connected = true
 		fi := s.FrameworkInfo
 		e.framework = &fi
 		aid := s.AgentInfo.GetID()
@@ -485,10 +492,25 @@ func (e *executorState) maybeFinishLocked() {
 	}
 	if !e.finishTimerSet {
 		e.finishTimerSet = true
-		time.AfterFunc(e.opts.TerminalAckTimeout, func() {
-			e.finish("every task is terminal; acknowledgement timed out")
-		})
+		e.armFinishTimer()
 	}
+}
+
+// armFinishTimer finishes the executor TerminalAckTimeout from now if it is then
+// connected to the agent (so the agent has had every update); while it is
+// disconnected the updates wait for the next SUBSCRIBE, bounded by the recovery
+// timeout of the subscription loop.
+func (e *executorState) armFinishTimer() {
+	time.AfterFunc(e.opts.TerminalAckTimeout, func() {
+		e.mu.Lock()
+		connected := e.connected
+		e.mu.Unlock()
+		if !connected && !e.done() {
+			e.armFinishTimer()
+			return
+		}
+		e.finish("every task is terminal; acknowledgement timed out")
+	})
 }
 
 // grace returns the kill grace period for a kill with the given policies.
