@@ -1,0 +1,77 @@
+package mesosbridge
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the bridge's Prometheus collectors. They exist (and count) even when
+// no Registerer is configured, so the code never checks for nil.
+type metrics struct {
+	subscribed          prometheus.Gauge
+	frameworkRemoved    prometheus.Gauge
+	events              *prometheus.CounterVec
+	calls               *prometheus.CounterVec
+	offersAccepted      prometheus.Counter
+	offersDeclined      prometheus.Counter
+	reconcileRounds     prometheus.Counter
+	reconcileDuration   prometheus.Histogram
+	reconnects          prometheus.Counter
+	heartbeatTimeouts   prometheus.Counter
+	leaderChanges       prometheus.Counter
+	killsOutstanding    prometheus.Gauge
+	revivesCoalesced    prometheus.Counter
+	authenticationFails prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	const ns, sub = "converge", "mesos"
+	m := &metrics{
+		subscribed: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "subscribed", Help: "1 while the scheduler event stream to the leading Mesos master is up."}),
+		frameworkRemoved: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "framework_removed", Help: "1 when the master said the framework was removed; an operator must start a new framework."}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "events_total", Help: "Scheduler events received from the master, by type."}, []string{"type"}),
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "calls_total", Help: "Scheduler calls sent to the master, by type and result (ok, error, redirect)."}, []string{"type", "result"}),
+		offersAccepted: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "offers_accepted_total", Help: "Offers accepted (ACCEPT calls' offer ids)."}),
+		offersDeclined: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "offers_declined_total", Help: "Offers declined (DECLINE calls' offer ids)."}),
+		reconcileRounds: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "reconciliation_rounds_total", Help: "Explicit reconciliation rounds completed (every listed task answered)."}),
+		reconcileDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
+			Name: "reconciliation_duration_seconds", Help: "Duration of completed explicit reconciliation rounds.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 16)}),
+		reconnects: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "subscribe_attempts_total", Help: "SUBSCRIBE attempts."}),
+		heartbeatTimeouts: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "heartbeat_timeouts_total", Help: "Streams dropped because heartbeats stopped."}),
+		leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "leader_changes_total", Help: "Times the bridge moved to another master."}),
+		killsOutstanding: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "kills_outstanding", Help: "Tasks being killed that have not reported a terminal state yet."}),
+		revivesCoalesced: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "revives_coalesced_total", Help: "REVIVE requests folded into another because of the rate limit."}),
+		authenticationFails: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "authentication_failures_total", Help: "SUBSCRIBE attempts the master refused (401/403)."}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.subscribed, m.frameworkRemoved, m.events, m.calls,
+		m.offersAccepted, m.offersDeclined, m.reconcileRounds, m.reconcileDuration, m.reconnects,
+		m.heartbeatTimeouts, m.leaderChanges, m.killsOutstanding, m.revivesCoalesced, m.authenticationFails} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				return nil, fmt.Errorf("mesosbridge: metrics already registered (one Client per registry): %w", err)
+			}
+			return nil, fmt.Errorf("mesosbridge: register metrics: %w", err)
+		}
+	}
+	return m, nil
+}
