@@ -1,0 +1,291 @@
+package v1alpha1
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+	apivalidation "k8s.io/apimachinery/pkg/api/validation"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// Limits enforced by Validate.
+const (
+	MaxReplicas        = 1000
+	MaxPorts           = 64
+	MinElectionTimeout = time.Second
+	MaxElectionTimeout = time.Hour
+	MaxMaxUnavailable  = MaxReplicas
+	// ReservedEnvPrefix is the prefix of the variables converge itself sets
+	// (CONVERGE_NAMESPACE, CONVERGE_CLUSTER, CONVERGE_ORDINAL, CONVERGE_EPOCH).
+	ReservedEnvPrefix = "CONVERGE_"
+)
+
+// Resource ceilings and floors. Mesos accounts scalars with three decimal
+// places, cpus in cores and mem/disk in MiB, so anything finer rounds to zero.
+var (
+	MinCPUs = resource.MustParse("1m")
+	MaxCPUs = resource.MustParse("1000")
+	MinMem  = resource.MustParse("1Mi")
+	MaxMem  = resource.MustParse("16Ti")
+	MaxDisk = resource.MustParse("1Pi")
+)
+
+// Strategies, spreads and operators accepted by Validate.
+var (
+	ElectionStrategies  = []string{ElectionNone, ElectionOrdinal, ElectionPosition}
+	SpreadValues        = []string{"", SpreadHostname}
+	ConstraintOperators = []string{OpUnique, OpCluster, OpGroupBy, OpLike, OpUnlike, OpMaxPer}
+)
+
+// ValidateName reports why name cannot be a cluster or namespace name: it must
+// be a DNS-1123 label (lowercase alphanumerics and '-', at most 63 characters),
+// which also keeps it from escaping a store key (no '/', '..' or NUL). An empty
+// result means the name is valid.
+func ValidateName(name string) []string {
+	if name == "" {
+		return []string{"must not be empty"}
+	}
+	return validation.IsDNS1123Label(name)
+}
+
+// Validate checks a defaulted Cluster (see SetDefaults) and returns every
+// problem at once, each with its field path (spec.task.resources.mem, ...).
+// Status is not validated: it is written by the controller only.
+func Validate(c *Cluster) field.ErrorList {
+	if c == nil {
+		return field.ErrorList{field.Required(field.NewPath(""), "cluster is nil")}
+	}
+	var errs field.ErrorList
+	if c.APIVersion != APIVersion {
+		errs = append(errs, field.NotSupported(field.NewPath("apiVersion"), c.APIVersion, []string{APIVersion}))
+	}
+	if c.Kind != Kind {
+		errs = append(errs, field.NotSupported(field.NewPath("kind"), c.Kind, []string{Kind}))
+	}
+	errs = append(errs, apivalidation.ValidateObjectMetaAccessor(&c.ObjectMeta, true, validateNameFunc, field.NewPath("metadata"))...)
+	errs = append(errs, validateSpec(&c.Spec, field.NewPath("spec"))...)
+	return errs
+}
+
+// validateNameFunc adapts ValidateName to apimachinery's ObjectMeta validation.
+func validateNameFunc(name string, prefix bool) []string {
+	if prefix {
+		// generateName: a prefix leaves room for the generated suffix.
+		return validation.IsDNS1123Label(name + "x")
+	}
+	return ValidateName(name)
+}
+
+func validateSpec(s *ClusterSpec, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if s.Replicas != nil && (*s.Replicas < 0 || *s.Replicas > MaxReplicas) {
+		errs = append(errs, field.Invalid(p.Child("replicas"), *s.Replicas, fmt.Sprintf("must be between 0 and %d", MaxReplicas)))
+	}
+	errs = append(errs, validateRole(s.Role, p.Child("role"))...)
+	errs = append(errs, validateTask(&s.Task, p.Child("task"))...)
+	errs = append(errs, validatePlacement(&s.Placement, p.Child("placement"))...)
+	errs = append(errs, validateElection(&s.Election, p.Child("election"))...)
+	if m := s.Update.MaxUnavailable; m != nil && (*m < 1 || *m > MaxMaxUnavailable) {
+		errs = append(errs, field.Invalid(p.Child("update", "maxUnavailable"), *m, fmt.Sprintf("must be between 1 and %d", MaxMaxUnavailable)))
+	}
+	return errs
+}
+
+// validateRole applies Mesos's role name rules: "*", or one or more
+// '/'-separated components, none of them empty, ".", "..", starting with '-',
+// or holding whitespace, control characters or '*'.
+func validateRole(role string, p *field.Path) field.ErrorList {
+	if role == "*" {
+		return nil
+	}
+	if role == "" {
+		return field.ErrorList{field.Required(p, `a Mesos role, "*" for the default role`)}
+	}
+	for _, part := range strings.Split(role, "/") {
+		var why string
+		switch {
+		case part == "":
+			why = "must not have an empty component (leading, trailing or double '/')"
+		case part == "." || part == "..":
+			why = `must not have a component "." or ".."`
+		case strings.HasPrefix(part, "-"):
+			why = "must not have a component starting with '-'"
+		case strings.ContainsFunc(part, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) || r == '*' }):
+			why = "must not contain whitespace, control characters or '*'"
+		default:
+			continue
+		}
+		return field.ErrorList{field.Invalid(p, role, why)}
+	}
+	return nil
+}
+
+func validateTask(t *TaskSpec, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if strings.TrimSpace(t.Command) == "" {
+		errs = append(errs, field.Required(p.Child("command"), "the command each member runs with sh -c"))
+	}
+	for _, k := range sortedKeys(t.Env) {
+		kp := p.Child("env").Key(k)
+		for _, msg := range validation.IsEnvVarName(k) {
+			errs = append(errs, field.Invalid(kp, k, msg))
+		}
+		if strings.HasPrefix(k, ReservedEnvPrefix) {
+			errs = append(errs, field.Invalid(kp, k, "the "+ReservedEnvPrefix+" prefix is reserved for variables converge sets"))
+		}
+	}
+	errs = append(errs, validateURIs(t.URIs, p.Child("uris"))...)
+	errs = append(errs, validateResources(&t.Resources, p.Child("resources"))...)
+	if e := t.Executor; e != nil {
+		ep := p.Child("executor")
+		if strings.TrimSpace(e.Command) == "" {
+			errs = append(errs, field.Required(ep.Child("command"), "the command that starts the executor"))
+		}
+		errs = append(errs, validateURIs(e.URIs, ep.Child("uris"))...)
+	}
+	return errs
+}
+
+func validateURIs(uris []URI, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	for i, u := range uris {
+		if strings.TrimSpace(u.Value) == "" {
+			errs = append(errs, field.Required(p.Index(i).Child("value"), "a URL or local path to fetch"))
+		}
+	}
+	return errs
+}
+
+func validateResources(r *Resources, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	errs = append(errs, validateQuantity(r.CPUs, p.Child("cpus"), true, &MinCPUs, &MaxCPUs, "cores")...)
+	errs = append(errs, validateQuantity(r.Mem, p.Child("mem"), true, &MinMem, &MaxMem, "")...)
+	errs = append(errs, validateQuantity(r.Disk, p.Child("disk"), false, nil, &MaxDisk, "")...)
+	if r.Ports < 0 || r.Ports > MaxPorts {
+		errs = append(errs, field.Invalid(p.Child("ports"), r.Ports, fmt.Sprintf("must be between 0 and %d", MaxPorts)))
+	}
+	return errs
+}
+
+// validateQuantity checks q against [minimum, maximum]. A required quantity
+// must be greater than zero; an optional one must not be negative.
+func validateQuantity(q *resource.Quantity, p *field.Path, required bool, minimum, maximum *resource.Quantity, unit string) field.ErrorList {
+	if q == nil {
+		if required {
+			return field.ErrorList{field.Required(p, "")}
+		}
+		return nil
+	}
+	sign := q.Sign()
+	switch {
+	case required && sign <= 0:
+		return field.ErrorList{field.Invalid(p, q.String(), "must be greater than 0")}
+	case sign < 0:
+		return field.ErrorList{field.Invalid(p, q.String(), "must not be negative")}
+	case minimum != nil && q.Cmp(*minimum) < 0:
+		return field.ErrorList{field.Invalid(p, q.String(), "must be at least "+withUnit(minimum, unit))}
+	case maximum != nil && q.Cmp(*maximum) > 0:
+		return field.ErrorList{field.Invalid(p, q.String(), "must be at most "+withUnit(maximum, unit))}
+	}
+	return nil
+}
+
+func withUnit(q *resource.Quantity, unit string) string {
+	if unit == "" {
+		return q.String()
+	}
+	return q.String() + " " + unit
+}
+
+func validatePlacement(pl *Placement, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if !slices.Contains(SpreadValues, pl.Spread) {
+		errs = append(errs, field.NotSupported(p.Child("spread"), pl.Spread, SpreadValues))
+	}
+	for i, c := range pl.Constraints {
+		errs = append(errs, validateConstraint(c, p.Child("constraints").Index(i))...)
+	}
+	return errs
+}
+
+func validateConstraint(c Constraint, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if strings.TrimSpace(c.Attribute) == "" {
+		errs = append(errs, field.Required(p.Child("attribute"), `an agent attribute, or "hostname"`))
+	}
+	vp := p.Child("value")
+	switch c.Operator {
+	case OpUnique:
+		if c.Value != "" {
+			errs = append(errs, field.Forbidden(vp, "UNIQUE takes no value"))
+		}
+	case OpCluster:
+		if c.Value == "" {
+			errs = append(errs, field.Required(vp, "CLUSTER needs the attribute value every member must run on"))
+		}
+	case OpLike, OpUnlike:
+		if c.Value == "" {
+			errs = append(errs, field.Required(vp, c.Operator+" needs a regular expression"))
+		} else if _, err := regexp.Compile(c.Value); err != nil {
+			errs = append(errs, field.Invalid(vp, c.Value, "must be a valid regular expression: "+err.Error()))
+		}
+	case OpMaxPer:
+		if c.Value == "" {
+			errs = append(errs, field.Required(vp, "MAX_PER needs the maximum number of members per attribute value"))
+		} else if !isPositiveInt(c.Value) {
+			errs = append(errs, field.Invalid(vp, c.Value, "must be a positive integer"))
+		}
+	case OpGroupBy:
+		if c.Value != "" && !isPositiveInt(c.Value) {
+			errs = append(errs, field.Invalid(vp, c.Value, "must be empty or a positive integer (the number of groups)"))
+		}
+	default:
+		if c.Operator == "" {
+			errs = append(errs, field.Required(p.Child("operator"), "one of "+strings.Join(ConstraintOperators, ", ")))
+		} else {
+			errs = append(errs, field.NotSupported(p.Child("operator"), c.Operator, ConstraintOperators))
+		}
+	}
+	return errs
+}
+
+func isPositiveInt(s string) bool {
+	n, err := strconv.ParseInt(s, 10, 32)
+	return err == nil && n > 0
+}
+
+func validateElection(e *Election, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	strategy := e.Strategy
+	if strategy == "" {
+		strategy = ElectionNone
+	}
+	if !slices.Contains(ElectionStrategies, strategy) {
+		errs = append(errs, field.NotSupported(p.Child("strategy"), e.Strategy, ElectionStrategies))
+	}
+	switch strategy {
+	case ElectionPosition:
+		if strings.TrimSpace(e.PositionCommand) == "" {
+			errs = append(errs, field.Required(p.Child("positionCommand"), "strategy position needs the command that prints a member's replication position"))
+		}
+	case ElectionNone, ElectionOrdinal:
+		if e.PositionCommand != "" {
+			errs = append(errs, field.Forbidden(p.Child("positionCommand"), "only used by strategy position"))
+		}
+	}
+	if strategy == ElectionNone && e.PromoteCommand != "" {
+		errs = append(errs, field.Forbidden(p.Child("promoteCommand"), "strategy none elects no master to promote"))
+	}
+	if t := e.Timeout; t != nil && (t.Duration < MinElectionTimeout || t.Duration > MaxElectionTimeout) {
+		errs = append(errs, field.Invalid(p.Child("timeout"), t.Duration.String(),
+			"must be between 1s and 1h"))
+	}
+	return errs
+}
