@@ -1,0 +1,928 @@
+package controller
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/converge-io/converge/apis/v1alpha1"
+	"github.com/converge-io/converge/election"
+	"github.com/converge-io/converge/store"
+)
+
+// Task states as the ledger stores them (mesos.TaskState names).
+const (
+	stateStaging     = "TASK_STAGING"
+	stateStarting    = "TASK_STARTING"
+	stateRunning     = "TASK_RUNNING"
+	stateKilling     = "TASK_KILLING"
+	stateUnreachable = "TASK_UNREACHABLE"
+	stateUnknown     = "TASK_UNKNOWN"
+)
+
+var terminalStates = map[string]bool{
+	"TASK_FINISHED": true, "TASK_FAILED": true, "TASK_KILLED": true, "TASK_ERROR": true,
+	"TASK_LOST": true, "TASK_DROPPED": true, "TASK_GONE": true, "TASK_GONE_BY_OPERATOR": true,
+}
+
+// IsTerminalState reports whether a ledger state is terminal for Mesos.
+func IsTerminalState(s string) bool { return terminalStates[s] }
+
+// Condition reasons. Each names what is going on so a human knows what to do.
+const (
+	ReasonReady              = "Ready"
+	ReasonInvalidSpec        = "InvalidSpec"
+	ReasonNoOfferFits        = "NoOfferFits"
+	ReasonDeleting           = "Deleting"
+	ReasonWaitingReconcile   = "WaitingForReconciliation"
+	ReasonLaunching          = "Launching"
+	ReasonMembersNotReady    = "MembersNotReady"
+	ReasonScalingDown        = "ScalingDown"
+	ReasonRollingUpdate      = "RollingUpdate"
+	ReasonWaitingForMembers  = "WaitingForMembers"
+	ReasonElecting           = "Electing"
+	ReasonPromoting          = "Promoting"
+	ReasonPromoteFailed      = "PromoteFailed"
+	ReasonProgressing        = "Progressing"
+	ReasonStalled            = "Stalled"
+	ReasonConverged          = "Converged"
+	defaultStallAfter        = 10 * time.Second
+	defaultUnreachableAfter  = 60 * time.Second
+	terminalRecordRetention  = 10 * time.Minute
+	electionResendInterval   = time.Second
+	maxStatusMessageFieldErr = 10
+)
+
+// Input is everything Plan looks at for one cluster. It is a snapshot: Plan does
+// not keep it and does no I/O.
+type Input struct {
+	// Cluster is the object as read, defaulted (v1alpha1.SetDefaults).
+	Cluster *v1alpha1.Cluster
+	// SpecErrors is v1alpha1.Validate(Cluster): when not empty nothing is done to
+	// the cluster's tasks and it is Stalled with reason InvalidSpec.
+	SpecErrors field.ErrorList
+	// Tasks is the cluster's ledger.
+	Tasks []store.TaskRecord
+	// Election is the persisted election record (nil: none yet).
+	Election *store.ElectionRecord
+	// Answers are the position messages members sent; only those of the
+	// current election epoch count.
+	Answers []election.Message
+	// Promoted is the latest "promoted" message from the cluster's members; it
+	// counts only for the current epoch and master.
+	Promoted *election.Message
+	// Reconciled: the explicit reconciliation after the last (re)subscribe is done,
+	// so the ledger reflects Mesos and missing members may be launched.
+	Reconciled bool
+	// Unplaced is the offer matcher's latest diagnosis for this cluster's needs.
+	Unplaced *Unplaced
+	Now      time.Time
+	// UnreachableTimeout: an UNREACHABLE (or UNKNOWN) member is replaced after it.
+	UnreachableTimeout time.Duration
+	// StallAfter: needs that no offer fits for this long make the cluster Stalled.
+	StallAfter time.Duration
+}
+
+// Unplaced says why the latest offers could not hold a cluster's needs.
+type Unplaced struct {
+	Reason string
+	Since  time.Time
+}
+
+// Output is what Plan decided. The shell persists (ledger kills, election,
+// endpoints, events) in one transaction, then acts (kills, messages), then writes
+// status if it changed.
+type Output struct {
+	// Needs are members to launch now, matched to offers by MatchOffers.
+	Needs []Need
+	// Waiting counts members that are missing but cannot be launched yet (before
+	// reconciliation, or while their ordinal's previous task is still dying).
+	Waiting int
+	// Kills: tasks to kill. New ones must be persisted (KillRequested) before the
+	// kill is sent; the others were decided before and are re-issued.
+	Kills []Kill
+	// Forget lists terminal ledger records old enough to delete.
+	Forget []string
+	// Election is the election record to persist, nil when unchanged.
+	Election *store.ElectionRecord
+	// Queries are position queries to send (after Election is persisted).
+	Queries []Message
+	// Promote is the promote message to (re)send to the master, after persisting.
+	Promote *Message
+	// Endpoints is the record to publish (nil while deleting or invalid).
+	Endpoints *store.Endpoints
+	// Status is the cluster's new status.
+	Status v1alpha1.ClusterStatus
+	// Events to append to the cluster's history.
+	Events []store.Event
+	// AddFinalizer / RemoveFinalizer: metadata changes to write.
+	AddFinalizer, RemoveFinalizer bool
+	// RequeueAfter > 0: look at the cluster again after this long even if nothing
+	// happens (election deadlines, unreachable timeouts, stall detection).
+	RequeueAfter time.Duration
+}
+
+// Need is one member to launch.
+type Need struct {
+	Key         string // "namespace/name"
+	Namespace   string
+	Cluster     string
+	Ordinal     int32
+	Role        string
+	CPUs        float64 // cores
+	MemMB       float64
+	DiskMB      float64
+	Ports       int
+	Spread      string
+	Constraints []v1alpha1.Constraint
+	// Peers are the cluster's other live members, for placement constraints.
+	Peers []Peer
+	// Human-readable requests for diagnoses ("64Gi").
+	MemText, DiskText, CPUText string
+}
+
+// Peer is a live member's placement, for constraints.
+type Peer struct {
+	AgentID  string
+	Hostname string
+}
+
+// Kill is a task to kill.
+type Kill struct {
+	TaskID  string
+	AgentID string
+	Ordinal int32
+	Reason  string
+	New     bool
+}
+
+// Message is a framework message to one executor.
+type Message struct {
+	AgentID    string
+	ExecutorID string
+	Msg        election.Message
+}
+
+// member is one ledger record with its classification.
+type member struct {
+	rec *store.TaskRecord
+	// occupying: non-terminal and not written off as unreachable; its ordinal is
+	// taken until it is terminal.
+	occupying bool
+	// live: occupying and not being killed.
+	live bool
+	// expired: unreachable (or unknown) for longer than the timeout.
+	expired bool
+}
+
+// Plan decides the next safe step for one cluster. It is pure.
+func Plan(in Input) Output {
+	p := planner{in: in}
+	p.run()
+	return p.out
+}
+
+type planner struct {
+	in      Input
+	out     Output
+	c       *v1alpha1.Cluster
+	hash    string
+	members []member
+	live    []*member
+	byID    map[string]*member
+	// requeue candidates
+	requeue time.Duration
+	// status inputs
+	masterOK     bool
+	masterReason string
+	masterMsg    string
+	excess       int
+	rollPending  bool
+}
+
+func (p *planner) ev(typ, reason, format string, args ...any) {
+	p.out.Events = append(p.out.Events, store.Event{Time: p.in.Now, Type: typ, Reason: reason, Message: fmt.Sprintf(format, args...)})
+}
+
+func (p *planner) requeueIn(d time.Duration) {
+	if d <= 0 {
+		d = 10 * time.Millisecond
+	}
+	if p.requeue == 0 || d < p.requeue {
+		p.requeue = d
+	}
+}
+
+func (p *planner) run() {
+	p.c = p.in.Cluster
+	if p.in.UnreachableTimeout <= 0 {
+		p.in.UnreachableTimeout = defaultUnreachableAfter
+	}
+	if p.in.StallAfter <= 0 {
+		p.in.StallAfter = defaultStallAfter
+	}
+	deleting := p.c.DeletionTimestamp != nil
+	hasFinalizer := false
+	for _, f := range p.c.Finalizers {
+		if f == v1alpha1.Finalizer {
+			hasFinalizer = true
+		}
+	}
+	if !deleting && !hasFinalizer {
+		p.out.AddFinalizer = true
+	}
+	p.classify()
+	invalid := len(p.in.SpecErrors) > 0
+	switch {
+	case deleting:
+		p.planDelete(hasFinalizer)
+	case invalid:
+		// Nothing is done to the tasks: the spec cannot be trusted.
+	default:
+		p.hash = v1alpha1.TemplateHash(&p.c.Spec)
+		p.planMembers()
+		p.planElection()
+		p.out.Endpoints = p.endpoints()
+		p.planForget()
+	}
+	p.status(deleting, invalid)
+	p.out.RequeueAfter = p.requeue
+}
+
+func (p *planner) classify() {
+	p.members = make([]member, len(p.in.Tasks))
+	p.byID = make(map[string]*member, len(p.in.Tasks))
+	for i := range p.in.Tasks {
+		r := &p.in.Tasks[i]
+		m := &p.members[i]
+		m.rec = r
+		if !IsTerminalState(r.State) {
+			m.occupying = true
+			if r.State == stateUnreachable || r.State == stateUnknown {
+				since := r.UpdatedAt
+				if r.UnreachableAt != nil {
+					since = *r.UnreachableAt
+				}
+				if left := since.Add(p.in.UnreachableTimeout).Sub(p.in.Now); left <= 0 {
+					m.expired = true
+					m.occupying = false
+				} else {
+					p.requeueIn(left)
+				}
+			}
+			m.live = m.occupying && !r.KillRequested
+		}
+		p.byID[r.ID] = m
+	}
+	// Order: ordinal, then newest launch first (so the preferred duplicate comes first).
+	sort.SliceStable(p.members, func(i, j int) bool {
+		a, b := p.members[i].rec, p.members[j].rec
+		if a.Ordinal != b.Ordinal {
+			return a.Ordinal < b.Ordinal
+		}
+		return a.ID < b.ID
+	})
+	for i := range p.members {
+		p.byID[p.members[i].rec.ID] = &p.members[i]
+	}
+}
+
+func (p *planner) kill(m *member, reason string) {
+	if !m.rec.KillRequested {
+		p.ev("Normal", "Killing", "killing task %s (ordinal %d): %s", m.rec.ID, m.rec.Ordinal, reason)
+	}
+	p.out.Kills = append(p.out.Kills, Kill{TaskID: m.rec.ID, AgentID: m.rec.AgentID, Ordinal: m.rec.Ordinal, Reason: reason, New: !m.rec.KillRequested})
+	m.live = false
+}
+
+// reissueKills re-issues kills decided before (the bridge retries them, but not
+// across controller restarts).
+func (p *planner) reissueKills() {
+	for i := range p.members {
+		m := &p.members[i]
+		if m.rec.KillRequested && !IsTerminalState(m.rec.State) {
+			p.out.Kills = append(p.out.Kills, Kill{TaskID: m.rec.ID, AgentID: m.rec.AgentID, Ordinal: m.rec.Ordinal, Reason: m.rec.KillReason})
+		}
+	}
+}
+
+func (p *planner) planDelete(hasFinalizer bool) {
+	p.reissueKills()
+	remaining := 0
+	for i := range p.members {
+		m := &p.members[i]
+		if IsTerminalState(m.rec.State) {
+			continue
+		}
+		if !m.expired {
+			remaining++
+		}
+		if !m.rec.KillRequested {
+			p.kill(m, "cluster deleted")
+		}
+	}
+	if remaining == 0 && hasFinalizer {
+		p.out.RemoveFinalizer = true
+	}
+}
+
+func (p *planner) replicas() int {
+	if p.c.Spec.Replicas == nil {
+		return int(v1alpha1.DefaultReplicas)
+	}
+	return int(*p.c.Spec.Replicas)
+}
+
+func (p *planner) masterID() string {
+	if e := p.in.Election; e != nil && (e.Phase == store.PhaseElected || e.Phase == store.PhasePromoted) {
+		return e.MasterTaskID
+	}
+	return ""
+}
+
+func isReady(r *store.TaskRecord) bool { return r.State == stateRunning }
+
+func (p *planner) planMembers() {
+	p.reissueKills()
+	desired := p.replicas()
+	masterID := p.masterID()
+
+	// Unreachable for too long: written off and killed (if it comes back it must
+	// not run beside its replacement).
+	for i := range p.members {
+		m := &p.members[i]
+		if m.expired && !m.rec.KillRequested && p.in.Reconciled {
+			p.kill(m, fmt.Sprintf("unreachable for more than %s", p.in.UnreachableTimeout))
+		}
+	}
+
+	// Duplicates: at most one live task per ordinal; keep the most advanced.
+	byOrd := map[int32]*member{}
+	for i := range p.members {
+		m := &p.members[i]
+		if !m.live {
+			continue
+		}
+		cur, ok := byOrd[m.rec.Ordinal]
+		if !ok {
+			byOrd[m.rec.Ordinal] = m
+			continue
+		}
+		keep, drop := cur, m
+		if better(m, cur, masterID) {
+			keep, drop = m, cur
+		}
+		byOrd[m.rec.Ordinal] = keep
+		p.kill(drop, fmt.Sprintf("duplicate of ordinal %d", drop.rec.Ordinal))
+	}
+	p.collectLive()
+
+	// Scale down: the highest ordinals go first, the master last.
+	if excess := len(p.live) - desired; excess > 0 {
+		victims := append([]*member(nil), p.live...)
+		sort.SliceStable(victims, func(i, j int) bool {
+			mi, mj := victims[i].rec.ID == masterID, victims[j].rec.ID == masterID
+			if mi != mj {
+				return !mi
+			}
+			return victims[i].rec.Ordinal > victims[j].rec.Ordinal
+		})
+		for _, m := range victims[:excess] {
+			p.kill(m, fmt.Sprintf("scale down to %d replicas", desired))
+		}
+		p.collectLive()
+	}
+
+	// Missing members take the lowest free ordinals; an ordinal whose previous task
+	// is still dying waits for it.
+	missing := desired - len(p.live)
+	if missing > 0 {
+		liveOrd := map[int32]bool{}
+		for _, m := range p.live {
+			liveOrd[m.rec.Ordinal] = true
+		}
+		occupied := map[int32]bool{}
+		for i := range p.members {
+			if p.members[i].occupying {
+				occupied[p.members[i].rec.Ordinal] = true
+			}
+		}
+		var peers []Peer
+		for _, m := range p.live {
+			peers = append(peers, Peer{AgentID: m.rec.AgentID, Hostname: m.rec.Hostname})
+		}
+		for ord := int32(0); missing > 0; ord++ {
+			if liveOrd[ord] {
+				continue
+			}
+			missing--
+			if occupied[ord] || !p.in.Reconciled {
+				p.out.Waiting++
+				continue
+			}
+			p.out.Needs = append(p.out.Needs, p.need(ord, peers))
+		}
+	}
+
+	// Rolling update: out-of-date live members within maxUnavailable, non-masters
+	// first (highest ordinal first), the master last.
+	if !p.in.Reconciled {
+		return
+	}
+	var outdated []*member
+	ready := 0
+	for _, m := range p.live {
+		if m.rec.TemplateHash != p.hash {
+			outdated = append(outdated, m)
+		}
+		if isReady(m.rec) {
+			ready++
+		}
+	}
+	if len(outdated) == 0 {
+		return
+	}
+	p.rollPending = true
+	if p.electionWanted() && masterID == "" {
+		return // no rolling while there is no master
+	}
+	maxUnavail := 1
+	if mu := p.c.Spec.Update.MaxUnavailable; mu != nil && *mu > 0 {
+		maxUnavail = int(*mu)
+	}
+	if ready > desired {
+		ready = desired
+	}
+	budget := maxUnavail - (desired - ready)
+	sort.SliceStable(outdated, func(i, j int) bool {
+		mi, mj := outdated[i].rec.ID == masterID, outdated[j].rec.ID == masterID
+		if mi != mj {
+			return !mi
+		}
+		return outdated[i].rec.Ordinal > outdated[j].rec.Ordinal
+	})
+	for _, m := range outdated {
+		if budget <= 0 {
+			break
+		}
+		if m.rec.ID == masterID && len(outdated) > 1 {
+			break // the master goes last, alone
+		}
+		p.kill(m, "rolling update to the new task template")
+		budget--
+	}
+	p.collectLive()
+}
+
+// better reports whether a should be kept over b (same ordinal).
+func better(a, b *member, masterID string) bool {
+	if (a.rec.ID == masterID) != (b.rec.ID == masterID) {
+		return a.rec.ID == masterID
+	}
+	ra, rb := stateRank(a.rec.State), stateRank(b.rec.State)
+	if ra != rb {
+		return ra > rb
+	}
+	return a.rec.LaunchedAt.After(b.rec.LaunchedAt)
+}
+
+func stateRank(s string) int {
+	switch s {
+	case stateRunning:
+		return 3
+	case stateStarting:
+		return 2
+	case stateStaging:
+		return 1
+	}
+	return 0
+}
+
+func (p *planner) collectLive() {
+	p.live = p.live[:0]
+	for i := range p.members {
+		if p.members[i].live {
+			p.live = append(p.live, &p.members[i])
+		}
+	}
+}
+
+func (p *planner) need(ord int32, peers []Peer) Need {
+	s := &p.c.Spec
+	cpus, mem, disk := v1alpha1.ResourceScalars(s.Task.Resources)
+	n := Need{
+		Key: p.c.Namespace + "/" + p.c.Name, Namespace: p.c.Namespace, Cluster: p.c.Name,
+		Ordinal: ord, Role: s.Role, CPUs: cpus, MemMB: mem, DiskMB: disk,
+		Ports: int(s.Task.Resources.Ports), Spread: s.Placement.Spread,
+		Constraints: s.Placement.Constraints, Peers: peers,
+	}
+	if n.Role == "" {
+		n.Role = v1alpha1.DefaultRole
+	}
+	if q := s.Task.Resources.Mem; q != nil {
+		n.MemText = q.String()
+	}
+	if q := s.Task.Resources.Disk; q != nil {
+		n.DiskText = q.String()
+	}
+	if q := s.Task.Resources.CPUs; q != nil {
+		n.CPUText = q.String()
+	}
+	return n
+}
+
+// planForget deletes terminal records nobody needs any more.
+func (p *planner) planForget() {
+	for i := range p.members {
+		r := p.members[i].rec
+		if IsTerminalState(r.State) && p.in.Now.Sub(r.UpdatedAt) > terminalRecordRetention && r.ID != p.masterID() {
+			p.out.Forget = append(p.out.Forget, r.ID)
+		}
+	}
+}
+
+func (p *planner) strategy() string {
+	if s := p.c.Spec.Election.Strategy; s != "" {
+		return s
+	}
+	return v1alpha1.ElectionNone
+}
+
+func (p *planner) electionWanted() bool { return p.strategy() != v1alpha1.ElectionNone }
+
+func (p *planner) electionTimeout() time.Duration {
+	if t := p.c.Spec.Election.Timeout; t != nil && t.Duration > 0 {
+		return t.Duration
+	}
+	return v1alpha1.DefaultElectionTimeout
+}
+
+// candidates are the live RUNNING members, by ordinal.
+func (p *planner) candidates() []*member {
+	var out []*member
+	for _, m := range p.live {
+		if isReady(m.rec) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func (p *planner) planElection() {
+	if !p.electionWanted() {
+		p.masterOK = true
+		return
+	}
+	rec := p.in.Election
+	var cur store.ElectionRecord
+	if rec != nil {
+		cur = *rec
+	}
+	masterAlive := false
+	if (cur.Phase == store.PhaseElected || cur.Phase == store.PhasePromoted) && cur.MasterTaskID != "" {
+		if m := p.byID[cur.MasterTaskID]; m != nil && m.live {
+			masterAlive = true
+		}
+	}
+	position := p.strategy() == v1alpha1.ElectionPosition
+
+	if masterAlive {
+		if cur.Phase == store.PhasePromoted {
+			p.masterOK = true
+			return
+		}
+		// Elected, not yet confirmed promoted.
+		if pm := p.in.Promoted; pm != nil && pm.Epoch == cur.Epoch && pm.TaskID == cur.MasterTaskID {
+			next := cur
+			t := p.in.Now
+			next.Phase = store.PhasePromoted
+			next.PromotedAt = &t
+			p.out.Election = &next
+			p.masterOK = true
+			if pm.Error != "" {
+				p.ev("Warning", ReasonPromoteFailed, "promote command of task %s (ordinal %d) failed in epoch %d: %s", cur.MasterTaskID, cur.MasterOrdinal, cur.Epoch, pm.Error)
+			} else {
+				p.ev("Normal", "Promoted", "task %s (ordinal %d) confirmed its promotion in epoch %d", cur.MasterTaskID, cur.MasterOrdinal, cur.Epoch)
+			}
+			return
+		}
+		m := p.byID[cur.MasterTaskID]
+		p.out.Promote = &Message{AgentID: m.rec.AgentID, ExecutorID: executorID(m.rec), Msg: election.Message{Type: election.TypePromote, Epoch: cur.Epoch, TaskID: cur.MasterTaskID}}
+		p.requeueIn(electionResendInterval)
+		p.masterReason, p.masterMsg = ReasonPromoting, fmt.Sprintf("waiting for task %s (ordinal %d) to confirm its promotion in epoch %d", cur.MasterTaskID, cur.MasterOrdinal, cur.Epoch)
+		return
+	}
+
+	if !p.in.Reconciled {
+		p.masterReason, p.masterMsg = ReasonWaitingReconcile, "no master: waiting for Mesos reconciliation before electing"
+		return
+	}
+	cands := p.candidates()
+
+	if cur.Phase == store.PhaseElecting && position {
+		isCand := map[string]bool{}
+		for _, m := range cands {
+			isCand[m.rec.ID] = true
+		}
+		answered := map[string]string{}
+		for _, a := range p.in.Answers {
+			if a.Type == election.TypePosition && a.Epoch == cur.Epoch && isCand[a.TaskID] {
+				answered[a.TaskID] = a.Position
+			}
+		}
+		timedOut := !p.in.Now.Before(cur.Deadline)
+		if (len(cands) > 0 && len(answered) == len(cands)) || (timedOut && len(answered) > 0) {
+			p.decide(cur, answered)
+			return
+		}
+		if !timedOut {
+			for _, m := range cands {
+				if _, ok := answered[m.rec.ID]; !ok {
+					p.out.Queries = append(p.out.Queries, Message{AgentID: m.rec.AgentID, ExecutorID: executorID(m.rec), Msg: election.Message{Type: election.TypePositionQuery, Epoch: cur.Epoch, TaskID: m.rec.ID}})
+				}
+			}
+			p.requeueIn(min(electionResendInterval, cur.Deadline.Sub(p.in.Now)))
+			p.masterReason, p.masterMsg = ReasonElecting, fmt.Sprintf("electing a master in epoch %d: %d of %d members answered", cur.Epoch, len(answered), len(cands))
+			return
+		}
+		p.ev("Warning", "ElectionTimeout", "no member answered the position query of epoch %d within %s; starting a new election", cur.Epoch, p.electionTimeout())
+		// fall through: a new election under epoch+1
+	}
+
+	// A new election is needed: no master yet, or the master is gone.
+	quorum := p.replicas()/2 + 1
+	if len(cands) < quorum || len(cands) == 0 {
+		p.masterReason, p.masterMsg = ReasonWaitingForMembers, fmt.Sprintf("no master: %d of %d members running, %d needed to elect", len(cands), p.replicas(), max(quorum, 1))
+		return
+	}
+	if cur.MasterTaskID != "" && cur.Phase != store.PhaseElecting {
+		p.ev("Warning", "MasterLost", "master task %s (ordinal %d) of epoch %d is gone", cur.MasterTaskID, cur.MasterOrdinal, cur.Epoch)
+	}
+	next := store.ElectionRecord{Epoch: cur.Epoch + 1, StartedAt: p.in.Now}
+	if !position {
+		// ordinal: the lowest running ordinal wins, at once.
+		w := cands[0]
+		t := p.in.Now
+		next.Phase = store.PhasePromoted
+		next.MasterTaskID, next.MasterOrdinal = w.rec.ID, w.rec.Ordinal
+		next.ElectedAt, next.PromotedAt = &t, &t
+		next.Deadline = p.in.Now
+		p.out.Election = &next
+		p.masterOK = true
+		p.ev("Normal", "Elected", "task %s (ordinal %d) elected master in epoch %d (lowest running ordinal)", w.rec.ID, w.rec.Ordinal, next.Epoch)
+		return
+	}
+	next.Phase = store.PhaseElecting
+	next.Deadline = p.in.Now.Add(p.electionTimeout())
+	p.out.Election = &next
+	p.ev("Normal", "ElectionStarted", "election epoch %d started among %d running members", next.Epoch, len(cands))
+	for _, m := range cands {
+		p.out.Queries = append(p.out.Queries, Message{AgentID: m.rec.AgentID, ExecutorID: executorID(m.rec), Msg: election.Message{Type: election.TypePositionQuery, Epoch: next.Epoch, TaskID: m.rec.ID}})
+	}
+	p.requeueIn(electionResendInterval)
+	p.masterReason, p.masterMsg = ReasonElecting, fmt.Sprintf("electing a master in epoch %d: 0 of %d members answered", next.Epoch, len(cands))
+}
+
+// decide picks the winner among the answers (highest position, ties to the lowest
+// ordinal) and records it; the shell persists, then publishes and promotes.
+func (p *planner) decide(cur store.ElectionRecord, answered map[string]string) {
+	ids := make([]string, 0, len(answered))
+	for id := range answered {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool {
+		a, b := p.byID[ids[i]].rec, p.byID[ids[j]].rec
+		if c := ComparePositions(answered[ids[i]], answered[ids[j]]); c != 0 {
+			return c > 0
+		}
+		if a.Ordinal != b.Ordinal {
+			return a.Ordinal < b.Ordinal
+		}
+		return a.ID < b.ID
+	})
+	w := p.byID[ids[0]].rec
+	next := cur
+	t := p.in.Now
+	next.Phase = store.PhaseElected
+	next.MasterTaskID, next.MasterOrdinal = w.ID, w.Ordinal
+	next.Positions = answered
+	next.ElectedAt = &t
+	p.out.Election = &next
+	p.ev("Normal", "Elected", "task %s (ordinal %d) elected master in epoch %d with position %q (%d members answered)", w.ID, w.Ordinal, cur.Epoch, answered[w.ID], len(answered))
+	p.out.Promote = &Message{AgentID: w.AgentID, ExecutorID: executorID(w), Msg: election.Message{Type: election.TypePromote, Epoch: cur.Epoch, TaskID: w.ID}}
+	p.requeueIn(electionResendInterval)
+	p.masterReason, p.masterMsg = ReasonPromoting, fmt.Sprintf("waiting for task %s (ordinal %d) to confirm its promotion in epoch %d", w.ID, w.Ordinal, cur.Epoch)
+}
+
+func executorID(r *store.TaskRecord) string {
+	if r.ExecutorID != "" {
+		return r.ExecutorID
+	}
+	return r.ID
+}
+
+// electionAfter is the election record as it will be once Output is persisted.
+func (p *planner) electionAfter() *store.ElectionRecord {
+	if p.out.Election != nil {
+		return p.out.Election
+	}
+	return p.in.Election
+}
+
+// master returns the current master member, if any, after this plan.
+func (p *planner) master() (*store.ElectionRecord, *member) {
+	e := p.electionAfter()
+	if !p.electionWanted() || e == nil || (e.Phase != store.PhaseElected && e.Phase != store.PhasePromoted) {
+		return nil, nil
+	}
+	m := p.byID[e.MasterTaskID]
+	if m == nil || !m.live {
+		return nil, nil
+	}
+	return e, m
+}
+
+func firstPort(r *store.TaskRecord) int32 {
+	if len(r.Ports) > 0 {
+		return r.Ports[0]
+	}
+	return 0
+}
+
+func (p *planner) endpoints() *store.Endpoints {
+	ep := &store.Endpoints{Namespace: p.c.Namespace, Cluster: p.c.Name, Members: []store.Endpoint{}}
+	for _, m := range p.live {
+		if isReady(m.rec) {
+			ep.Members = append(ep.Members, store.Endpoint{TaskID: m.rec.ID, Ordinal: m.rec.Ordinal, Hostname: m.rec.Hostname, Port: firstPort(m.rec)})
+		}
+	}
+	if e := p.electionAfter(); e != nil && p.electionWanted() {
+		ep.Epoch = e.Epoch
+	}
+	if _, m := p.master(); m != nil {
+		ep.Master = &store.Endpoint{TaskID: m.rec.ID, Ordinal: m.rec.Ordinal, Hostname: m.rec.Hostname, Port: firstPort(m.rec)}
+	}
+	return ep
+}
+
+func (p *planner) status(deleting, invalid bool) {
+	c := p.c
+	st := v1alpha1.ClusterStatus{ObservedGeneration: c.Generation}
+	desired := p.replicas()
+	if invalid || deleting {
+		p.collectLiveFromRecords()
+	}
+	for _, m := range p.live {
+		st.Replicas++
+		if isReady(m.rec) {
+			st.ReadyReplicas++
+		}
+		if p.hash != "" && m.rec.TemplateHash == p.hash {
+			st.UpdatedReplicas++
+		}
+	}
+	for i := range p.members {
+		r := p.members[i].rec
+		if IsTerminalState(r.State) {
+			continue
+		}
+		ts := v1alpha1.TaskStatus{ID: r.ID, Ordinal: r.Ordinal, State: r.State, AgentID: r.AgentID, Hostname: r.Hostname, Ports: r.Ports}
+		if r.KillRequested {
+			ts.Message = "killing: " + r.KillReason
+		} else if r.Message != "" && r.State != stateRunning {
+			ts.Message = r.Message
+		}
+		st.Tasks = append(st.Tasks, ts)
+	}
+	if e, m := p.master(); m != nil {
+		st.Master = &v1alpha1.MasterStatus{TaskID: m.rec.ID, Ordinal: m.rec.Ordinal, Hostname: m.rec.Hostname, Port: firstPort(m.rec), Epoch: e.Epoch}
+	}
+	st.Conditions = append([]metav1.Condition(nil), c.Status.Conditions...)
+	prevStalled := v1alpha1.FindCondition(c.Status.Conditions, v1alpha1.ConditionStalled)
+
+	var ready, reconciling, stalled metav1.Condition
+	cond := func(status metav1.ConditionStatus, reason, msg string) metav1.Condition {
+		return metav1.Condition{Status: status, Reason: reason, Message: msg, ObservedGeneration: c.Generation, LastTransitionTime: metav1.NewTime(p.in.Now.Truncate(time.Second))}
+	}
+	running := fmt.Sprintf("%d/%d members running", st.ReadyReplicas, desired)
+	switch {
+	case deleting:
+		left := 0
+		for i := range p.members {
+			if !IsTerminalState(p.members[i].rec.State) && !p.members[i].expired {
+				left++
+			}
+		}
+		msg := fmt.Sprintf("deleting: %d tasks still to stop", left)
+		ready = cond(metav1.ConditionFalse, ReasonDeleting, msg)
+		reconciling = cond(metav1.ConditionTrue, ReasonDeleting, msg)
+		stalled = cond(metav1.ConditionFalse, ReasonDeleting, "")
+	case invalid:
+		msg := specErrorsMessage(p.in.SpecErrors)
+		ready = cond(metav1.ConditionFalse, ReasonInvalidSpec, msg)
+		reconciling = cond(metav1.ConditionFalse, ReasonInvalidSpec, "nothing is done to the cluster's tasks until the spec is fixed")
+		stalled = cond(metav1.ConditionTrue, ReasonInvalidSpec, msg)
+	default:
+		noFit := p.in.Unplaced != nil && len(p.out.Needs) > 0
+		stallNow := false
+		if noFit {
+			if left := p.in.Unplaced.Since.Add(p.in.StallAfter).Sub(p.in.Now); left <= 0 {
+				stallNow = true
+			} else {
+				p.requeueIn(left)
+			}
+		}
+		reason, msg := "", ""
+		switch {
+		case !p.in.Reconciled && (p.out.Waiting > 0 || !p.masterOK):
+			reason, msg = ReasonWaitingReconcile, running+"; waiting for Mesos to confirm task states after (re)subscribing"
+		case stallNow:
+			reason, msg = ReasonNoOfferFits, p.in.Unplaced.Reason
+		case p.rolling():
+			reason, msg = ReasonRollingUpdate, fmt.Sprintf("%d/%d members updated; %s", st.UpdatedReplicas, desired, running)
+		case len(p.out.Needs) > 0 || p.out.Waiting > 0:
+			reason, msg = ReasonLaunching, fmt.Sprintf("%s; %d to launch", running, len(p.out.Needs)+p.out.Waiting)
+			if noFit {
+				msg += "; " + p.in.Unplaced.Reason
+			}
+		case int(st.Replicas) > desired:
+			reason, msg = ReasonScalingDown, fmt.Sprintf("%d members, scaling down to %d", st.Replicas, desired)
+		case int(st.ReadyReplicas) < desired:
+			reason, msg = ReasonMembersNotReady, running
+		case int(st.UpdatedReplicas) < desired:
+			reason, msg = ReasonRollingUpdate, fmt.Sprintf("%d/%d members updated", st.UpdatedReplicas, desired)
+		case !p.masterOK:
+			reason, msg = p.masterReason, p.masterMsg
+		}
+		if e, _ := p.master(); reason == "" && e != nil && p.in.Promoted != nil && p.in.Promoted.Epoch == e.Epoch && p.in.Promoted.TaskID == e.MasterTaskID && p.in.Promoted.Error != "" {
+			reason, msg = ReasonPromoteFailed, "the promote command failed on the master: "+p.in.Promoted.Error
+		}
+		switch {
+		case reason == "":
+			m := running
+			if st.Master != nil {
+				m += fmt.Sprintf("; master ordinal %d (%s:%d) in epoch %d", st.Master.Ordinal, st.Master.Hostname, st.Master.Port, st.Master.Epoch)
+			}
+			ready = cond(metav1.ConditionTrue, ReasonReady, m)
+			reconciling = cond(metav1.ConditionFalse, ReasonConverged, "")
+			stalled = cond(metav1.ConditionFalse, ReasonConverged, "")
+		case stallNow:
+			ready = cond(metav1.ConditionFalse, reason, msg)
+			reconciling = cond(metav1.ConditionFalse, ReasonStalled, "no progress is possible until offers that fit appear or the spec changes")
+			stalled = cond(metav1.ConditionTrue, reason, msg)
+			if prevStalled == nil || prevStalled.Status != metav1.ConditionTrue || prevStalled.Reason != reason {
+				p.ev("Warning", reason, "%s", msg)
+			}
+		default:
+			ready = cond(metav1.ConditionFalse, reason, msg)
+			reconciling = cond(metav1.ConditionTrue, reason, msg)
+			stalled = cond(metav1.ConditionFalse, ReasonProgressing, "")
+		}
+	}
+	if invalid && (prevStalled == nil || prevStalled.Status != metav1.ConditionTrue || prevStalled.Reason != ReasonInvalidSpec) {
+		p.ev("Warning", ReasonInvalidSpec, "%s", specErrorsMessage(p.in.SpecErrors))
+	}
+	ready.Type, reconciling.Type, stalled.Type = v1alpha1.ConditionReady, v1alpha1.ConditionReconciling, v1alpha1.ConditionStalled
+	v1alpha1.SetCondition(&st.Conditions, ready)
+	v1alpha1.SetCondition(&st.Conditions, reconciling)
+	v1alpha1.SetCondition(&st.Conditions, stalled)
+	p.out.Status = st
+}
+
+// rolling reports whether a rolling update is under way: a member of an older
+// template is still live or dying.
+func (p *planner) rolling() bool {
+	if p.rollPending {
+		return true
+	}
+	for i := range p.members {
+		if p.members[i].occupying && p.members[i].rec.TemplateHash != p.hash {
+			return true
+		}
+	}
+	return false
+}
+
+// collectLiveFromRecords fills p.live when planMembers did not run.
+func (p *planner) collectLiveFromRecords() { p.collectLive() }
+
+func specErrorsMessage(errs field.ErrorList) string {
+	var parts []string
+	for i, e := range errs {
+		if i == maxStatusMessageFieldErr {
+			parts = append(parts, fmt.Sprintf("and %d more", len(errs)-i))
+			break
+		}
+		// The bad value is shown except under env, whose values may be secrets.
+		if strings.Contains(e.Field, ".env") || e.BadValue == nil {
+			parts = append(parts, fmt.Sprintf("%s: %s: %s", e.Field, e.Type, e.Detail))
+		} else {
+			parts = append(parts, e.Error())
+		}
+	}
+	return "invalid spec: " + strings.Join(parts, "; ")
+}

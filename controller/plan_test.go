@@ -1,0 +1,524 @@
+package controller
+
+import (
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/converge-io/converge/apis/v1alpha1"
+	"github.com/converge-io/converge/election"
+	"github.com/converge-io/converge/store"
+)
+
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func testCluster(replicas int32, mods ...func(*v1alpha1.Cluster)) *v1alpha1.Cluster {
+	c := &v1alpha1.Cluster{}
+	c.Name, c.Namespace, c.Generation = "db", "default", 1
+	c.Finalizers = []string{v1alpha1.Finalizer}
+	c.Spec.Replicas = &replicas
+	c.Spec.Task.Command = "sleep 1000"
+	cpu, mem := resource.MustParse("100m"), resource.MustParse("64Mi")
+	c.Spec.Task.Resources = v1alpha1.Resources{CPUs: &cpu, Mem: &mem, Ports: 1}
+	v1alpha1.SetDefaults(c)
+	for _, m := range mods {
+		m(c)
+	}
+	return c
+}
+
+func strategy(s string) func(*v1alpha1.Cluster) {
+	return func(c *v1alpha1.Cluster) { c.Spec.Election.Strategy = s }
+}
+
+// rec is a ledger record of the cluster's current template.
+func rec(c *v1alpha1.Cluster, ord int32, state string, mods ...func(*store.TaskRecord)) store.TaskRecord {
+	r := store.TaskRecord{
+		ID: TaskID(c.Namespace, c.Name, ord, "a"+string(rune('0'+ord))), Namespace: c.Namespace, Cluster: c.Name, Ordinal: ord,
+		TemplateHash: v1alpha1.TemplateHash(&c.Spec), AgentID: "agent-" + string(rune('0'+ord)),
+		Hostname: "127.0.0." + string(rune('1'+ord)), Ports: []int32{31000 + ord}, State: state,
+		LaunchedAt: t0.Add(-time.Hour), UpdatedAt: t0.Add(-time.Minute),
+	}
+	for _, m := range mods {
+		m(&r)
+	}
+	return r
+}
+
+func running(c *v1alpha1.Cluster, ords ...int32) []store.TaskRecord {
+	var out []store.TaskRecord
+	for _, o := range ords {
+		out = append(out, rec(c, o, stateRunning))
+	}
+	return out
+}
+
+func in(c *v1alpha1.Cluster, tasks []store.TaskRecord, mods ...func(*Input)) Input {
+	i := Input{Cluster: c, Tasks: tasks, Reconciled: true, Now: t0, UnreachableTimeout: time.Minute, StallAfter: 10 * time.Second}
+	for _, m := range mods {
+		m(&i)
+	}
+	return i
+}
+
+func needOrdinals(o Output) []int32 {
+	var out []int32
+	for _, n := range o.Needs {
+		out = append(out, n.Ordinal)
+	}
+	return out
+}
+
+func killed(o Output, newOnly bool) []int32 {
+	var out []int32
+	for _, k := range o.Kills {
+		if k.New || !newOnly {
+			out = append(out, k.Ordinal)
+		}
+	}
+	return out
+}
+
+func cond(o Output, typ string) metav1.Condition {
+	c := v1alpha1.FindCondition(o.Status.Conditions, typ)
+	if c == nil {
+		return metav1.Condition{}
+	}
+	return *c
+}
+
+func elected(c *v1alpha1.Cluster, master store.TaskRecord, epoch int64, phase string) *store.ElectionRecord {
+	t := t0.Add(-time.Hour)
+	return &store.ElectionRecord{Epoch: epoch, Phase: phase, MasterTaskID: master.ID, MasterOrdinal: master.Ordinal, ElectedAt: &t, StartedAt: t, Deadline: t}
+}
+
+func TestPlanMembers(t *testing.T) {
+	c3 := testCluster(3)
+	newTemplate := testCluster(3, func(c *v1alpha1.Cluster) { c.Spec.Task.Command = "sleep 2000"; c.Generation = 2 })
+	ord := testCluster(3, strategy(v1alpha1.ElectionOrdinal))
+	ordNew := testCluster(3, strategy(v1alpha1.ElectionOrdinal), func(c *v1alpha1.Cluster) { c.Spec.Task.Command = "sleep 2000" })
+	ordNew2 := testCluster(3, strategy(v1alpha1.ElectionOrdinal), func(c *v1alpha1.Cluster) {
+		c.Spec.Task.Command = "sleep 2000"
+		two := int32(2)
+		c.Spec.Update.MaxUnavailable = &two
+	})
+	old := func(ords ...int32) []store.TaskRecord { return running(ord, ords...) } // old template of ordNew
+	ordOf := func(c *v1alpha1.Cluster, n int32) *v1alpha1.Cluster {
+		cc := c.DeepCopy()
+		cc.Spec.Replicas = &n
+		return cc
+	}
+
+	tests := []struct {
+		name      string
+		in        Input
+		needs     []int32
+		waiting   int
+		newKills  []int32
+		allKills  []int32
+		ready     metav1.ConditionStatus
+		reason    string
+		finalizer string // "add", "remove", ""
+	}{
+		{name: "fresh cluster launches every ordinal and adds the finalizer",
+			in:    in(testCluster(3, func(c *v1alpha1.Cluster) { c.Finalizers = nil }), nil),
+			needs: []int32{0, 1, 2}, ready: metav1.ConditionFalse, reason: ReasonLaunching, finalizer: "add"},
+		{name: "before reconciliation nothing missing is launched",
+			in:      in(c3, running(c3, 0), func(i *Input) { i.Reconciled = false }),
+			waiting: 2, ready: metav1.ConditionFalse, reason: ReasonWaitingReconcile},
+		{name: "all running is ready",
+			in: in(c3, running(c3, 0, 1, 2)), ready: metav1.ConditionTrue, reason: ReasonReady},
+		{name: "failed member is replaced with its ordinal",
+			in:    in(c3, append(running(c3, 0, 2), rec(c3, 1, "TASK_FAILED"))),
+			needs: []int32{1}, ready: metav1.ConditionFalse, reason: ReasonLaunching},
+		{name: "lost, gone, dropped and error are replaced",
+			in: in(testCluster(5), []store.TaskRecord{
+				rec(c3, 0, "TASK_LOST"), rec(c3, 1, "TASK_GONE"), rec(c3, 2, "TASK_DROPPED"), rec(c3, 3, "TASK_ERROR"), rec(c3, 4, stateRunning)}),
+			needs: []int32{0, 1, 2, 3}, ready: metav1.ConditionFalse, reason: ReasonLaunching},
+		{name: "unreachable within the timeout is not missing",
+			in: in(c3, append(running(c3, 0, 2), rec(c3, 1, stateUnreachable, func(r *store.TaskRecord) {
+				u := t0.Add(-30 * time.Second)
+				r.UnreachableAt = &u
+			}))),
+			ready: metav1.ConditionFalse, reason: ReasonMembersNotReady},
+		{name: "unknown state within the timeout is not missing",
+			in: in(c3, append(running(c3, 0, 2), rec(c3, 1, stateUnknown, func(r *store.TaskRecord) {
+				u := t0.Add(-30 * time.Second)
+				r.UnreachableAt = &u
+			}))),
+			ready: metav1.ConditionFalse, reason: ReasonMembersNotReady},
+		{name: "unreachable past the timeout is killed and replaced",
+			in: in(c3, append(running(c3, 0, 2), rec(c3, 1, stateUnreachable, func(r *store.TaskRecord) {
+				u := t0.Add(-2 * time.Minute)
+				r.UnreachableAt = &u
+			}))),
+			needs: []int32{1}, newKills: []int32{1}, allKills: []int32{1}, ready: metav1.ConditionFalse, reason: ReasonLaunching},
+		{name: "a staging member is not missing",
+			in: in(c3, append(running(c3, 0, 2), rec(c3, 1, stateStaging))), ready: metav1.ConditionFalse, reason: ReasonMembersNotReady},
+		{name: "scale up launches the next ordinals",
+			in: in(testCluster(5), running(c3, 0, 1, 2)), needs: []int32{3, 4}, ready: metav1.ConditionFalse, reason: ReasonLaunching},
+		{name: "scale down kills the highest ordinals",
+			in: in(testCluster(1), running(c3, 0, 1, 2)), newKills: []int32{2, 1}, allKills: []int32{2, 1}, ready: metav1.ConditionTrue, reason: ReasonReady},
+		{name: "scale down spares the master",
+			in: in(ordOf(ord, 1), running(ord, 0, 1, 2), func(i *Input) {
+				i.Election = elected(ord, rec(ord, 2, stateRunning), 3, store.PhasePromoted)
+			}), newKills: []int32{1, 0}, allKills: []int32{1, 0}, ready: metav1.ConditionTrue, reason: ReasonReady},
+		{name: "scale to zero kills the master too",
+			in: in(ordOf(ord, 0), running(ord, 0, 1), func(i *Input) {
+				i.Election = elected(ord, rec(ord, 0, stateRunning), 3, store.PhasePromoted)
+			}), newKills: []int32{1, 0}, allKills: []int32{1, 0}, ready: metav1.ConditionFalse, reason: ReasonWaitingForMembers},
+		{name: "a killed ordinal waits for its task to die before relaunch",
+			in: in(c3, append(running(newTemplate, 0, 1), rec(c3, 2, stateRunning, func(r *store.TaskRecord) { r.KillRequested = true; r.KillReason = "rolling update" }))),
+			waiting: 1, allKills: []int32{2}, ready: metav1.ConditionFalse, reason: ReasonRollingUpdate},
+		{name: "decided kills are re-issued",
+			in:       in(c3, append(running(c3, 0, 1, 2), rec(c3, 3, stateRunning, func(r *store.TaskRecord) { r.KillRequested = true }))),
+			allKills: []int32{3}, ready: metav1.ConditionTrue, reason: ReasonReady},
+		{name: "rolling update: one non-master at a time, highest ordinal first",
+			in: in(ordNew, old(0, 1, 2), func(i *Input) {
+				i.Election = elected(ord, rec(ord, 0, stateRunning), 1, store.PhasePromoted)
+			}), newKills: []int32{2}, allKills: []int32{2}, ready: metav1.ConditionFalse, reason: ReasonRollingUpdate},
+		{name: "rolling update waits while a member is unavailable",
+			in: in(ordNew, append(old(0, 1), rec(ordNew, 2, stateStaging)), func(i *Input) {
+				i.Election = elected(ord, rec(ord, 0, stateRunning), 1, store.PhasePromoted)
+			}), ready: metav1.ConditionFalse, reason: ReasonRollingUpdate},
+		{name: "rolling update: master last",
+			in: in(ordNew, append(old(0), running(ordNew, 1, 2)...), func(i *Input) {
+				i.Election = elected(ord, rec(ord, 0, stateRunning), 1, store.PhasePromoted)
+			}), newKills: []int32{0}, allKills: []int32{0}, ready: metav1.ConditionFalse, reason: ReasonRollingUpdate},
+		{name: "rolling update within maxUnavailable 2 still keeps the master",
+			in: in(ordNew2, old(0, 1, 2), func(i *Input) {
+				i.Election = elected(ord, rec(ord, 1, stateRunning), 1, store.PhasePromoted)
+			}), newKills: []int32{2, 0}, allKills: []int32{2, 0}, ready: metav1.ConditionFalse, reason: ReasonRollingUpdate},
+		{name: "duplicate live ordinal: the running one stays",
+			in: in(c3, append(running(c3, 0, 1, 2), rec(c3, 1, stateStaging, func(r *store.TaskRecord) { r.ID = TaskID("default", "db", 1, "dup") }))),
+			newKills: []int32{1}, allKills: []int32{1}, ready: metav1.ConditionTrue, reason: ReasonReady},
+		{name: "invalid spec: nothing done to the tasks",
+			in: in(testCluster(1), running(c3, 0, 1, 2), func(i *Input) {
+				i.SpecErrors = field.ErrorList{field.Invalid(field.NewPath("spec", "task", "resources", "mem"), "-1", "must be positive")}
+			}), ready: metav1.ConditionFalse, reason: ReasonInvalidSpec},
+		{name: "delete kills every task",
+			in: in(testCluster(3, func(c *v1alpha1.Cluster) { now := metav1.NewTime(t0); c.DeletionTimestamp = &now }),
+				append(running(c3, 0, 1), rec(c3, 2, "TASK_FINISHED"))),
+			newKills: []int32{0, 1}, allKills: []int32{0, 1}, ready: metav1.ConditionFalse, reason: ReasonDeleting},
+		{name: "delete removes the finalizer when all are terminal",
+			in: in(testCluster(3, func(c *v1alpha1.Cluster) { now := metav1.NewTime(t0); c.DeletionTimestamp = &now }),
+				[]store.TaskRecord{rec(c3, 0, "TASK_KILLED"), rec(c3, 1, "TASK_LOST")}),
+			ready: metav1.ConditionFalse, reason: ReasonDeleting, finalizer: "remove"},
+		{name: "delete of an invalid cluster still kills",
+			in: in(testCluster(3, func(c *v1alpha1.Cluster) { now := metav1.NewTime(t0); c.DeletionTimestamp = &now }), running(c3, 0), func(i *Input) {
+				i.SpecErrors = field.ErrorList{field.Required(field.NewPath("spec", "task", "command"), "")}
+			}),
+			newKills: []int32{0}, allKills: []int32{0}, ready: metav1.ConditionFalse, reason: ReasonDeleting},
+		{name: "no offer fits for long: stalled",
+			in: in(c3, running(c3, 0), func(i *Input) {
+				i.Unplaced = &Unplaced{Reason: "needs mem 64Gi, the largest offer has 8Gi", Since: t0.Add(-time.Minute)}
+			}), needs: []int32{1, 2}, ready: metav1.ConditionFalse, reason: ReasonNoOfferFits},
+		{name: "no offer fits just now: still launching",
+			in: in(c3, running(c3, 0), func(i *Input) {
+				i.Unplaced = &Unplaced{Reason: "needs mem 64Gi, the largest offer has 8Gi", Since: t0.Add(-time.Second)}
+			}), needs: []int32{1, 2}, ready: metav1.ConditionFalse, reason: ReasonLaunching},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out := Plan(tc.in)
+			if got := needOrdinals(out); !reflect.DeepEqual(got, tc.needs) {
+				t.Errorf("needs = %v, want %v", got, tc.needs)
+			}
+			if out.Waiting != tc.waiting {
+				t.Errorf("waiting = %d, want %d", out.Waiting, tc.waiting)
+			}
+			if got := killed(out, true); !reflect.DeepEqual(got, tc.newKills) {
+				t.Errorf("new kills = %v, want %v", got, tc.newKills)
+			}
+			if got := killed(out, false); !sameSet(got, tc.allKills) {
+				t.Errorf("kills = %v, want %v", got, tc.allKills)
+			}
+			r := cond(out, v1alpha1.ConditionReady)
+			if r.Status != tc.ready || r.Reason != tc.reason {
+				t.Errorf("Ready = %s/%s (%s), want %s/%s", r.Status, r.Reason, r.Message, tc.ready, tc.reason)
+			}
+			if r.ObservedGeneration != tc.in.Cluster.Generation || out.Status.ObservedGeneration != tc.in.Cluster.Generation {
+				t.Errorf("observedGeneration not set")
+			}
+			fin := ""
+			if out.AddFinalizer {
+				fin = "add"
+			}
+			if out.RemoveFinalizer {
+				fin = "remove"
+			}
+			if fin != tc.finalizer {
+				t.Errorf("finalizer change %q, want %q", fin, tc.finalizer)
+			}
+			if len(tc.in.SpecErrors) > 0 && tc.in.Cluster.DeletionTimestamp == nil {
+				s := cond(out, v1alpha1.ConditionStalled)
+				if s.Status != metav1.ConditionTrue || !strings.Contains(s.Message, "spec.task.resources.mem") {
+					t.Errorf("Stalled = %+v", s)
+				}
+				if out.Election != nil || len(out.Queries) > 0 || out.Endpoints != nil {
+					t.Errorf("invalid spec acted: %+v", out)
+				}
+			}
+			if tc.reason == ReasonNoOfferFits {
+				s := cond(out, v1alpha1.ConditionStalled)
+				if s.Status != metav1.ConditionTrue || !strings.Contains(s.Message, "64Gi") {
+					t.Errorf("Stalled = %+v", s)
+				}
+			}
+		})
+	}
+}
+
+func sameSet(a, b []int32) bool {
+	a, b = append([]int32(nil), a...), append([]int32(nil), b...)
+	sort.Slice(a, func(i, j int) bool { return a[i] < a[j] })
+	sort.Slice(b, func(i, j int) bool { return b[i] < b[j] })
+	return len(a) == len(b) && (len(a) == 0 || reflect.DeepEqual(a, b))
+}
+
+func TestPlanStatusIsStable(t *testing.T) {
+	c := testCluster(3, strategy(v1alpha1.ElectionOrdinal))
+	tasks := running(c, 0, 1, 2)
+	e := elected(c, tasks[0], 1, store.PhasePromoted)
+	out := Plan(in(c, tasks, func(i *Input) { i.Election = e }))
+	if r := cond(out, v1alpha1.ConditionReady); r.Status != metav1.ConditionTrue {
+		t.Fatalf("not ready: %+v", r)
+	}
+	if out.Status.Master == nil || out.Status.Master.Ordinal != 0 || out.Status.Master.Port != 31000 || out.Status.Master.Epoch != 1 {
+		t.Fatalf("master = %+v", out.Status.Master)
+	}
+	c.Status = out.Status
+	later := Plan(in(c, tasks, func(i *Input) { i.Election = e; i.Now = t0.Add(time.Hour) }))
+	if !reflect.DeepEqual(later.Status, c.Status) {
+		t.Fatalf("status changed on a quiet re-plan:\n%+v\n%+v", later.Status, c.Status)
+	}
+	if len(later.Events) != 0 || later.Election != nil || len(later.Kills) != 0 {
+		t.Fatalf("quiet re-plan acted: %+v", later)
+	}
+}
+
+func TestPlanOrdinalElection(t *testing.T) {
+	c := testCluster(3, strategy(v1alpha1.ElectionOrdinal))
+	// Ordinal 0 still staging: the lowest running ordinal wins.
+	tasks := append([]store.TaskRecord{rec(c, 0, stateStaging)}, running(c, 1, 2)...)
+	out := Plan(in(c, tasks))
+	if out.Election == nil || out.Election.MasterOrdinal != 1 || out.Election.Epoch != 1 || out.Election.Phase != store.PhasePromoted {
+		t.Fatalf("election = %+v", out.Election)
+	}
+	if out.Endpoints == nil || out.Endpoints.Master == nil || out.Endpoints.Master.Ordinal != 1 || out.Endpoints.Master.Port != 31001 {
+		t.Fatalf("endpoints = %+v", out.Endpoints)
+	}
+	if len(out.Queries) != 0 || out.Promote != nil {
+		t.Fatalf("ordinal strategy sent messages")
+	}
+	// Ordinal 0 comes up: it joins as a replica, no new election.
+	tasks[0].State = stateRunning
+	out2 := Plan(in(c, tasks, func(i *Input) { i.Election = out.Election }))
+	if out2.Election != nil {
+		t.Fatalf("re-elected with a live master: %+v", out2.Election)
+	}
+	if r := cond(out2, v1alpha1.ConditionReady); r.Status != metav1.ConditionTrue {
+		t.Fatalf("not ready: %+v", r)
+	}
+	// The master fails: new epoch, lowest running ordinal.
+	tasks[1].State = "TASK_FAILED"
+	out3 := Plan(in(c, tasks, func(i *Input) { i.Election = out.Election }))
+	if out3.Election == nil || out3.Election.Epoch != 2 || out3.Election.MasterOrdinal != 0 {
+		t.Fatalf("re-election = %+v", out3.Election)
+	}
+	if !hasEvent(out3, "MasterLost") || !hasEvent(out3, "Elected") {
+		t.Fatalf("events = %+v", out3.Events)
+	}
+	if got := needOrdinals(out3); !reflect.DeepEqual(got, []int32{1}) {
+		t.Fatalf("needs = %v", got)
+	}
+	// Not reconciled: no election on a stale view.
+	out4 := Plan(in(c, tasks, func(i *Input) { i.Election = out.Election; i.Reconciled = false }))
+	if out4.Election != nil {
+		t.Fatalf("elected before reconciliation")
+	}
+}
+
+func hasEvent(o Output, reason string) bool {
+	for _, e := range o.Events {
+		if e.Reason == reason {
+			return true
+		}
+	}
+	return false
+}
+
+func answer(c *v1alpha1.Cluster, ord int32, epoch int64, pos string) election.Message {
+	return election.Message{Type: election.TypePosition, Epoch: epoch, TaskID: rec(c, ord, stateRunning).ID, Position: pos}
+}
+
+func TestPlanPositionElection(t *testing.T) {
+	c := testCluster(3, strategy(v1alpha1.ElectionPosition), func(c *v1alpha1.Cluster) {
+		c.Spec.Election.Timeout = &metav1.Duration{Duration: 30 * time.Second}
+	})
+	tasks := running(c, 0, 1, 2)
+
+	// No record: epoch 1 starts, every running member is asked.
+	start := Plan(in(c, tasks))
+	e := start.Election
+	if e == nil || e.Epoch != 1 || e.Phase != store.PhaseElecting || !e.Deadline.Equal(t0.Add(30*time.Second)) {
+		t.Fatalf("start = %+v", e)
+	}
+	if len(start.Queries) != 3 || start.Queries[0].Msg.Type != election.TypePositionQuery || start.Queries[0].ExecutorID != tasks[0].ID {
+		t.Fatalf("queries = %+v", start.Queries)
+	}
+	if start.Endpoints.Master != nil || start.Status.Master != nil {
+		t.Fatalf("master before the election ended")
+	}
+	if start.RequeueAfter <= 0 || start.RequeueAfter > time.Second {
+		t.Fatalf("requeue = %s", start.RequeueAfter)
+	}
+
+	// A previous epoch existed: epoch+1.
+	prev := elected(c, rec(c, 9, "TASK_FAILED"), 6, store.PhasePromoted)
+	restart := Plan(in(c, append(tasks, rec(c, 9, "TASK_FAILED")), func(i *Input) { i.Election = prev }))
+	if restart.Election == nil || restart.Election.Epoch != 7 || restart.Election.Phase != store.PhaseElecting || !hasEvent(restart, "MasterLost") {
+		t.Fatalf("restart = %+v", restart.Election)
+	}
+
+	cases := []struct {
+		name    string
+		answers []election.Message
+		now     time.Time
+		winner  int32 // -1: none yet
+		epoch   int64
+		queries int
+	}{
+		{"partial answers keep asking the rest", []election.Message{answer(c, 0, 1, "10")}, t0.Add(time.Second), -1, 1, 2},
+		{"highest position wins", []election.Message{answer(c, 0, 1, "10"), answer(c, 1, 1, "30"), answer(c, 2, 1, "20")}, t0.Add(time.Second), 1, 1, 0},
+		{"ties go to the lowest ordinal", []election.Message{answer(c, 0, 1, "10"), answer(c, 1, 1, "30"), answer(c, 2, 1, "30")}, t0.Add(time.Second), 1, 1, 0},
+		{"gtid sets compare by count", []election.Message{answer(c, 0, 1, "u1:1-100"), answer(c, 1, 1, "u1:1-5,u2:1-3"), answer(c, 2, 1, "")}, t0.Add(time.Second), 0, 1, 0},
+		{"stale answers are ignored", []election.Message{answer(c, 0, 0, "99"), answer(c, 1, 1, "1"), answer(c, 2, 1, "2"), answer(c, 0, 1, "0")}, t0.Add(time.Second), 2, 1, 0},
+		{"stale answers alone decide nothing", []election.Message{answer(c, 0, 0, "99"), answer(c, 1, 2, "1")}, t0.Add(time.Second), -1, 1, 3},
+		{"timeout decides among the answers", []election.Message{answer(c, 2, 1, "5")}, t0.Add(31 * time.Second), 2, 1, 0},
+		{"timeout with no answer restarts under epoch+1", nil, t0.Add(31 * time.Second), -1, 2, 3},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out := Plan(in(c, tasks, func(i *Input) { i.Election = e; i.Answers = tc.answers; i.Now = tc.now }))
+			if len(out.Queries) != tc.queries {
+				t.Errorf("queries = %d, want %d", len(out.Queries), tc.queries)
+			}
+			if tc.winner < 0 {
+				if out.Promote != nil || (out.Election != nil && out.Election.Phase != store.PhaseElecting) {
+					t.Fatalf("decided too early: %+v", out.Election)
+				}
+				if tc.epoch != 1 && (out.Election == nil || out.Election.Epoch != tc.epoch) {
+					t.Fatalf("election = %+v, want epoch %d", out.Election, tc.epoch)
+				}
+				return
+			}
+			ne := out.Election
+			if ne == nil || ne.Phase != store.PhaseElected || ne.MasterOrdinal != tc.winner || ne.Epoch != tc.epoch {
+				t.Fatalf("election = %+v, want winner %d epoch %d", ne, tc.winner, tc.epoch)
+			}
+			if out.Promote == nil || out.Promote.Msg.Type != election.TypePromote || out.Promote.Msg.Epoch != tc.epoch || out.Promote.Msg.TaskID != ne.MasterTaskID {
+				t.Fatalf("promote = %+v", out.Promote)
+			}
+			if out.Endpoints.Master == nil || out.Endpoints.Master.TaskID != ne.MasterTaskID || out.Endpoints.Epoch != tc.epoch {
+				t.Fatalf("endpoints = %+v", out.Endpoints)
+			}
+			if out.Status.Master == nil || out.Status.Master.TaskID != ne.MasterTaskID {
+				t.Fatalf("status master = %+v", out.Status.Master)
+			}
+			if r := cond(out, v1alpha1.ConditionReady); r.Status != metav1.ConditionFalse || r.Reason != ReasonPromoting {
+				t.Fatalf("ready = %+v", r)
+			}
+		})
+	}
+
+	// Elected: promote is re-sent until the executor confirms for this epoch.
+	el := Plan(in(c, tasks, func(i *Input) {
+		i.Election = e
+		i.Answers = []election.Message{answer(c, 0, 1, "1"), answer(c, 1, 1, "2"), answer(c, 2, 1, "3")}
+	})).Election
+	again := Plan(in(c, tasks, func(i *Input) { i.Election = el }))
+	if again.Election != nil || again.Promote == nil {
+		t.Fatalf("promote not re-sent: %+v", again)
+	}
+	stale := Plan(in(c, tasks, func(i *Input) {
+		i.Election = el
+		i.Promoted = &election.Message{Type: election.TypePromoted, Epoch: el.Epoch - 1, TaskID: el.MasterTaskID}
+	}))
+	if stale.Election != nil || stale.Promote == nil {
+		t.Fatalf("a stale promoted counted")
+	}
+	done := Plan(in(c, tasks, func(i *Input) {
+		i.Election = el
+		i.Promoted = &election.Message{Type: election.TypePromoted, Epoch: el.Epoch, TaskID: el.MasterTaskID}
+	}))
+	if done.Election == nil || done.Election.Phase != store.PhasePromoted || done.Promote != nil {
+		t.Fatalf("promoted = %+v", done.Election)
+	}
+	if r := cond(done, v1alpha1.ConditionReady); r.Status != metav1.ConditionTrue {
+		t.Fatalf("ready = %+v", r)
+	}
+	// A member starting while a master exists joins as a replica.
+	grown := testCluster(4, strategy(v1alpha1.ElectionPosition))
+	joined := Plan(in(grown, append(tasks, rec(c, 3, stateRunning)), func(i *Input) { i.Election = done.Election }))
+	if joined.Election != nil || len(joined.Queries) != 0 {
+		t.Fatalf("a new member caused an election: %+v", joined.Election)
+	}
+	// The master dies: epoch+1, never the same epoch twice.
+	dead := append([]store.TaskRecord(nil), tasks...)
+	for i := range dead {
+		if dead[i].ID == done.Election.MasterTaskID {
+			dead[i].State = "TASK_KILLED"
+		}
+	}
+	re := Plan(in(c, dead, func(i *Input) { i.Election = done.Election }))
+	if re.Election == nil || re.Election.Epoch != done.Election.Epoch+1 || re.Election.Phase != store.PhaseElecting || len(re.Queries) != 2 {
+		t.Fatalf("re-election = %+v, %d queries", re.Election, len(re.Queries))
+	}
+	if re.Endpoints.Master != nil {
+		t.Fatalf("dead master still published")
+	}
+}
+
+func TestPlanElectionWaitsForQuorum(t *testing.T) {
+	c := testCluster(3, strategy(v1alpha1.ElectionPosition))
+	out := Plan(in(c, append(running(c, 0), rec(c, 1, stateStaging), rec(c, 2, stateStaging))))
+	if out.Election != nil {
+		t.Fatalf("elected with 1 of 3 running")
+	}
+	if r := cond(out, v1alpha1.ConditionReady); r.Reason != ReasonMembersNotReady {
+		t.Fatalf("ready = %+v", r)
+	}
+}
+
+func TestPlanForgetsOldTerminalRecords(t *testing.T) {
+	c := testCluster(1)
+	tasks := append(running(c, 0),
+		rec(c, 0, "TASK_FAILED", func(r *store.TaskRecord) { r.ID = "old"; r.UpdatedAt = t0.Add(-time.Hour) }),
+		rec(c, 0, "TASK_FAILED", func(r *store.TaskRecord) { r.ID = "recent"; r.UpdatedAt = t0.Add(-time.Minute) }))
+	out := Plan(in(c, tasks))
+	if !reflect.DeepEqual(out.Forget, []string{"old"}) {
+		t.Fatalf("forget = %v", out.Forget)
+	}
+}
+
+func TestPlanNeedCarriesSpec(t *testing.T) {
+	c := testCluster(2, func(c *v1alpha1.Cluster) {
+		c.Spec.Role = "db"
+		c.Spec.Placement.Spread = v1alpha1.SpreadHostname
+	})
+	out := Plan(in(c, running(c, 0)))
+	if len(out.Needs) != 1 {
+		t.Fatalf("needs = %+v", out.Needs)
+	}
+	n := out.Needs[0]
+	if n.Key != "default/db" || n.Role != "db" || n.CPUs != 0.1 || n.MemMB != 64 || n.Ports != 1 || n.Spread != "hostname" || len(n.Peers) != 1 || n.Peers[0].Hostname != "127.0.0.1" || n.MemText != "64Mi" {
+		t.Fatalf("need = %+v", n)
+	}
+}
