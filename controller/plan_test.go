@@ -174,7 +174,7 @@ func TestPlanMembers(t *testing.T) {
 				i.Election = elected(ord, rec(ord, 0, stateRunning), 3, store.PhasePromoted)
 			}), newKills: []int32{1, 0}, allKills: []int32{1, 0}, ready: metav1.ConditionFalse, reason: ReasonWaitingForMembers},
 		{name: "a killed ordinal waits for its task to die before relaunch",
-			in: in(c3, append(running(newTemplate, 0, 1), rec(c3, 2, stateRunning, func(r *store.TaskRecord) { r.KillRequested = true; r.KillReason = "rolling update" }))),
+			in:      in(c3, append(running(newTemplate, 0, 1), rec(c3, 2, stateRunning, func(r *store.TaskRecord) { r.KillRequested = true; r.KillReason = "rolling update" }))),
 			waiting: 1, allKills: []int32{2}, ready: metav1.ConditionFalse, reason: ReasonRollingUpdate},
 		{name: "decided kills are re-issued",
 			in:       in(c3, append(running(c3, 0, 1, 2), rec(c3, 3, stateRunning, func(r *store.TaskRecord) { r.KillRequested = true }))),
@@ -196,7 +196,7 @@ func TestPlanMembers(t *testing.T) {
 				i.Election = elected(ord, rec(ord, 1, stateRunning), 1, store.PhasePromoted)
 			}), newKills: []int32{2, 0}, allKills: []int32{2, 0}, ready: metav1.ConditionFalse, reason: ReasonRollingUpdate},
 		{name: "duplicate live ordinal: the running one stays",
-			in: in(c3, append(running(c3, 0, 1, 2), rec(c3, 1, stateStaging, func(r *store.TaskRecord) { r.ID = TaskID("default", "db", 1, "dup") }))),
+			in:       in(c3, append(running(c3, 0, 1, 2), rec(c3, 1, stateStaging, func(r *store.TaskRecord) { r.ID = TaskID("default", "db", 1, "dup") }))),
 			newKills: []int32{1}, allKills: []int32{1}, ready: metav1.ConditionTrue, reason: ReasonReady},
 		{name: "invalid spec: nothing done to the tasks",
 			in: in(testCluster(1), running(c3, 0, 1, 2), func(i *Input) {
