@@ -1,0 +1,250 @@
+package localmesos
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"syscall"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
+)
+
+// serveFault is POST /fault/...: see README.md.
+func (m *Mesos) serveFault(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		http.Error(w, "Expecting a 'POST' request", http.StatusMethodNotAllowed)
+		return
+	}
+	q := r.URL.Query()
+	var err error
+	result := map[string]any{"ok": true}
+	switch r.URL.Path {
+	case "/fault/task/fail":
+		err = m.FailTask(q.Get("task"))
+	case "/fault/agent/lose":
+		err = m.LoseAgent(q.Get("agent"))
+	case "/fault/agent/restore":
+		err = m.RestoreAgent(q.Get("agent"))
+	case "/fault/master/failover":
+		m.FailoverMaster()
+		result["leader"] = m.URL()
+	case "/fault/updates":
+		drop, dup := 0.0, 0.0
+		if v := q.Get("drop"); v != "" {
+			drop, err = strconv.ParseFloat(v, 64)
+		}
+		if v := q.Get("duplicate"); v != "" && err == nil {
+			dup, err = strconv.ParseFloat(v, 64)
+		}
+		if err == nil {
+			err = m.SetUpdateFaults(drop, dup)
+		}
+	case "/fault/offers/rescind":
+		result["rescinded"] = m.RescindOffers()
+	default:
+		http.Error(w, "unknown fault "+r.URL.Path, http.StatusNotFound)
+		return
+	}
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(result)
+}
+
+// FailTask makes a running task fail (TASK_FAILED, as if its process crashed).
+func (m *Mesos) FailTask(taskID string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if taskID == "" {
+		return fmt.Errorf("task id is required")
+	}
+	for _, fw := range m.fwOrder {
+		t := fw.tasks[taskID]
+		if t == nil || isTerminal(t.agentState) {
+			continue
+		}
+		if !t.agent.reachable {
+			return fmt.Errorf("task %s is on unreachable agent %s", taskID, t.agent.id)
+		}
+		if t.simTimer != nil {
+			t.simTimer.Stop()
+		}
+		reason := mesos.REASON_COMMAND_EXECUTOR_FAILED
+		m.agentStatus(t, mesos.TASK_FAILED, &reason, "Injected failure", mesos.SOURCE_EXECUTOR)
+		if t.proc != nil {
+			t.proc.killNow()
+		}
+		if t.exec.kind == execCustom {
+			m.executorKill(t.exec, t, nil)
+		}
+		m.log.Info("fault: task failed", "task", taskID)
+		return nil
+	}
+	return fmt.Errorf("no live task %q", taskID)
+}
+
+func (m *Mesos) findAgent(key string) (*agent, error) {
+	if key == "" {
+		return nil, fmt.Errorf("agent id or hostname is required")
+	}
+	if a := m.agentsByID[key]; a != nil {
+		return a, nil
+	}
+	for _, a := range m.agents {
+		if a.hostname == key {
+			return a, nil
+		}
+	}
+	return nil, fmt.Errorf("no agent %q", key)
+}
+
+// LoseAgent partitions an agent (by id or hostname) from the master: its offers are
+// rescinded, its tasks become TASK_UNREACHABLE (TASK_LOST without PARTITION_AWARE),
+// frameworks get FAILURE{agent_id}, and its processes are stopped (SIGSTOP) until
+// RestoreAgent.
+func (m *Mesos) LoseAgent(key string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a, err := m.findAgent(key)
+	if err != nil {
+		return err
+	}
+	if !a.reachable {
+		return nil
+	}
+	a.reachable = false
+	m.rescindAgentOffers(a)
+	ut := &mesos.TimeInfo{Nanoseconds: time.Now().UnixNano()}
+	for t := range a.tasks {
+		if t.proc != nil {
+			t.proc.signal(syscall.SIGSTOP)
+		}
+		if isTerminal(t.state) {
+			continue
+		}
+		t.state = mesos.TASK_UNREACHABLE
+		t.unreach = ut
+		m.freeTask(t)
+		msg := "Agent " + a.id + " is unreachable"
+		st := mesos.TaskStatus{
+			TaskID:          t.info.TaskID,
+			State:           mesos.TASK_UNREACHABLE.Enum(),
+			Source:          mesos.SOURCE_MASTER.Enum(),
+			Reason:          mesos.REASON_AGENT_REMOVED.Enum(),
+			Message:         &msg,
+			AgentID:         &mesos.AgentID{Value: a.id},
+			Timestamp:       ptrFloat(now()),
+			UnreachableTime: ut,
+		}
+		t.last = st
+		m.sendStatus(t.fw, st)
+	}
+	for _, e := range a.executors {
+		if e.proc != nil {
+			e.proc.signal(syscall.SIGSTOP)
+		}
+	}
+	for _, fw := range m.fwOrder {
+		if fw.connected && fw.stream != nil {
+			fw.stream.send(&scheduler.Event{Type: scheduler.Event_FAILURE, Failure: &scheduler.Event_Failure{AgentID: &mesos.AgentID{Value: a.id}}})
+		}
+	}
+	m.log.Info("fault: agent lost", "agent", a.id, "hostname", a.hostname)
+	return nil
+}
+
+// RestoreAgent lets a lost agent re-register. As in Mesos 1.x, tasks of
+// PARTITION_AWARE frameworks keep running and the master learns their state from
+// the agent again (RUNNING, seen through reconciliation; unacknowledged updates are
+// resent), while tasks of other frameworks are killed.
+func (m *Mesos) RestoreAgent(key string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a, err := m.findAgent(key)
+	if err != nil {
+		return err
+	}
+	if a.reachable {
+		return nil
+	}
+	a.reachable = true
+	for _, e := range a.executors {
+		if e.proc != nil {
+			e.proc.signal(syscall.SIGCONT)
+		}
+	}
+	for t := range a.tasks {
+		if t.proc != nil {
+			t.proc.signal(syscall.SIGCONT)
+		}
+		if !t.fw.partitionAware && t.state == mesos.TASK_UNREACHABLE {
+			m.destroyTask(t)
+			continue
+		}
+		t.state = t.agentState
+		if len(t.pending) > 0 {
+			t.last = t.pending[len(t.pending)-1]
+		}
+		t.unreach = nil
+		if !isTerminal(t.agentState) && t.freed {
+			t.freed = false
+			a.used.add(t.res)
+		} else if isTerminal(t.agentState) {
+			m.freeTask(t)
+		}
+		if t.exec.kind == execSim && t.agentState == mesos.TASK_STARTING && !t.killing {
+			m.armSimRun(t)
+		}
+		if len(t.pending) > 0 {
+			t.resendIval = m.opts.ResendInterval
+			m.forward(t)
+		}
+	}
+	m.log.Info("fault: agent restored", "agent", a.id, "hostname", a.hostname)
+	return nil
+}
+
+// FailoverMaster drops every scheduler stream, as a dying master does; with several
+// masters, leadership moves to the next one. Frameworks must re-subscribe (within
+// their failover timeout) at the new leader.
+func (m *Mesos) FailoverMaster() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.leader = (m.leader + 1) % len(m.masters)
+	for _, fw := range m.fwOrder {
+		if fw.connected {
+			m.disconnect(fw)
+		}
+	}
+	m.log.Info("fault: master failover", "leader", m.masters[m.leader].hostport())
+}
+
+// SetUpdateFaults makes the agents drop and/or duplicate forwarded status updates
+// with the given probabilities (dropped updates are resent later).
+func (m *Mesos) SetUpdateFaults(drop, duplicate float64) error {
+	if drop < 0 || drop > 1 || duplicate < 0 || duplicate > 1 {
+		return fmt.Errorf("probabilities must be in [0,1]")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.dropP, m.dupP = drop, duplicate
+	return nil
+}
+
+// RescindOffers rescinds every outstanding offer; it returns how many.
+func (m *Mesos) RescindOffers() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, o := range m.offers {
+		m.rescind(o, true)
+		n++
+	}
+	return n
+}

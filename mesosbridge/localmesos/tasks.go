@@ -1,0 +1,699 @@
+package localmesos
+
+import (
+	"bytes"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
+)
+
+// accept runs an ACCEPT call (m.mu held).
+func (m *Mesos) accept(fw *framework, acc *scheduler.Call_Accept) {
+	var offers []*offer
+	invalid := ""
+	seen := map[string]bool{}
+	for _, id := range acc.OfferIDs {
+		if seen[id.Value] {
+			invalid = "Offer " + id.Value + " is used more than once"
+			continue
+		}
+		seen[id.Value] = true
+		o := m.offers[id.Value]
+		switch {
+		case o == nil:
+			invalid = "Offer " + id.Value + " is no longer valid"
+		case o.fw != fw:
+			invalid = "Offer " + id.Value + " has invalid framework"
+		default:
+			offers = append(offers, o)
+		}
+	}
+	if invalid == "" && len(offers) == 0 {
+		invalid = "No offers specified"
+	}
+	if invalid == "" {
+		for _, o := range offers[1:] {
+			if o.agent != offers[0].agent {
+				invalid = "Aggregated offers must belong to one single agent"
+			} else if o.role != offers[0].role {
+				invalid = "Aggregated offers must be allocated to the same role"
+			}
+		}
+	}
+	if invalid == "" && !offers[0].agent.reachable {
+		invalid = "Agent " + offers[0].agent.id + " is not reachable"
+	}
+	for _, o := range offers {
+		m.removeOffer(o)
+	}
+	if invalid != "" {
+		reason := mesos.REASON_INVALID_OFFERS
+		for _, op := range acc.Operations {
+			for _, ti := range opTasks(op) {
+				m.masterStatus(fw, ti, mesos.TASK_DROPPED, reason, invalid)
+			}
+		}
+		m.log.V(1).Info("accept with invalid offers", "framework", fw.id, "reason", invalid)
+		return
+	}
+	a, role := offers[0].agent, offers[0].role
+	var remaining res
+	for _, o := range offers {
+		remaining.add(o.res)
+	}
+	for _, op := range acc.Operations {
+		switch op.Type {
+		case mesos.Offer_Operation_LAUNCH:
+			if op.Launch == nil {
+				continue
+			}
+			for _, ti := range op.Launch.TaskInfos {
+				m.launchGroup(fw, a, role, nil, []mesos.TaskInfo{ti}, &remaining)
+			}
+		case mesos.Offer_Operation_LAUNCH_GROUP:
+			if op.LaunchGroup == nil {
+				continue
+			}
+			ex := op.LaunchGroup.Executor
+			m.launchGroup(fw, a, role, &ex, op.LaunchGroup.TaskGroup.Tasks, &remaining)
+		default:
+			m.log.Info("unsupported offer operation ignored", "framework", fw.id, "type", op.Type.String())
+		}
+	}
+	m.addFilter(fw, a, role, remaining, acc.Filters)
+}
+
+func opTasks(op mesos.Offer_Operation) []mesos.TaskInfo {
+	switch {
+	case op.Type == mesos.Offer_Operation_LAUNCH && op.Launch != nil:
+		return op.Launch.TaskInfos
+	case op.Type == mesos.Offer_Operation_LAUNCH_GROUP && op.LaunchGroup != nil:
+		return op.LaunchGroup.TaskGroup.Tasks
+	}
+	return nil
+}
+
+// launchGroup validates and launches tasks (one LAUNCH task, or a LAUNCH_GROUP with
+// group != nil, all or nothing) out of remaining.
+func (m *Mesos) launchGroup(fw *framework, a *agent, role string, group *mesos.ExecutorInfo, tasks []mesos.TaskInfo, remaining *res) {
+	avail := remaining.clone()
+	batch := map[string]bool{}
+	needs := make([]res, len(tasks))
+	newExec := map[string]bool{}
+	errMsg := ""
+	if group != nil {
+		if len(tasks) == 0 {
+			errMsg = "Task group is empty"
+		}
+		for i := range tasks {
+			if tasks[i].Executor != nil {
+				errMsg = "'TaskInfo.executor' must not be set for a task in a task group"
+			}
+			ex := *group
+			tasks[i].Executor = &ex
+		}
+	}
+	for i := range tasks {
+		if errMsg != "" {
+			break
+		}
+		ti := &tasks[i]
+		need, msg := m.validateTask(fw, a, ti, batch, newExec)
+		if msg == "" && !avail.contains(need) {
+			msg = fmt.Sprintf("Task uses more resources %s than available %s", describe(need), describe(avail))
+		}
+		if msg != "" {
+			errMsg = msg
+			break
+		}
+		batch[ti.TaskID.Value] = true
+		avail.sub(need)
+		needs[i] = need
+	}
+	if errMsg != "" {
+		for _, ti := range tasks {
+			m.masterStatus(fw, ti, mesos.TASK_ERROR, mesos.REASON_TASK_INVALID, errMsg)
+		}
+		return
+	}
+	for i := range tasks {
+		remaining.sub(needs[i])
+		m.launch(fw, a, tasks[i])
+	}
+}
+
+func describe(r res) string {
+	s := fmt.Sprintf("cpus:%g;mem:%g;disk:%g", r.cpus, r.mem, r.disk)
+	if len(r.ports) > 0 {
+		var ps []string
+		for _, p := range r.ports {
+			ps = append(ps, fmt.Sprintf("%d-%d", p.Begin, p.End))
+		}
+		s += ";ports:[" + strings.Join(ps, ",") + "]"
+	}
+	return s
+}
+
+// validateTask is Mesos's task validation: id, agent, command xor executor,
+// resources and executor compatibility. It returns what the task takes (its own
+// resources plus a new executor's).
+func (m *Mesos) validateTask(fw *framework, a *agent, ti *mesos.TaskInfo, batch, newExec map[string]bool) (res, string) {
+	id := ti.TaskID.Value
+	if id == "" || strings.ContainsAny(id, "/\x00") || strings.TrimSpace(id) != id || strings.ContainsAny(id, " \t\n") {
+		return res{}, "Task ID '" + id + "' is invalid"
+	}
+	if t := fw.tasks[id]; (t != nil && !t.forgotten) || batch[id] {
+		return res{}, "Task has duplicate ID: " + id
+	}
+	if ti.AgentID.Value != a.id {
+		return res{}, "Task uses invalid agent: " + ti.AgentID.Value
+	}
+	if (ti.Command == nil) == (ti.Executor == nil) {
+		return res{}, "Task should have at least one (but not both) of CommandInfo or ExecutorInfo present"
+	}
+	if len(ti.Resources) == 0 {
+		return res{}, "Task uses no resources"
+	}
+	need, err := fromProto(ti.Resources)
+	if err != nil {
+		return res{}, "Task uses invalid resources: " + err.Error()
+	}
+	if ti.Executor != nil {
+		ex := ti.Executor
+		if ex.ExecutorID.Value == "" {
+			return res{}, "ExecutorInfo has an empty executor id"
+		}
+		if ex.FrameworkID != nil && ex.FrameworkID.Value != fw.id {
+			return res{}, "ExecutorInfo has an invalid FrameworkID"
+		}
+		key := fw.id + "/" + ex.ExecutorID.Value
+		if e := a.executors[key]; e != nil && !e.exited {
+			if !compatibleExecutor(&e.info, ex) {
+				return res{}, "ExecutorInfo is not compatible with ExecutorInfo of existing executor " + ex.ExecutorID.Value
+			}
+		} else if !newExec[key] {
+			if m.opts.Simulate || ex.Command != nil {
+				er, err := fromProto(ex.Resources)
+				if err != nil {
+					return res{}, "Executor uses invalid resources: " + err.Error()
+				}
+				need.add(er)
+			}
+			if !m.opts.Simulate && ex.Command == nil {
+				return res{}, "ExecutorInfo has no CommandInfo"
+			}
+			newExec[key] = true
+		}
+	}
+	return need, ""
+}
+
+func compatibleExecutor(a, b *mesos.ExecutorInfo) bool {
+	ca, cb := a.Command, b.Command
+	if (ca == nil) != (cb == nil) {
+		return false
+	}
+	if ca != nil && ca.GetValue() != cb.GetValue() {
+		return false
+	}
+	return a.ExecutorID.Value == b.ExecutorID.Value
+}
+
+// launch books a validated task on agent a and starts it.
+func (m *Mesos) launch(fw *framework, a *agent, ti mesos.TaskInfo) {
+	r, _ := fromProto(ti.Resources)
+	t := &task{
+		id:         ti.TaskID.Value,
+		info:       ti,
+		fw:         fw,
+		agent:      a,
+		res:        r,
+		state:      mesos.TASK_STAGING,
+		agentState: mesos.TASK_STAGING,
+	}
+	if old := fw.tasks[t.id]; old != nil {
+		m.forgetTask(old)
+	}
+	fw.tasks[t.id] = t
+	a.tasks[t] = struct{}{}
+	a.used.add(r)
+
+	execID := t.id
+	kind := execCommand
+	if m.opts.Simulate {
+		kind = execSim
+	}
+	if ti.Executor != nil {
+		execID = ti.Executor.ExecutorID.Value
+		if !m.opts.Simulate {
+			kind = execCustom
+		}
+	}
+	key := fw.id + "/" + execID
+	e := a.executors[key]
+	if e == nil || e.exited {
+		e = &executor{kind: kind, fw: fw, agent: a, id: execID, tasks: map[string]*task{}}
+		if ti.Executor != nil {
+			e.info = *ti.Executor
+			if er, err := fromProto(ti.Executor.Resources); err == nil {
+				e.res = er
+				a.used.add(er)
+			}
+		} else {
+			e.info = mesos.ExecutorInfo{ExecutorID: mesos.ExecutorID{Value: execID}, FrameworkID: &mesos.FrameworkID{Value: fw.id}}
+		}
+		a.executors[key] = e
+		m.executors[key] = e
+	}
+	e.tasks[t.id] = t
+	t.exec = e
+	m.log.V(1).Info("task launched", "framework", fw.id, "task", t.id, "agent", a.id, "executor", execID)
+
+	switch e.kind {
+	case execSim:
+		m.simLaunch(t)
+	case execCommand:
+		m.startCommandTask(t)
+	case execCustom:
+		m.launchOnExecutor(e, t)
+	}
+}
+
+// masterStatus sends a master-generated update (no uuid, never acknowledged) for a
+// task the master does not track, and records it as completed.
+func (m *Mesos) masterStatus(fw *framework, ti mesos.TaskInfo, state mesos.TaskState, reason mesos.TaskStatus_Reason, msg string) {
+	st := mesos.TaskStatus{
+		TaskID:    ti.TaskID,
+		State:     state.Enum(),
+		Source:    mesos.SOURCE_MASTER.Enum(),
+		Reason:    reason.Enum(),
+		Message:   &msg,
+		Timestamp: ptrFloat(now()),
+	}
+	if ti.AgentID.Value != "" {
+		st.AgentID = &mesos.AgentID{Value: ti.AgentID.Value}
+	}
+	m.sendStatus(fw, st)
+	r, _ := fromProto(ti.Resources)
+	t := &task{id: ti.TaskID.Value, info: ti, fw: fw, res: r, state: state, agentState: state, last: st, forgotten: true}
+	m.addCompleted(fw, t)
+}
+
+func ptrFloat(f float64) *float64 { return &f }
+
+func (m *Mesos) addCompleted(fw *framework, t *task) {
+	fw.completed = append(fw.completed, t)
+	if len(fw.completed) > maxCompletedTasks {
+		fw.completed = append([]*task(nil), fw.completed[len(fw.completed)-maxCompletedTasks:]...)
+	}
+}
+
+// partitionState maps the partition-aware states to TASK_LOST for frameworks
+// without the PARTITION_AWARE capability.
+func partitionState(fw *framework, s mesos.TaskState) mesos.TaskState {
+	if fw.partitionAware {
+		return s
+	}
+	switch s {
+	case mesos.TASK_DROPPED, mesos.TASK_UNREACHABLE, mesos.TASK_GONE, mesos.TASK_GONE_BY_OPERATOR, mesos.TASK_UNKNOWN:
+		return mesos.TASK_LOST
+	}
+	return s
+}
+
+// sendStatus sends an UPDATE event to a connected framework.
+func (m *Mesos) sendStatus(fw *framework, st mesos.TaskStatus) {
+	if !fw.connected || fw.stream == nil {
+		return
+	}
+	if st.State != nil {
+		st.State = partitionState(fw, *st.State).Enum()
+	}
+	fw.stream.send(&scheduler.Event{Type: scheduler.Event_UPDATE, Update: &scheduler.Event_Update{Status: st}})
+}
+
+// agentStatus is an update generated on the agent (by the executor or the agent):
+// it carries a fresh uuid and is retried until acknowledged.
+func (m *Mesos) agentStatus(t *task, state mesos.TaskState, reason *mesos.TaskStatus_Reason, msg string, source mesos.TaskStatus_Source) {
+	st := mesos.TaskStatus{
+		TaskID:     t.info.TaskID,
+		State:      state.Enum(),
+		Source:     source.Enum(),
+		Reason:     reason,
+		AgentID:    &mesos.AgentID{Value: t.agent.id},
+		ExecutorID: &mesos.ExecutorID{Value: t.exec.id},
+		Timestamp:  ptrFloat(now()),
+		UUID:       newUUID(),
+	}
+	if msg != "" {
+		st.Message = &msg
+	}
+	m.agentUpdate(t, st)
+}
+
+// agentUpdate queues a status update on the task's agent-side stream and, if it is
+// the oldest unacknowledged one, forwards it through the master.
+func (m *Mesos) agentUpdate(t *task, st mesos.TaskStatus) {
+	if t.forgotten || t.fw == nil {
+		return
+	}
+	for _, p := range t.pending {
+		if bytes.Equal(p.UUID, st.UUID) {
+			return // a duplicate from an executor's re-subscription
+		}
+	}
+	if isTerminal(t.agentState) && !isTerminal(st.GetState()) {
+		return // agents drop updates after a terminal one
+	}
+	t.pending = append(t.pending, st)
+	t.agentState = st.GetState()
+	if t.agent.reachable {
+		m.masterSees(t, st)
+	}
+	if len(t.pending) == 1 {
+		t.resendIval = m.opts.ResendInterval
+		m.forward(t)
+	}
+}
+
+// masterSees records an update's state as the master's view of the task.
+func (m *Mesos) masterSees(t *task, st mesos.TaskStatus) {
+	t.state = st.GetState()
+	t.last = st
+	t.unreach = nil
+	if isTerminal(t.state) {
+		m.freeTask(t)
+	}
+}
+
+func (m *Mesos) freeTask(t *task) {
+	if t.freed || t.agent == nil {
+		return
+	}
+	t.freed = true
+	t.agent.used.sub(t.res)
+}
+
+// forward sends the task's oldest unacknowledged update to its framework and arms
+// the resend timer.
+func (m *Mesos) forward(t *task) {
+	if len(t.pending) == 0 || !t.agent.reachable || t.forgotten {
+		return
+	}
+	if t.resendIval <= 0 {
+		t.resendIval = m.opts.ResendInterval
+	}
+	t.nextResend = time.Now().Add(t.resendIval)
+	m.resend[t] = struct{}{}
+	fw := t.fw
+	if !fw.connected {
+		return
+	}
+	if m.dropP > 0 && m.rng.Float64() < m.dropP {
+		return
+	}
+	m.sendStatus(fw, t.pending[0])
+	if m.dupP > 0 && m.rng.Float64() < m.dupP {
+		m.sendStatus(fw, t.pending[0])
+	}
+}
+
+func (m *Mesos) resendLoop() {
+	defer m.wg.Done()
+	iv := m.opts.ResendInterval / 4
+	if iv > 250*time.Millisecond {
+		iv = 250 * time.Millisecond
+	}
+	if iv < 10*time.Millisecond {
+		iv = 10 * time.Millisecond
+	}
+	tk := time.NewTicker(iv)
+	defer tk.Stop()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case now := <-tk.C:
+			m.mu.Lock()
+			for t := range m.resend {
+				if len(t.pending) == 0 || t.forgotten {
+					delete(m.resend, t)
+					continue
+				}
+				if now.Before(t.nextResend) || !t.agent.reachable {
+					continue
+				}
+				t.resendIval *= 2
+				if t.resendIval > maxResendInterval {
+					t.resendIval = maxResendInterval
+				}
+				m.forward(t)
+			}
+			m.mu.Unlock()
+		}
+	}
+}
+
+// acknowledge passes an ACKNOWLEDGE to the agent: the oldest pending update is
+// dropped, the executor told, and the next update forwarded.
+func (m *Mesos) acknowledge(fw *framework, ack *scheduler.Call_Acknowledge) {
+	t := fw.tasks[ack.TaskID.Value]
+	if t == nil || t.agent.id != ack.AgentID.Value || !t.agent.reachable {
+		return
+	}
+	if len(t.pending) == 0 || !bytes.Equal(t.pending[0].UUID, ack.UUID) {
+		return // a duplicate or stale acknowledgement: the agent ignores it
+	}
+	acked := t.pending[0]
+	t.pending = t.pending[1:]
+	if e := t.exec; e != nil && e.kind == execCustom && acked.GetSource() == mesos.SOURCE_EXECUTOR {
+		m.executorAcknowledged(e, acked)
+	}
+	if len(t.pending) > 0 {
+		t.resendIval = m.opts.ResendInterval
+		m.forward(t)
+		return
+	}
+	delete(m.resend, t)
+	if isTerminal(acked.GetState()) {
+		m.forgetTask(t)
+	}
+}
+
+// forgetTask removes a task from the master and agent (terminal update acknowledged).
+func (m *Mesos) forgetTask(t *task) {
+	if t.forgotten {
+		return
+	}
+	t.forgotten = true
+	m.freeTask(t)
+	if t.simTimer != nil {
+		t.simTimer.Stop()
+	}
+	delete(m.resend, t)
+	if t.fw.tasks[t.id] == t {
+		delete(t.fw.tasks, t.id)
+	}
+	delete(t.agent.tasks, t)
+	m.addCompleted(t.fw, t)
+	if e := t.exec; e != nil {
+		delete(e.tasks, t.id)
+		if e.kind != execCustom && len(e.tasks) == 0 {
+			m.removeExecutor(e)
+		}
+	}
+}
+
+func (m *Mesos) removeExecutor(e *executor) {
+	key := e.fw.id + "/" + e.id
+	if e.agent.executors[key] == e {
+		delete(e.agent.executors, key)
+		e.agent.used.sub(e.res)
+	}
+	if m.executors[key] == e {
+		delete(m.executors, key)
+	}
+	e.exited = true
+}
+
+// destroyTask kills a task without telling its (removed) framework.
+func (m *Mesos) destroyTask(t *task) {
+	if t.simTimer != nil {
+		t.simTimer.Stop()
+	}
+	t.killing = true
+	if t.proc != nil {
+		t.proc.terminate(3 * time.Second)
+	}
+	t.pending = nil
+	m.forgetTask(t)
+}
+
+func (m *Mesos) destroyExecutor(e *executor) {
+	e.shuttingDown = true
+	if e.stream != nil {
+		e.stream.close()
+	}
+	if e.proc != nil {
+		e.proc.terminate(3 * time.Second)
+	}
+	m.removeExecutor(e)
+}
+
+// kill runs a KILL call.
+func (m *Mesos) kill(fw *framework, k *scheduler.Call_Kill) {
+	t := fw.tasks[k.TaskID.Value]
+	if t == nil || t.state == mesos.TASK_UNREACHABLE {
+		m.reconcile(fw, []scheduler.Call_Reconcile_Task{{TaskID: k.TaskID, AgentID: k.AgentID}})
+		return
+	}
+	if !t.agent.reachable || isTerminal(t.agentState) {
+		return
+	}
+	m.killTask(t, k.KillPolicy)
+}
+
+func (m *Mesos) killTask(t *task, kp *mesos.KillPolicy) {
+	if t.killing && t.exec.kind != execCustom {
+		return
+	}
+	t.killing = true
+	if kp == nil {
+		kp = t.info.KillPolicy
+	}
+	killingState := hasCapability(&t.fw.info, mesos.FrameworkInfo_Capability_TASK_KILLING_STATE)
+	switch t.exec.kind {
+	case execSim:
+		if t.simTimer != nil {
+			t.simTimer.Stop()
+		}
+		if killingState {
+			m.agentStatus(t, mesos.TASK_KILLING, nil, "", mesos.SOURCE_EXECUTOR)
+		}
+		m.agentStatus(t, mesos.TASK_KILLED, nil, "Command terminated with signal Terminated", mesos.SOURCE_EXECUTOR)
+	case execCommand:
+		if killingState {
+			m.agentStatus(t, mesos.TASK_KILLING, nil, "", mesos.SOURCE_EXECUTOR)
+		}
+		if t.proc == nil {
+			m.agentStatus(t, mesos.TASK_KILLED, nil, "Task killed before it started", mesos.SOURCE_EXECUTOR)
+			return
+		}
+		t.proc.terminate(gracePeriod(kp, 3*time.Second))
+	case execCustom:
+		m.executorKill(t.exec, t, kp)
+	}
+}
+
+func gracePeriod(kp *mesos.KillPolicy, def time.Duration) time.Duration {
+	if kp != nil && kp.GracePeriod != nil {
+		return time.Duration(kp.GracePeriod.Nanoseconds)
+	}
+	return def
+}
+
+// reconcile answers RECONCILE (explicit or implicit) as the master does.
+func (m *Mesos) reconcile(fw *framework, tasks []scheduler.Call_Reconcile_Task) {
+	answer := func(t *task) {
+		st := mesos.TaskStatus{
+			TaskID:    t.info.TaskID,
+			State:     t.state.Enum(),
+			Source:    mesos.SOURCE_MASTER.Enum(),
+			Reason:    mesos.REASON_RECONCILIATION.Enum(),
+			AgentID:   &mesos.AgentID{Value: t.agent.id},
+			Timestamp: ptrFloat(now()),
+			Healthy:   t.last.Healthy,
+		}
+		if t.exec != nil && t.exec.kind == execCustom {
+			st.ExecutorID = &mesos.ExecutorID{Value: t.exec.id}
+		}
+		if t.state == mesos.TASK_UNREACHABLE {
+			st.UnreachableTime = t.unreach
+		}
+		m.sendStatus(fw, st)
+	}
+	if len(tasks) == 0 {
+		ids := make([]string, 0, len(fw.tasks))
+		for id := range fw.tasks {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		for _, id := range ids {
+			answer(fw.tasks[id])
+		}
+		return
+	}
+	for _, rt := range tasks {
+		if t := fw.tasks[rt.TaskID.Value]; t != nil {
+			answer(t)
+			continue
+		}
+		st := mesos.TaskStatus{
+			TaskID:    rt.TaskID,
+			Source:    mesos.SOURCE_MASTER.Enum(),
+			Reason:    mesos.REASON_RECONCILIATION.Enum(),
+			Timestamp: ptrFloat(now()),
+			State:     mesos.TASK_UNKNOWN.Enum(),
+		}
+		if rt.AgentID != nil && rt.AgentID.Value != "" {
+			st.AgentID = &mesos.AgentID{Value: rt.AgentID.Value}
+			if a := m.agentsByID[rt.AgentID.Value]; a != nil {
+				if a.reachable {
+					st.State = mesos.TASK_GONE.Enum()
+				} else {
+					st.State = mesos.TASK_UNREACHABLE.Enum()
+				}
+			}
+		}
+		m.sendStatus(fw, st)
+	}
+}
+
+// frameworkMessage delivers a scheduler MESSAGE to an executor (best effort).
+func (m *Mesos) frameworkMessage(fw *framework, msg *scheduler.Call_Message) {
+	e := m.executors[fw.id+"/"+msg.ExecutorID.Value]
+	if e == nil || e.agent.id != msg.AgentID.Value || !e.agent.reachable || e.exited {
+		return
+	}
+	switch e.kind {
+	case execSim:
+		m.simMessage(e, msg.Data)
+	case execCustom:
+		m.executorMessage(e, msg.Data)
+	}
+}
+
+// executorToScheduler sends an executor's framework message to its scheduler.
+func (m *Mesos) executorToScheduler(e *executor, data []byte) {
+	fw := e.fw
+	if !fw.connected || fw.stream == nil {
+		return
+	}
+	fw.stream.send(&scheduler.Event{Type: scheduler.Event_MESSAGE, Message: &scheduler.Event_Message{
+		AgentID:    mesos.AgentID{Value: e.agent.id},
+		ExecutorID: mesos.ExecutorID{Value: e.id},
+		Data:       data,
+	}})
+}
+
+// shutdownExecutor runs a SHUTDOWN call.
+func (m *Mesos) shutdownExecutor(fw *framework, agentID, execID string) {
+	e := m.executors[fw.id+"/"+execID]
+	if e == nil || e.agent.id != agentID || e.exited || !e.agent.reachable {
+		return
+	}
+	switch e.kind {
+	case execCustom:
+		m.executorShutdown(e)
+	default:
+		for _, t := range e.tasks {
+			if !isTerminal(t.agentState) {
+				m.killTask(t, nil)
+			}
+		}
+	}
+}
