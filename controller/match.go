@@ -53,6 +53,7 @@ func MatchOffers(needs []Need, offers []mesos.Offer, agents map[string][]mesos.A
 		agents:  agents,
 		extra:   map[string][]placed{},
 		regexps: map[string]*regexp.Regexp{},
+		values:  map[string]map[string]bool{},
 		failed:  map[string]bool{},
 	}
 	for i := range offers {
@@ -234,6 +235,7 @@ type matcher struct {
 	agents  map[string][]mesos.Attribute
 	extra   map[string][]placed // members placed in this round, by cluster key
 	regexps map[string]*regexp.Regexp
+	values  map[string]map[string]bool // attribute -> values seen in offers
 	// failed remembers resource shapes (without placement) no offer could hold,
 	// so identical needs do not scan every offer again.
 	failed map[string]bool
@@ -356,12 +358,19 @@ func (m *matcher) placementViolation(n *Need, s *offerState, peers []placed) str
 			}
 		case v1alpha1.OpGroupBy:
 			if has {
+				// Known groups: the values of peers and of every offer at hand
+				// (or at least Value of them); the offer's group must be among
+				// the least used.
 				groups, _ := strconv.Atoi(c.Value)
+				known := m.offerValues(c.Attribute)
 				minCount := math.MaxInt
+				for v := range known {
+					minCount = min(minCount, counts[v])
+				}
 				for _, cnt := range counts {
 					minCount = min(minCount, cnt)
 				}
-				if len(counts) < groups || minCount == math.MaxInt {
+				if minCount == math.MaxInt || len(union(known, counts)) < groups {
 					minCount = 0
 				}
 				ok = counts[val] <= minCount
@@ -385,6 +394,32 @@ func (m *matcher) placementViolation(n *Need, s *offerState, peers []placed) str
 		}
 	}
 	return ""
+}
+
+// offerValues is the set of values an attribute has across the offers.
+func (m *matcher) offerValues(attr string) map[string]bool {
+	if v, ok := m.values[attr]; ok {
+		return v
+	}
+	v := map[string]bool{}
+	for _, s := range m.offers {
+		if val, ok := attrValue(attr, s.offer.Hostname, s.offer.Attributes); ok {
+			v[val] = true
+		}
+	}
+	m.values[attr] = v
+	return v
+}
+
+func union(a map[string]bool, b map[string]int) map[string]bool {
+	u := make(map[string]bool, len(a)+len(b))
+	for k := range a {
+		u[k] = true
+	}
+	for k := range b {
+		u[k] = true
+	}
+	return u
 }
 
 func (m *matcher) regexp(expr string) *regexp.Regexp {

@@ -690,21 +690,11 @@ func (p *planner) planElection() {
 // decide picks the winner among the answers (highest position, ties to the lowest
 // ordinal) and records it; the shell persists, then publishes and promotes.
 func (p *planner) decide(cur store.ElectionRecord, answered map[string]string) {
-	ids := make([]string, 0, len(answered))
+	ordinals := make(map[string]int32, len(answered))
 	for id := range answered {
-		ids = append(ids, id)
+		ordinals[id] = p.byID[id].rec.Ordinal
 	}
-	sort.Slice(ids, func(i, j int) bool {
-		a, b := p.byID[ids[i]].rec, p.byID[ids[j]].rec
-		if c := ComparePositions(answered[ids[i]], answered[ids[j]]); c != 0 {
-			return c > 0
-		}
-		if a.Ordinal != b.Ordinal {
-			return a.Ordinal < b.Ordinal
-		}
-		return a.ID < b.ID
-	})
-	w := p.byID[ids[0]].rec
+	w := p.byID[election.Winner(answered, ordinals)].rec
 	next := cur
 	t := p.in.Now
 	next.Phase = store.PhaseElected
