@@ -39,13 +39,15 @@ var (
 
 // Client is the production Bridge over mesos-go's httpsched client.
 type Client struct {
-	cfg    Config
-	log    logr.Logger
-	m      *metrics
-	codec  encoding.Codec
-	do     httpcli.DoFunc
-	events chan Event
-	kills  *killTracker
+	cfg   Config
+	log   logr.Logger
+	m     *metrics
+	codec encoding.Codec
+	do    httpcli.DoFunc
+	// transport carries every call; its idle connections are dropped with a stream.
+	transport *http.Transport
+	events    chan Event
+	kills     *killTracker
 
 	started atomic.Bool
 
@@ -98,27 +100,34 @@ func New(cfg Config) (*Client, error) {
 		}
 		tlsCfg.RootCAs = pool
 	}
+	// Our own transport (not httpcli.With) so idle connections can be dropped when a
+	// stream dies: after a partition a pooled connection may lead nowhere.
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
-	opts := []httpcli.ConfigOpt{
-		httpcli.Transport(func(t *http.Transport) {
-			t.Dial = nil //nolint:staticcheck // replaced by DialContext (mesos-go binds an IPv4 local address)
-			t.DialContext = dialer.DialContext
-			t.ResponseHeaderTimeout = cfg.CallTimeout
-			t.MaxIdleConnsPerHost = 4
-			t.IdleConnTimeout = 90 * time.Second
-		}),
-		httpcli.TLSConfig(tlsCfg),
-		httpcli.WrapRoundTripper(noteRedirects),
+	transport := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           dialer.DialContext,
+		TLSClientConfig:       tlsCfg,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ResponseHeaderTimeout: cfg.CallTimeout,
+		MaxIdleConnsPerHost:   4,
+		IdleConnTimeout:       90 * time.Second,
 	}
+	var rt http.RoundTripper = transport
 	if cfg.Secret != "" {
-		opts = append(opts, httpcli.BasicAuth(cfg.Principal, cfg.Secret))
+		rt = basicAuth(rt, cfg.Principal, cfg.Secret)
+	}
+	hc := &http.Client{
+		Transport: noteRedirects(rt),
+		// mesos-go needs to see 307s: the bridge follows them itself.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	c := &Client{
 		cfg:         cfg,
 		log:         cfg.Log.WithName("mesosbridge"),
 		m:           m,
 		codec:       codec,
-		do:          httpcli.With(opts...),
+		do:          hc.Do,
+		transport:   transport,
 		events:      make(chan Event, cfg.EventBuffer),
 		kills:       newKillTracker(cfg.KillRetry, cfg.KillMaxRetry),
 		sessChanged: make(chan struct{}),
@@ -397,6 +406,7 @@ func (c *Client) runSession(ctx context.Context, att *attempt) (lasted time.Dura
 
 	evCh := make(chan decoded)
 	readerDone := make(chan struct{})
+	sessDone := make(chan struct{}) // closed when this loop ends, so the reader never blocks
 	go func() {
 		defer close(readerDone)
 		for {
@@ -410,7 +420,7 @@ func (c *Client) runSession(ctx context.Context, att *attempt) (lasted time.Dura
 			}
 			select {
 			case evCh <- d:
-			case <-ctx.Done():
+			case <-sessDone:
 				return
 			}
 			if err != nil {
@@ -421,9 +431,11 @@ func (c *Client) runSession(ctx context.Context, att *attempt) (lasted time.Dura
 
 	var subscribedAt time.Time
 	defer func() {
+		close(sessDone)
 		att.cancel()
 		att.resp.Close()
 		<-readerDone
+		c.transport.CloseIdleConnections()
 		c.mu.Lock()
 		wasUp := c.sess == sess
 		if wasUp {
@@ -702,6 +714,9 @@ func (c *Client) reissueKills(ctx context.Context, ks []pendingKill) {
 	c.background(ctx, "kill", func(cctx context.Context) error {
 		var errs []error
 		for _, k := range ks {
+			if !c.kills.tracked(k.TaskID) {
+				continue // terminal meanwhile
+			}
 			c.log.V(1).Info("re-issuing KILL", "taskID", k.TaskID, "agentID", k.AgentID)
 			if err := c.send(cctx, calls.Kill(k.TaskID, k.AgentID)); err != nil {
 				errs = append(errs, fmt.Errorf("kill %s: %w", k.TaskID, err))
@@ -751,6 +766,16 @@ func withNote(ctx context.Context, n *callNote) context.Context {
 type roundTripperFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// basicAuth adds HTTP basic credentials to every request (on a copy: a
+// RoundTripper must not change the caller's request).
+func basicAuth(rt http.RoundTripper, user, secret string) http.RoundTripper {
+	return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+		r := req.Clone(req.Context())
+		r.SetBasicAuth(user, secret)
+		return rt.RoundTrip(r)
+	})
+}
 
 // noteRedirects records a 307's Location in the request's callNote.
 func noteRedirects(rt http.RoundTripper) http.RoundTripper {

@@ -186,6 +186,13 @@ func (k *killTracker) restart(now time.Time) []pendingKill {
 	return out
 }
 
+func (k *killTracker) tracked(taskID string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	_, ok := k.tasks[taskID]
+	return ok
+}
+
 func (k *killTracker) len() int {
 	k.mu.Lock()
 	defer k.mu.Unlock()
