@@ -211,15 +211,16 @@ func (m *Mesos) RestoreAgent(key string) error {
 }
 
 // FailoverMaster drops every scheduler stream, as a dying master does; with several
-// masters, leadership moves to the next one. Frameworks must re-subscribe (within
-// their failover timeout) at the new leader.
+// masters, leadership moves to the next one. Frameworks must re-subscribe at the new
+// leader; until they do they are kept as "recovered" frameworks (not removed), as a
+// new Mesos master keeps the frameworks it learns of from re-registering agents.
 func (m *Mesos) FailoverMaster() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.leader = (m.leader + 1) % len(m.masters)
 	for _, fw := range m.fwOrder {
 		if fw.connected {
-			m.disconnect(fw)
+			m.disconnectFramework(fw, false)
 		}
 	}
 	m.log.Info("fault: master failover", "leader", m.masters[m.leader].hostport())

@@ -249,7 +249,22 @@ func cmdTask(id string, o mesos.Offer, cmd string, res ...mesos.Resource) mesos.
 }
 
 func launch(o mesos.Offer, tasks ...mesos.TaskInfo) *scheduler.Call {
-	return calls.Accept(calls.OfferOperations{calls.OpLaunch(tasks...)}.WithOffers(o.ID))
+	return calls.Accept(calls.OfferOperations{calls.OpLaunch(tasks...)}.WithOffers(o.ID)).With(calls.RefuseSeconds(0))
 }
 
 func codecName(c encoding.Codec) string { return fmt.Sprint(c.Name) }
+
+// updates collects the next n UPDATE events by task id.
+func (s *sched) updates(n int, d time.Duration) map[string]*mesos.TaskStatus {
+	s.t.Helper()
+	out := map[string]*mesos.TaskStatus{}
+	deadline := time.Now().Add(d)
+	for len(out) < n {
+		ev := s.wait(time.Until(deadline), func(e *scheduler.Event) bool { return e.Type == scheduler.Event_UPDATE })
+		if ev == nil {
+			s.t.Fatalf("got %d updates, want %d within %v", len(out), n, d)
+		}
+		out[ev.Update.Status.TaskID.Value] = &ev.Update.Status
+	}
+	return out
+}

@@ -501,7 +501,12 @@ func (m *Mesos) streamEnded(fw *framework, s *stream) {
 	m.disconnect(fw)
 }
 
-func (m *Mesos) disconnect(fw *framework) {
+func (m *Mesos) disconnect(fw *framework) { m.disconnectFramework(fw, true) }
+
+// disconnectFramework deactivates a framework; with removal, it is removed after its
+// failover timeout. After a master failover the new master only knows frameworks as
+// "recovered" (from the agents) and keeps them until they re-subscribe.
+func (m *Mesos) disconnectFramework(fw *framework, removal bool) {
 	if fw.stream != nil {
 		fw.stream.close()
 	}
@@ -516,7 +521,7 @@ func (m *Mesos) disconnect(fw *framework) {
 		timeout = time.Duration(*fw.info.FailoverTimeout * float64(time.Second))
 	}
 	m.log.Info("framework disconnected", "framework", fw.id, "failoverTimeout", timeout)
-	if m.closed {
+	if m.closed || !removal {
 		return
 	}
 	fw.failoverTimer = time.AfterFunc(timeout, func() {
