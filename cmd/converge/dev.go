@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/converge-io/converge/cli"
+	"github.com/converge-io/converge/mesosbridge/localmesos"
+	"github.com/converge-io/converge/store/etcdtest"
+)
+
+func newDevCmd(g *globals) *cobra.Command {
+	var (
+		lm            localMesosFlags
+		dataDir       string
+		etcdClientURL string
+		mesosListen   string
+		httpAddr      string
+		verbose       int
+	)
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run everything on one machine: embedded etcd, local Mesos and the controller",
+		Long: `dev runs converge whole in one process, for trying it, demos and tests: an
+embedded etcd (data under --data-dir), a local Mesos whose agents run tasks as
+real processes (sandboxes under --data-dir), and the controller. Ctrl-C stops
+it cleanly; the data stays for the next run (delete --data-dir to start over).`,
+		Example: `  converge dev
+  converge dev --agents 5 --data-dir /tmp/converge`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			log := newLogger(g.errOut, verbose)
+			abs, err := filepath.Abs(dataDir)
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(abs, 0o755); err != nil {
+				return fmt.Errorf("data dir: %w", err)
+			}
+
+			etcd, err := etcdtest.StartEmbedded(filepath.Join(abs, "etcd"), etcdClientURL)
+			if err != nil {
+				return fmt.Errorf("%w (is another converge dev or etcd already listening there? use --etcd-client-url)", err)
+			}
+			defer func() {
+				etcd.Close()
+				fmt.Fprintln(g.out, "etcd stopped")
+			}()
+			opts := g.etcdOptions()
+			opts.Endpoints = []string{etcdClientURL}
+			st, err := cli.Connect(ctx, opts)
+			if err != nil {
+				return err
+			}
+			defer cli.Disconnect(st)
+
+			sandboxes := filepath.Join(abs, "sandboxes")
+			m, err := localmesos.New(lm.options(mesosListen, sandboxes, 1, log.WithName("localmesos")))
+			if err != nil {
+				return err
+			}
+			if err := m.Start(ctx); err != nil {
+				return fmt.Errorf("%w (is another converge dev or Mesos already listening there? use --mesos-listen)", err)
+			}
+			defer func() {
+				m.Close()
+				fmt.Fprintln(g.out, "local Mesos stopped (task processes killed)")
+			}()
+
+			reg := newRegistry()
+			ops, err := startOpsServer(httpAddr, reg, func(ctx context.Context) error {
+				_, err := st.Client().Get(ctx, st.Prefix()+"/framework")
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			defer ops.Close()
+
+			fmt.Fprintf(g.out, "converge dev is running (data in %s)\n", abs)
+			fmt.Fprintf(g.out, "  etcd         %s\n", etcdClientURL)
+			fmt.Fprintf(g.out, "  local Mesos  %s  (%d agents; state: %s/master/state; sandboxes in %s)\n", m.URL(), lm.agents, m.URL(), sandboxes)
+			if u := ops.URL(); u != "" {
+				fmt.Fprintf(g.out, "  metrics      %s/metrics  (health: %s/healthz, %s/readyz)\n", u, u, u)
+			}
+			fmt.Fprintln(g.out, "Try, in another terminal:")
+			if etcdClientURL != cli.DefaultEtcdEndpoint {
+				fmt.Fprintf(g.out, "  export %s=%s\n", envEtcdEndpoints, etcdClientURL)
+			}
+			fmt.Fprintln(g.out, "  converge apply -f manifests/examples/")
+			fmt.Fprintln(g.out, "  converge get clusters -w")
+			fmt.Fprintln(g.out, "Press Ctrl-C to stop.")
+
+			<-ctx.Done()
+			fmt.Fprintln(g.out, "stopping converge dev")
+			return nil
+		},
+	}
+	lm.register(cmd)
+	f := cmd.Flags()
+	f.StringVar(&dataDir, "data-dir", ".data", "directory for etcd's data and the task sandboxes")
+	f.StringVar(&etcdClientURL, "etcd-client-url", cli.DefaultEtcdEndpoint, "where the embedded etcd serves clients")
+	f.StringVar(&mesosListen, "mesos-listen", "127.0.0.1:5050", "address of the local Mesos master")
+	f.StringVar(&httpAddr, "http", "127.0.0.1:8080", `address for /metrics, /healthz and /readyz ("" to disable)`)
+	f.IntVarP(&verbose, "verbose", "v", 0, "log verbosity (0: info and errors)")
+	return cmd
+}

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/go-logr/logr"
+	"github.com/spf13/cobra"
+
+	"github.com/converge-io/converge/mesosbridge/localmesos"
+)
+
+// localMesosFlags are the local Mesos options dev and local-mesos share.
+type localMesosFlags struct {
+	agents          int
+	agentResources  string
+	agentAttributes string
+	simulate        bool
+}
+
+func (f *localMesosFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.IntVar(&f.agents, "agents", 3, "number of agents (each its own loopback hostname 127.0.0.N and port range)")
+	fl.StringVar(&f.agentResources, "agent-resources", "cpus:4;mem:8192;disk:65536;ports:[31000-31999]", "each agent's resources, Mesos --resources syntax")
+	fl.StringVar(&f.agentAttributes, "agent-attributes", "", `agent attributes template, e.g. "rack:r{i%3};zone:z1" ({i} is the agent index)`)
+	fl.BoolVar(&f.simulate, "simulate", false, "run no processes: tasks are simulated state machines (for scale)")
+}
+
+func (f *localMesosFlags) options(listen, workDir string, masters int, log logr.Logger) localmesos.Options {
+	return localmesos.Options{
+		Listen:          listen,
+		Masters:         masters,
+		Agents:          f.agents,
+		AgentResources:  f.agentResources,
+		AgentAttributes: f.agentAttributes,
+		WorkDir:         workDir,
+		Simulate:        f.simulate,
+		Log:             log,
+	}
+}
+
+func newLocalMesosCmd(g *globals) *cobra.Command {
+	var (
+		lm      localMesosFlags
+		listen  string
+		workDir string
+		masters int
+		verbose int
+	)
+	cmd := &cobra.Command{
+		Use:   "local-mesos",
+		Short: "Run a local Mesos (masters and agents) speaking the v1 HTTP APIs",
+		Long: `local-mesos runs an in-process Mesos master and agents that speak Mesos's v1
+scheduler and executor HTTP APIs, run tasks as real local processes in per-task
+sandboxes (or, with --simulate, as state machines) and serve /master/state and
+/fault/... for fault injection. It is what converge dev runs; alone it serves
+any v1 framework.`,
+		Example: `  converge local-mesos --agents 5
+  converge local-mesos --simulate --agents 1000 --masters 3`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			m, err := localmesos.New(lm.options(listen, workDir, masters, newLogger(g.errOut, verbose).WithName("localmesos")))
+			if err != nil {
+				return err
+			}
+			if err := m.Start(ctx); err != nil {
+				return err
+			}
+			defer m.Close()
+			fmt.Fprintf(g.out, "local Mesos: %d agents%s\n", lm.agents, map[bool]string{true: " (simulated)", false: ""}[lm.simulate])
+			fmt.Fprintf(g.out, "  masters:  %s (leader %s)\n", strings.Join(m.URLs(), ", "), m.URL())
+			fmt.Fprintf(g.out, "  state:    curl %s/master/state\n", m.URL())
+			if workDir != "" {
+				fmt.Fprintf(g.out, "  sandboxes under %s\n", workDir)
+			}
+			fmt.Fprintln(g.out, "Press Ctrl-C to stop.")
+			<-ctx.Done()
+			fmt.Fprintln(g.out, "stopping local Mesos")
+			return nil
+		},
+	}
+	lm.register(cmd)
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:5050", "address of the (first) master")
+	cmd.Flags().StringVar(&workDir, "work-dir", "", "directory for task sandboxes (default: a temporary one, removed on exit)")
+	cmd.Flags().IntVarP(&verbose, "verbose", "v", 0, "log verbosity (0: info and errors)")
+	cmd.Flags().IntVar(&masters, "masters", 1, "number of masters; one leads, the others redirect to it")
+	return cmd
+}

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/converge-io/converge/cli"
+)
+
+func newWaitCmd(g *globals) *cobra.Command {
+	var (
+		forFlag  string
+		timeout  time.Duration
+		selector string
+	)
+	cmd := &cobra.Command{
+		Use:   "wait cluster/NAME... --for=condition=Ready|--for=delete",
+		Short: "Wait for a condition on clusters, or for their deletion",
+		Long: `Wait blocks until each cluster has the condition (Ready, Reconciling, Stalled,
+with =True by default, or =False / =Unknown), or is gone (--for=delete).
+
+A condition counts only when it is about the cluster's current generation (its
+observedGeneration equals metadata.generation), so "apply, then wait" never
+returns on the status of the previous spec. Changes are followed through an
+etcd watch.`,
+		Example: `  converge wait cluster/orders-db --for=condition=Ready --timeout 2m
+  converge wait cluster orders-db --for=condition=Stalled=False
+  converge wait cl/orders-db --for=delete`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			names, err := cli.ParseNames(args)
+			if err != nil {
+				return err
+			}
+			if forFlag == "" {
+				return cli.Usage("--for is required: --for=condition=Ready or --for=delete")
+			}
+			f, err := cli.ParseWaitFor(forFlag)
+			if err != nil {
+				return err
+			}
+			if timeout <= 0 {
+				return cli.Usage("--timeout must be positive")
+			}
+			if len(names) == 0 && selector == "" {
+				return cli.Usage("name the clusters to wait for (cluster/NAME or -l SELECTOR)")
+			}
+			if len(names) > 0 && selector != "" {
+				return cli.Usage("give names or a selector (-l), not both")
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			st, err := g.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer cli.Disconnect(st)
+			ns := g.ns()
+			if selector != "" {
+				sel, err := labels.Parse(selector)
+				if err != nil {
+					return fmt.Errorf("selector %q: %w", selector, err)
+				}
+				items, _, err := st.List(ctx, ns, sel)
+				if err != nil {
+					return err
+				}
+				if len(items) == 0 {
+					return fmt.Errorf("no clusters match %q in namespace %s", selector, ns)
+				}
+				for _, c := range items {
+					names = append(names, c.Name)
+				}
+			}
+			var errs []error
+			for _, n := range names {
+				if _, err := cli.Wait(ctx, st, ns, n, f); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				if f.Delete {
+					fmt.Fprintf(g.out, "%s deleted\n", cli.Ref(n))
+				} else {
+					fmt.Fprintf(g.out, "%s condition met\n", cli.Ref(n))
+				}
+			}
+			return errors.Join(errs...)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&forFlag, "for", "", "condition=TYPE[=True|False|Unknown] or delete")
+	f.DurationVar(&timeout, "timeout", 30*time.Second, "give up after this long (exit 1)")
+	f.StringVarP(&selector, "selector", "l", "", "wait for every cluster matching this label selector")
+	return cmd
+}
