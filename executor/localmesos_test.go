@@ -23,16 +23,44 @@ import (
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler/calls"
 )
 
-// buildExecutor builds executor/internal/cmd/testexecutor (executor.Run as a main).
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+	buildDir  string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+// buildExecutor builds executor/internal/cmd/testexecutor (executor.Run as a main),
+// once per test binary.
 func buildExecutor(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "testexecutor")
-	cmd := exec.Command("go", "build", "-o", bin, "./internal/cmd/testexecutor")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build testexecutor: %v\n%s", err, out)
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "converge-testexecutor-")
+		if buildErr != nil {
+			return
+		}
+		builtBin = filepath.Join(buildDir, "testexecutor")
+		args := []string{"build", "-o", builtBin}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, "./internal/cmd/testexecutor")...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build testexecutor: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
 	}
-	return bin
+	return builtBin
 }
 
 // testScheduler is a minimal framework on mesos-go's httpsched client over real HTTP.
@@ -50,7 +78,7 @@ type testScheduler struct {
 	err      error
 }
 
-func newTestScheduler(ctx context.Context, t *testing.T, masterURL string) *testScheduler {
+func newTestScheduler(ctx context.Context, t *testing.T, masterURL string, checkpoint bool) *testScheduler {
 	t.Helper()
 	cli := httpcli.New(
 		httpcli.Endpoint(masterURL+"/api/v1/scheduler"),
@@ -61,9 +89,10 @@ func newTestScheduler(ctx context.Context, t *testing.T, masterURL string) *test
 	s.cond = sync.NewCond(&s.mu)
 	hostname, _ := os.Hostname()
 	fi := &mesos.FrameworkInfo{
-		User:     "root",
-		Name:     "converge-executor-test",
-		Hostname: &hostname,
+		User:       "root",
+		Name:       "converge-executor-test",
+		Hostname:   &hostname,
+		Checkpoint: &checkpoint,
 		Capabilities: []mesos.FrameworkInfo_Capability{
 			{Type: mesos.FrameworkInfo_Capability_TASK_KILLING_STATE},
 		},
@@ -315,6 +344,19 @@ func memberTask(o mesos.Offer, bin, taskID string, ordinal int, port uint64, tas
 	return ti
 }
 
+// checkNoDataRace fails the test if an executor built with -race reported a race
+// in its log.
+func checkNoDataRace(t *testing.T, dir string) {
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && d.Name() == "stderr" {
+			if b, err := os.ReadFile(p); err == nil && strings.Contains(string(b), "WARNING: DATA RACE") {
+				t.Errorf("data race in the executor, see %s", p)
+			}
+		}
+		return nil
+	})
+}
+
 // dumpSandboxLogs logs every stdout and stderr file under dir (the executors'
 // logs) when the test failed or runs verbose.
 func dumpSandboxLogs(t *testing.T, dir string) {
@@ -381,10 +423,13 @@ func TestExecutorUnderLocalMesos(t *testing.T) {
 	if err := m.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	defer m.Close()
-	defer dumpSandboxLogs(t, work)
+	defer func() {
+		m.Close()
+		checkNoDataRace(t, work)
+		dumpSandboxLogs(t, work)
+	}()
 
-	s := newTestScheduler(ctx, t, m.URL())
+	s := newTestScheduler(ctx, t, m.URL(), false)
 	o := s.takeOffer(15 * time.Second)
 	agentID := o.AgentID.Value
 	ports := offerPorts(o)
