@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -609,4 +610,118 @@ func TestNamespaceFlag(t *testing.T) {
 	if _, err := e.st.Get(context.Background(), "team-b", "nsd"); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func freeURL(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return "http://" + l.Addr().String()
+}
+
+// TestDevRunsAndStops starts `converge dev` in-process on free ports, uses it
+// as a user would, and stops it as Ctrl-C does.
+func TestDevRunsAndStops(t *testing.T) {
+	etcdURL := freeURL(t)
+	data := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &syncBuffer{}
+	errOut := &syncBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"dev", "--data-dir", data, "--etcd-client-url", etcdURL,
+			"--mesos-listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--agents", "2"},
+			streams{in: strings.NewReader(""), out: out, errOut: errOut})
+	}()
+	waitFor(t, func() bool { return strings.Contains(out.String(), "Press Ctrl-C") })
+	for _, want := range []string{etcdURL, "local Mesos  http://127.0.0.1:", "/metrics", "export CONVERGE_ETCD_ENDPOINTS=" + etcdURL} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("dev output lacks %q:\n%s", want, out.String())
+		}
+	}
+
+	e := &env{t: t, endpoint: etcdURL, prefix: store.DefaultPrefix, dir: t.TempDir()}
+	expect(t, e.run("", "apply", "-f", e.file("dev.yaml", manifest("in-dev", 1, ""))), 0, "cluster/in-dev created")
+	expect(t, e.run("", "get", "clusters"), 0, "in-dev")
+
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("dev exited %d: %s%s", code, out.String(), errOut.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("dev did not stop")
+	}
+	if !strings.Contains(out.String(), "etcd stopped") {
+		t.Fatalf("dev did not say it stopped etcd:\n%s", out.String())
+	}
+}
+
+func TestLocalMesosCommand(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &syncBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"local-mesos", "--listen", "127.0.0.1:0", "--agents", "4", "--simulate", "--masters", "2"},
+			streams{in: strings.NewReader(""), out: out, errOut: &syncBuffer{}})
+	}()
+	waitFor(t, func() bool { return strings.Contains(out.String(), "Press Ctrl-C") })
+	s := out.String()
+	i := strings.Index(s, "curl ")
+	if i < 0 {
+		t.Fatalf("no state URL in:\n%s", s)
+	}
+	stateURL := strings.Fields(s[i+len("curl "):])[0]
+	resp, err := http.Get(stateURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var state struct {
+		Slaves []json.RawMessage `json:"slaves"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&state)
+	resp.Body.Close()
+	if err != nil || len(state.Slaves) != 4 {
+		t.Fatalf("state: %v, %d agents", err, len(state.Slaves))
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("local-mesos exited %d", code)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("local-mesos did not stop")
+	}
+}
+
+func TestApplyWait(t *testing.T) {
+	e := newEnv(t)
+	f := e.file("aw.yaml", manifest("awaited", 1, ""))
+	// Play the controller: once the cluster exists, report it Ready for its generation.
+	go func() {
+		for i := 0; i < 500; i++ {
+			c, err := e.st.Get(context.Background(), "default", "awaited")
+			if err == nil {
+				c.Status.ReadyReplicas = 1
+				c.Status.ObservedGeneration = c.Generation
+				v1alpha1.SetCondition(&c.Status.Conditions, metav1.Condition{Type: "Ready", Status: "True", Reason: "Test", ObservedGeneration: c.Generation})
+				if _, err := e.st.UpdateStatus(context.Background(), c); err == nil {
+					return
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	r := e.run("", "apply", "-f", f, "--wait", "--timeout", "30s")
+	expect(t, r, 0, "cluster/awaited created", "cluster/awaited ready")
+	// A new generation is not Ready until the controller says so for it.
+	r = e.run("", "apply", "-f", e.file("aw.yaml", manifest("awaited", 2, "")), "--wait", "--timeout", "1s")
+	expect(t, r, 1, "cluster/awaited configured", "timed out waiting for condition=Ready=True on cluster/awaited")
 }
