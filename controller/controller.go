@@ -1,0 +1,768 @@
+package controller
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/converge-io/converge/apis/v1alpha1"
+	"github.com/converge-io/converge/election"
+	"github.com/converge-io/converge/mesosbridge"
+	"github.com/converge-io/converge/store"
+)
+
+// Config configures the controller.
+type Config struct {
+	// Store is where clusters, the ledger and elections live; possibly a fenced
+	// view (HA), in which case a lost leadership stops the controller.
+	Store *store.Store
+	// Workers reconciling clusters in parallel (default 4).
+	Workers int
+	// ResyncInterval: every cluster is looked at again this often (default 30s).
+	ResyncInterval time.Duration
+	// UnreachableTimeout: an UNREACHABLE member is replaced after it (default 60s).
+	UnreachableTimeout time.Duration
+	// StallAfter: needs that no offer fits for this long make a cluster Stalled
+	// with reason NoOfferFits (default 10s).
+	StallAfter time.Duration
+	// ExecutorURI is where agents fetch `converge executor` from (executable), for
+	// clusters with election strategy position and no executor of their own.
+	ExecutorURI string
+	// ExecutorCommand runs it in the sandbox (default "./converge executor").
+	ExecutorCommand string
+	Log             logr.Logger
+	Registerer      prometheus.Registerer
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Defaults.
+const (
+	DefaultWorkers            = 4
+	DefaultResyncInterval     = 30 * time.Second
+	DefaultUnreachableTimeout = 60 * time.Second
+	DefaultExecutorCommand    = "./converge executor"
+	// Decline refusals: long for offers nobody needs (offers are also suppressed
+	// then), short while someone needs resources or before reconciliation.
+	refuseUnneeded = 120
+	refuseShort    = 5
+	refuseAfterUse = 1
+)
+
+// Controller reconciles every Cluster of its store with Mesos.
+type Controller struct {
+	cfg   Config
+	log   logr.Logger
+	now   func() time.Time
+	m     *metrics
+	queue workqueue.TypedRateLimitingInterface[string]
+
+	writes   chan *writeOp
+	offersCh chan []mesos.Offer
+	acks     chan mesos.TaskStatus
+	loaded   chan struct{}
+	loadOnce sync.Once
+	loadErr  error
+	fatal    chan error
+	fatalOne sync.Once
+
+	bridge mesosbridge.Bridge
+
+	mu         sync.Mutex
+	clusters   map[string]*v1alpha1.Cluster              // as read from the store
+	ledger     map[string]map[string]*store.TaskRecord   // key -> task id -> record
+	elections  map[string]*store.ElectionRecord          // key -> record
+	endpoints  map[string]*store.Endpoints               // key -> published record
+	epLoaded   map[string]bool                           // endpoints read from the store
+	events     map[string][]store.Event                  // key -> history
+	answers    map[string][]election.Message             // key -> position answers (current epochs)
+	promoted   map[string]*election.Message              // key -> latest promoted message
+	unplaced   map[string]*Unplaced                      // key -> why needs found no offer
+	needy      map[string]bool                           // keys with members to launch
+	lastSent   map[string]time.Time                      // key -> last election message round
+	agents     map[string][]mesos.Attribute              // agent id -> attributes (from offers)
+	killSent   map[string]bool                           // task ids whose kill the bridge retries
+	subscribed bool
+	reconciled bool
+	wantOffers *bool // last Suppress/Revive decision, nil: none made on this subscription
+}
+
+// New checks cfg and returns a controller; Run starts it.
+func New(cfg Config) (*Controller, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("controller: Config.Store is required")
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = DefaultWorkers
+	}
+	if cfg.ResyncInterval <= 0 {
+		cfg.ResyncInterval = DefaultResyncInterval
+	}
+	if cfg.UnreachableTimeout <= 0 {
+		cfg.UnreachableTimeout = DefaultUnreachableTimeout
+	}
+	if cfg.StallAfter <= 0 {
+		cfg.StallAfter = defaultStallAfter
+	}
+	if cfg.ExecutorCommand == "" {
+		cfg.ExecutorCommand = DefaultExecutorCommand
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log.GetSink() == nil {
+		cfg.Log = logr.Discard()
+	}
+	c := &Controller{
+		cfg: cfg, log: cfg.Log, now: cfg.Now,
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.NewTypedMaxOfRateLimiter(
+				workqueue.NewTypedItemExponentialFailureRateLimiter[string](50*time.Millisecond, 30*time.Second),
+			),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "converge-clusters"}),
+		writes:    make(chan *writeOp, 4096),
+		offersCh:  make(chan []mesos.Offer, 64),
+		acks:      make(chan mesos.TaskStatus, 16384),
+		loaded:    make(chan struct{}),
+		fatal:     make(chan error, 1),
+		clusters:  map[string]*v1alpha1.Cluster{},
+		ledger:    map[string]map[string]*store.TaskRecord{},
+		elections: map[string]*store.ElectionRecord{},
+		endpoints: map[string]*store.Endpoints{},
+		epLoaded:  map[string]bool{},
+		events:    map[string][]store.Event{},
+		answers:   map[string][]election.Message{},
+		promoted:  map[string]*election.Message{},
+		unplaced:  map[string]*Unplaced{},
+		needy:     map[string]bool{},
+		lastSent:  map[string]time.Time{},
+		agents:    map[string][]mesos.Attribute{},
+		killSent:  map[string]bool{},
+	}
+	m, err := newMetrics(cfg.Registerer, c)
+	if err != nil {
+		return nil, err
+	}
+	c.m = m
+	return c, nil
+}
+
+// Run loads the ledger, builds the mesosbridge client from mcfg (its State is
+// cfg.Store and its ReconcileTasks the ledger's non-terminal tasks), and runs the
+// bridge and the controller until ctx ends or a fatal error (framework removed,
+// leadership lost).
+func Run(ctx context.Context, cfg Config, mcfg mesosbridge.Config) error {
+	c, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := c.load(ctx); err != nil {
+		return err
+	}
+	mcfg.State = cfg.Store
+	mcfg.ReconcileTasks = c.ReconcileTasks
+	if mcfg.Log.GetSink() == nil {
+		mcfg.Log = cfg.Log.WithName("mesos")
+	}
+	if mcfg.Registerer == nil {
+		mcfg.Registerer = cfg.Registerer
+	}
+	b, err := mesosbridge.New(mcfg)
+	if err != nil {
+		return fmt.Errorf("mesos client: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	bridgeErr := make(chan error, 1)
+	go func() { bridgeErr <- b.Run(ctx) }()
+	cerr := c.Run(ctx, b)
+	cancel()
+	berr := <-bridgeErr
+	if cerr != nil && !errors.Is(cerr, context.Canceled) {
+		return cerr
+	}
+	if berr != nil && !errors.Is(berr, context.Canceled) {
+		return fmt.Errorf("mesos: %w", berr)
+	}
+	return nil
+}
+
+// load reads the ledger and the election records (once).
+func (c *Controller) load(ctx context.Context) error {
+	c.loadOnce.Do(func() {
+		tasks, err := c.cfg.Store.ListAllTasks(ctx)
+		if err != nil {
+			c.loadErr = fmt.Errorf("load the task ledger: %w", err)
+			return
+		}
+		els, err := c.cfg.Store.ListElections(ctx)
+		if err != nil {
+			c.loadErr = fmt.Errorf("load election records: %w", err)
+			return
+		}
+		c.mu.Lock()
+		for i := range tasks {
+			r := tasks[i]
+			key := r.Namespace + "/" + r.Cluster
+			if c.ledger[key] == nil {
+				c.ledger[key] = map[string]*store.TaskRecord{}
+			}
+			c.ledger[key][r.ID] = &r
+		}
+		for key, e := range els {
+			e := e
+			c.elections[key] = &e
+		}
+		c.mu.Unlock()
+		c.log.Info("ledger loaded", "tasks", len(tasks), "elections", len(els))
+		close(c.loaded)
+	})
+	return c.loadErr
+}
+
+// ReconcileTasks returns the ledger's non-terminal tasks, for the bridge's
+// explicit reconciliation after every (re)subscribe. It waits until Run has loaded
+// the ledger.
+func (c *Controller) ReconcileTasks() []mesosbridge.ReconcileTask {
+	<-c.loaded
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []mesosbridge.ReconcileTask
+	for _, m := range c.ledger {
+		for _, r := range m {
+			if !IsTerminalState(r.State) {
+				out = append(out, mesosbridge.ReconcileTask{TaskID: r.ID, AgentID: r.AgentID})
+			}
+		}
+	}
+	return out
+}
+
+// Ready reports whether the controller has loaded its state and is subscribed
+// to Mesos (for /readyz).
+func (c *Controller) Ready() bool {
+	select {
+	case <-c.loaded:
+	default:
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.subscribed
+}
+
+func (c *Controller) fail(err error) {
+	c.fatalOne.Do(func() { c.fatal <- err })
+}
+
+// Run drives Mesos through b until ctx ends or a fatal error.
+func (c *Controller) Run(ctx context.Context, b mesosbridge.Bridge) error {
+	if err := c.load(ctx); err != nil {
+		return err
+	}
+	c.bridge = b
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	clusters, rev, err := c.cfg.Store.List(ctx, "", nil)
+	if err != nil {
+		return fmt.Errorf("list clusters: %w", err)
+	}
+	c.mu.Lock()
+	for _, cl := range clusters {
+		c.clusters[cl.Namespace+"/"+cl.Name] = cl
+	}
+	c.mu.Unlock()
+	for _, cl := range clusters {
+		c.queue.Add(cl.Namespace + "/" + cl.Name)
+	}
+	c.dropDeletedLedgers(ctx)
+
+	var wg sync.WaitGroup
+	start := func(f func()) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f() }()
+	}
+	writerCtx, stopWriter := context.WithCancel(context.Background())
+	var writerWG sync.WaitGroup
+	writerWG.Add(1)
+	go func() { defer writerWG.Done(); c.runWriter(writerCtx) }()
+	start(func() { c.watch(ctx, rev) })
+	start(func() { c.runOffers(ctx) })
+	for i := 0; i < 4; i++ {
+		start(func() { c.runAcks(ctx) })
+	}
+	for i := 0; i < c.cfg.Workers; i++ {
+		start(func() {
+			for c.processNext(ctx) {
+			}
+		})
+	}
+	start(func() { c.resync(ctx) })
+
+	err = c.mesosLoop(ctx, b)
+	cancel()
+	c.queue.ShutDown()
+	wg.Wait()
+	stopWriter()
+	writerWG.Wait()
+	return err
+}
+
+// dropDeletedLedgers kills the tasks of ledger entries whose cluster is gone (a
+// cluster deleted while no controller ran, without our finalizer).
+func (c *Controller) dropDeletedLedgers(ctx context.Context) {
+	c.mu.Lock()
+	var gone []string
+	for key := range c.ledger {
+		if c.clusters[key] == nil {
+			gone = append(gone, key)
+		}
+	}
+	c.mu.Unlock()
+	for _, key := range gone {
+		c.forgetCluster(ctx, key)
+	}
+}
+
+func (c *Controller) mesosLoop(ctx context.Context, b mesosbridge.Bridge) error {
+	events := b.Events()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-c.fatal:
+			return err
+		case ev, ok := <-events:
+			if !ok {
+				return errors.New("mesos event stream closed")
+			}
+			if err := c.handleMesos(ctx, ev); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (c *Controller) handleMesos(ctx context.Context, ev mesosbridge.Event) error {
+	switch ev.Type {
+	case mesosbridge.EventSubscribed:
+		c.log.Info("subscribed to Mesos", "frameworkID", ev.FrameworkID)
+		c.mu.Lock()
+		c.subscribed, c.reconciled = true, false
+		c.wantOffers = nil
+		c.mu.Unlock()
+		c.syncOfferInterest(ctx)
+	case mesosbridge.EventDisconnected:
+		c.log.Info("disconnected from Mesos; the bridge reconnects")
+		c.mu.Lock()
+		c.subscribed, c.reconciled = false, false
+		c.mu.Unlock()
+	case mesosbridge.EventReconciled:
+		c.log.Info("reconciliation done: launching what is missing")
+		c.mu.Lock()
+		c.reconciled = true
+		keys := make([]string, 0, len(c.clusters))
+		for k := range c.clusters {
+			keys = append(keys, k)
+		}
+		c.mu.Unlock()
+		for _, k := range keys {
+			c.queue.Add(k)
+		}
+	case mesosbridge.EventOffers:
+		select {
+		case c.offersCh <- ev.Offers:
+		case <-ctx.Done():
+		}
+	case mesosbridge.EventRescind:
+		// Offers are used or declined as they arrive; nothing is held.
+	case mesosbridge.EventUpdate:
+		if ev.Status != nil {
+			c.handleUpdate(ctx, *ev.Status)
+		}
+	case mesosbridge.EventMessage:
+		if ev.Message != nil {
+			c.handleMessage(ev.Message)
+		}
+	case mesosbridge.EventFailure:
+		c.log.V(1).Info("failure reported by Mesos", "agentID", ev.AgentID, "executorID", ev.ExecutorID)
+	case mesosbridge.EventFrameworkRemoved:
+		return fmt.Errorf("the Mesos master removed the framework (%s): start a new framework", ev.Error)
+	case mesosbridge.EventError:
+		c.log.Info("error from the Mesos master", "message", ev.Error)
+	}
+	return nil
+}
+
+// watch follows the store's clusters.
+func (c *Controller) watch(ctx context.Context, rev int64) {
+	for ev := range c.cfg.Store.Watch(ctx, "", rev) {
+		if ev.Object == nil {
+			continue
+		}
+		key := ev.Object.Namespace + "/" + ev.Object.Name
+		switch ev.Type {
+		case store.Deleted:
+			c.mu.Lock()
+			delete(c.clusters, key)
+			c.mu.Unlock()
+			c.forgetCluster(ctx, key)
+		default:
+			c.mu.Lock()
+			if old := c.clusters[key]; old == nil || rvOf(old) <= rvOf(ev.Object) {
+				c.clusters[key] = ev.Object
+			}
+			c.mu.Unlock()
+			c.queue.Add(key)
+		}
+	}
+}
+
+func rvOf(c *v1alpha1.Cluster) int64 {
+	v, _ := strconv.ParseInt(c.ResourceVersion, 10, 64)
+	return v
+}
+
+// forgetCluster drops a deleted cluster's caches; its tasks that still run are
+// killed (the store removed their ledger with the object).
+func (c *Controller) forgetCluster(ctx context.Context, key string) {
+	c.mu.Lock()
+	var kill []store.TaskRecord
+	for _, r := range c.ledger[key] {
+		if !IsTerminalState(r.State) {
+			kill = append(kill, *r)
+		}
+	}
+	delete(c.ledger, key)
+	delete(c.elections, key)
+	delete(c.endpoints, key)
+	delete(c.epLoaded, key)
+	delete(c.events, key)
+	delete(c.answers, key)
+	delete(c.promoted, key)
+	delete(c.unplaced, key)
+	delete(c.needy, key)
+	delete(c.lastSent, key)
+	c.mu.Unlock()
+	for _, r := range kill {
+		c.log.Info("killing a task of a deleted cluster", "cluster", key, "taskID", r.ID)
+		c.killTask(ctx, r.ID, r.AgentID)
+	}
+	c.syncOfferInterest(ctx)
+}
+
+func (c *Controller) killTask(ctx context.Context, id, agentID string) {
+	c.mu.Lock()
+	sent := c.killSent[id]
+	c.killSent[id] = true
+	c.mu.Unlock()
+	if sent || c.bridge == nil {
+		return
+	}
+	c.m.kills.Inc()
+	if err := c.bridge.Kill(ctx, id, agentID); err != nil {
+		c.log.Error(err, "kill", "taskID", id)
+	}
+}
+
+func (c *Controller) resync(ctx context.Context) {
+	t := time.NewTicker(c.cfg.ResyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		c.mu.Lock()
+		keys := make([]string, 0, len(c.clusters))
+		for k := range c.clusters {
+			keys = append(keys, k)
+		}
+		c.mu.Unlock()
+		for _, k := range keys {
+			c.queue.Add(k)
+		}
+	}
+}
+
+func (c *Controller) processNext(ctx context.Context) bool {
+	key, shutdown := c.queue.Get()
+	if shutdown {
+		return false
+	}
+	defer c.queue.Done(key)
+	start := time.Now()
+	requeue, err := c.reconcile(ctx, key)
+	c.m.reconciles.Inc()
+	c.m.reconcileSeconds.Observe(time.Since(start).Seconds())
+	switch {
+	case err != nil && ctx.Err() == nil:
+		c.m.reconcileErrors.Inc()
+		c.log.Error(err, "reconcile", "cluster", key)
+		c.queue.AddRateLimited(key)
+	case err == nil:
+		c.queue.Forget(key)
+		if requeue > 0 {
+			c.queue.AddAfter(key, requeue)
+		}
+	}
+	return true
+}
+
+func splitKey(key string) (ns, name string) {
+	ns, name, _ = strings.Cut(key, "/")
+	return ns, name
+}
+
+// input builds the planner's input for key from the caches (c.mu held).
+// It returns nil when the cluster is unknown.
+func (c *Controller) inputLocked(key string) *Input {
+	raw := c.clusters[key]
+	if raw == nil {
+		return nil
+	}
+	cl := raw.DeepCopy()
+	v1alpha1.SetDefaults(cl)
+	in := &Input{
+		Cluster:            cl,
+		SpecErrors:         v1alpha1.Validate(cl),
+		Reconciled:         c.reconciled,
+		Now:                c.now(),
+		UnreachableTimeout: c.cfg.UnreachableTimeout,
+		StallAfter:         c.cfg.StallAfter,
+		Answers:            c.answers[key],
+		Promoted:           c.promoted[key],
+		Unplaced:           c.unplaced[key],
+	}
+	for _, r := range c.ledger[key] {
+		in.Tasks = append(in.Tasks, *r)
+	}
+	if e := c.elections[key]; e != nil {
+		ec := *e
+		in.Election = &ec
+	}
+	return in
+}
+
+// reconcile moves one cluster one safe step: plan, persist, act, write status.
+func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, error) {
+	ns, name := splitKey(key)
+	c.mu.Lock()
+	raw := c.clusters[key]
+	loadEP := raw != nil && !c.epLoaded[key]
+	c.mu.Unlock()
+	if raw == nil {
+		return 0, nil
+	}
+	if loadEP {
+		ep, err := c.cfg.Store.GetEndpoints(ctx, ns, name)
+		if err != nil {
+			return 0, fmt.Errorf("read endpoints: %w", err)
+		}
+		c.mu.Lock()
+		if !c.epLoaded[key] {
+			c.endpoints[key] = ep
+			c.epLoaded[key] = true
+		}
+		c.mu.Unlock()
+	}
+
+	c.mu.Lock()
+	in := c.inputLocked(key)
+	raw = c.clusters[key]
+	published := c.endpoints[key]
+	c.mu.Unlock()
+	if in == nil {
+		return 0, nil
+	}
+	out := Plan(*in)
+
+	// Finalizer first: nothing is launched for a cluster we could lose track of.
+	if out.AddFinalizer {
+		obj := raw.DeepCopy()
+		obj.Finalizers = append(obj.Finalizers, v1alpha1.Finalizer)
+		upd, err := c.cfg.Store.Update(ctx, obj)
+		if err != nil {
+			return 0, c.storeErr(ctx, key, fmt.Errorf("add finalizer: %w", err))
+		}
+		c.cacheCluster(upd)
+		raw = upd
+	}
+
+	// Persist: kills decided, records forgotten, election, endpoints, events.
+	op := &writeOp{}
+	for _, k := range out.Kills {
+		if !k.New {
+			continue
+		}
+		reason := k.Reason
+		op.tasks = append(op.tasks, taskWrite{key: key, id: k.TaskID, mut: func(r *store.TaskRecord) (bool, []store.Event) {
+			if r.KillRequested || IsTerminalState(r.State) {
+				return false, nil
+			}
+			r.KillRequested, r.KillReason, r.UpdatedAt = true, reason, c.now()
+			return true, nil
+		}})
+	}
+	for _, id := range out.Forget {
+		op.tasks = append(op.tasks, taskWrite{key: key, id: id, forget: true})
+	}
+	if out.Election != nil {
+		op.elections = map[string]store.ElectionRecord{key: *out.Election}
+	}
+	if out.Endpoints != nil && !sameJSON(out.Endpoints, published) {
+		op.endpoints = map[string]store.Endpoints{key: *out.Endpoints}
+	}
+	op.addEvents(key, out.Events...)
+	if err := c.write(ctx, op); err != nil {
+		return 0, fmt.Errorf("persist the plan: %w", err)
+	}
+	if out.Election != nil {
+		c.m.elections.WithLabelValues(out.Election.Phase).Inc()
+		c.log.Info("election", "cluster", key, "epoch", out.Election.Epoch, "phase", out.Election.Phase, "master", out.Election.MasterTaskID)
+	}
+
+	// Act: kills, election messages.
+	for _, k := range out.Kills {
+		c.killTask(ctx, k.TaskID, k.AgentID)
+	}
+	c.sendElectionMessages(ctx, key, out)
+
+	// Status, only when it changed.
+	if !sameJSON(&raw.Status, &out.Status) {
+		obj := raw.DeepCopy()
+		obj.Status = out.Status
+		upd, err := c.cfg.Store.UpdateStatus(ctx, obj)
+		c.m.statusWrites.Inc()
+		if err != nil {
+			return 0, c.storeErr(ctx, key, fmt.Errorf("write status: %w", err))
+		}
+		c.cacheCluster(upd)
+		raw = upd
+	}
+
+	if out.RemoveFinalizer {
+		obj := raw.DeepCopy()
+		obj.Finalizers = slices.DeleteFunc(obj.Finalizers, func(f string) bool { return f == v1alpha1.Finalizer })
+		if _, err := c.cfg.Store.Update(ctx, obj); err != nil {
+			return 0, c.storeErr(ctx, key, fmt.Errorf("remove finalizer: %w", err))
+		}
+		c.log.Info("every task is terminal: finalizer removed", "cluster", key)
+	}
+
+	c.mu.Lock()
+	if len(out.Needs) > 0 {
+		c.needy[key] = true
+	} else {
+		delete(c.needy, key)
+		delete(c.unplaced, key)
+	}
+	c.mu.Unlock()
+	c.syncOfferInterest(ctx)
+	return out.RequeueAfter, nil
+}
+
+// storeErr handles a failed object write: on a conflict the object is re-read
+// (the watch will also deliver it) and the key retried.
+func (c *Controller) storeErr(ctx context.Context, key string, err error) error {
+	if errors.Is(err, store.ErrNotLeader) {
+		c.fail(err)
+		return err
+	}
+	if store.IsConflict(err) || store.IsNotFound(err) {
+		ns, name := splitKey(key)
+		fresh, gerr := c.cfg.Store.Get(ctx, ns, name)
+		switch {
+		case gerr == nil:
+			c.cacheCluster(fresh)
+		case store.IsNotFound(gerr):
+			c.mu.Lock()
+			delete(c.clusters, key)
+			c.mu.Unlock()
+			c.forgetCluster(ctx, key)
+			return nil
+		}
+	}
+	return err
+}
+
+func (c *Controller) cacheCluster(obj *v1alpha1.Cluster) {
+	key := obj.Namespace + "/" + obj.Name
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old := c.clusters[key]; old == nil || rvOf(old) <= rvOf(obj) {
+		c.clusters[key] = obj
+	}
+}
+
+// sameJSON compares what two values would be stored as.
+func sameJSON(a, b any) bool {
+	ja, err1 := json.Marshal(a)
+	jb, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && bytes.Equal(ja, jb)
+}
+
+// sendElectionMessages sends position queries and promote, at most once per
+// resend interval per cluster unless the election just moved.
+func (c *Controller) sendElectionMessages(ctx context.Context, key string, out Output) {
+	msgs := append([]Message(nil), out.Queries...)
+	if out.Promote != nil {
+		msgs = append(msgs, *out.Promote)
+	}
+	if len(msgs) == 0 {
+		return
+	}
+	now := c.now()
+	c.mu.Lock()
+	last := c.lastSent[key]
+	if out.Election == nil && now.Sub(last) < electionResendInterval*9/10 {
+		c.mu.Unlock()
+		return
+	}
+	c.lastSent[key] = now
+	c.mu.Unlock()
+	for _, m := range msgs {
+		if err := c.bridge.SendMessage(ctx, m.AgentID, m.ExecutorID, m.Msg.Encode()); err != nil {
+			c.log.V(1).Info("election message not sent; it is re-sent", "cluster", key, "type", m.Msg.Type, "taskID", m.Msg.TaskID, "error", err.Error())
+		}
+	}
+}
+
+// syncOfferInterest suppresses offers when no cluster needs any, and revives
+// them when one does.
+func (c *Controller) syncOfferInterest(ctx context.Context) {
+	c.mu.Lock()
+	want := len(c.needy) > 0
+	if !c.subscribed || c.bridge == nil || (c.wantOffers != nil && *c.wantOffers == want) {
+		c.mu.Unlock()
+		return
+	}
+	c.wantOffers = &want
+	c.mu.Unlock()
+	var err error
+	if want {
+		err = c.bridge.Revive(ctx)
+	} else {
+		err = c.bridge.Suppress(ctx)
+	}
+	if err != nil {
+		c.log.V(1).Info("suppress/revive failed; retried on the next change", "revive", want, "error", err.Error())
+		c.mu.Lock()
+		c.wantOffers = nil
+		c.mu.Unlock()
+	}
+}

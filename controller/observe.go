@@ -1,0 +1,187 @@
+package controller
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+
+	"github.com/converge-io/converge/election"
+	"github.com/converge-io/converge/mesosbridge"
+	"github.com/converge-io/converge/store"
+)
+
+const maxStatusMessage = 512
+
+// handleUpdate writes a status update to the ledger, then acknowledges it. An
+// update for a task the ledger does not know, whose id is converge's, is an
+// orphan: it is killed (unless already terminal) and acknowledged.
+func (c *Controller) handleUpdate(ctx context.Context, st mesos.TaskStatus) {
+	id := st.TaskID.Value
+	ns, name, _, ours := ParseTaskID(id)
+	key := ns + "/" + name
+	c.mu.Lock()
+	var known bool
+	if ours {
+		_, known = c.ledger[key][id]
+	}
+	c.mu.Unlock()
+	if !known {
+		if ours && !IsTerminalState(st.GetState().String()) {
+			c.log.Info("killing a task the ledger does not know", "taskID", id, "state", st.GetState().String())
+			c.killTask(ctx, id, st.GetAgentID().GetValue())
+		}
+		c.ack(ctx, st)
+		return
+	}
+	now := c.now()
+	op := &writeOp{tasks: []taskWrite{{key: key, id: id, mut: func(r *store.TaskRecord) (bool, []store.Event) {
+		return applyStatus(r, st, now)
+	}}}}
+	op.after = func(err error) {
+		if err != nil {
+			// Not durable: not acknowledged, so the agent resends it.
+			c.log.Error(err, "status update not written; not acknowledged", "taskID", id)
+			return
+		}
+		c.ack(ctx, st)
+		c.queue.AddAfter(key, 5*time.Millisecond) // coalesce a burst into one reconcile
+	}
+	c.submit(ctx, op)
+}
+
+func (c *Controller) ack(ctx context.Context, st mesos.TaskStatus) {
+	if len(st.UUID) == 0 {
+		return
+	}
+	select {
+	case c.acks <- st:
+	case <-ctx.Done():
+	}
+}
+
+func (c *Controller) runAcks(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case st := <-c.acks:
+			if err := c.bridge.Acknowledge(ctx, st); err != nil && ctx.Err() == nil {
+				// The agent resends it; the duplicate is recognised and acknowledged.
+				c.log.V(1).Info("acknowledge failed", "taskID", st.TaskID.Value, "error", err.Error())
+			}
+			c.m.acks.Inc()
+		}
+	}
+}
+
+// applyStatus folds a status update into a ledger record. Duplicates (same
+// uuid), out-of-order updates (older timestamp) and updates after a terminal
+// state change nothing.
+func applyStatus(r *store.TaskRecord, st mesos.TaskStatus, now time.Time) (bool, []store.Event) {
+	uuid := ""
+	if len(st.UUID) > 0 {
+		uuid = base64.StdEncoding.EncodeToString(st.UUID)
+		if uuid == r.StatusUUID {
+			return false, nil
+		}
+	}
+	ts := st.GetTimestamp()
+	if ts != 0 && ts < r.StatusTime {
+		return false, nil
+	}
+	if IsTerminalState(r.State) {
+		return false, nil
+	}
+	state := st.GetState().String()
+	reason := ""
+	if st.Reason != nil {
+		reason = st.Reason.String()
+	}
+	msg := st.GetMessage()
+	if len(msg) > maxStatusMessage {
+		msg = msg[:maxStatusMessage]
+	}
+	if state == r.State && reason == r.Reason && msg == r.Message {
+		return false, nil // nothing new; the information is already durable
+	}
+	prev := r.State
+	r.State, r.Reason, r.Message = state, reason, msg
+	if uuid != "" {
+		r.StatusUUID = uuid
+	}
+	if ts != 0 {
+		r.StatusTime = ts
+	}
+	if a := st.GetAgentID().GetValue(); a != "" && r.AgentID == "" {
+		r.AgentID = a
+	}
+	r.UpdatedAt = now
+	switch state {
+	case stateUnreachable, stateUnknown:
+		if r.UnreachableAt == nil {
+			t := now
+			if ut := st.GetUnreachableTime(); ut != nil && ut.GetNanoseconds() > 0 {
+				t = time.Unix(0, ut.GetNanoseconds())
+			}
+			r.UnreachableAt = &t
+		}
+	default:
+		r.UnreachableAt = nil
+	}
+	var evs []store.Event
+	if IsTerminalState(state) && !r.KillRequested && state != "TASK_FINISHED" {
+		detail := reason
+		if msg != "" {
+			detail += ": " + msg
+		}
+		evs = append(evs, store.Event{Time: now, Type: "Warning", Reason: "TaskFailed",
+			Message: fmt.Sprintf("task %s (ordinal %d) %s after %s (%s)", r.ID, r.Ordinal, state, prev, detail)})
+	}
+	if state == stateUnreachable && prev != stateUnreachable {
+		evs = append(evs, store.Event{Time: now, Type: "Warning", Reason: "TaskUnreachable",
+			Message: fmt.Sprintf("task %s (ordinal %d) is unreachable", r.ID, r.Ordinal)})
+	}
+	return true, evs
+}
+
+// handleMessage records an executor's election answer and looks at its cluster.
+func (c *Controller) handleMessage(m *mesosbridge.Message) {
+	msg, err := election.Decode(m.Data)
+	if err != nil {
+		c.log.V(1).Info("undecodable framework message", "agentID", m.AgentID, "executorID", m.ExecutorID)
+		return
+	}
+	ns, name, _, ok := ParseTaskID(msg.TaskID)
+	if !ok {
+		return
+	}
+	key := ns + "/" + name
+	c.mu.Lock()
+	e := c.elections[key]
+	switch msg.Type {
+	case election.TypePosition:
+		// Only answers for the current epoch count; keep them until it changes.
+		if e == nil || msg.Epoch != e.Epoch {
+			c.mu.Unlock()
+			return
+		}
+		kept := make([]election.Message, 0, len(c.answers[key])+1) // a fresh slice: planners hold the old one
+		for _, a := range c.answers[key] {
+			if a.Epoch == e.Epoch && a.TaskID != msg.TaskID {
+				kept = append(kept, a)
+			}
+		}
+		c.answers[key] = append(kept, msg)
+	case election.TypePromoted:
+		mm := msg
+		c.promoted[key] = &mm
+	default:
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	c.queue.Add(key)
+}

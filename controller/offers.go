@@ -1,0 +1,309 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+
+	"github.com/converge-io/converge/apis/v1alpha1"
+	"github.com/converge-io/converge/mesosbridge"
+	"github.com/converge-io/converge/store"
+)
+
+// Environment variables of the executor contract (doc.go).
+const (
+	EnvNamespace        = "CONVERGE_NAMESPACE"
+	EnvCluster          = "CONVERGE_CLUSTER"
+	EnvOrdinal          = "CONVERGE_ORDINAL"
+	EnvTaskID           = "CONVERGE_TASK_ID"
+	EnvTaskCommand      = "CONVERGE_TASK_COMMAND"
+	EnvPositionCommand  = "CONVERGE_POSITION_COMMAND"
+	EnvPromoteCommand   = "CONVERGE_PROMOTE_COMMAND"
+	EnvElectionStrategy = "CONVERGE_ELECTION_STRATEGY"
+)
+
+// Task labels.
+const (
+	LabelNamespace = "converge.io/namespace"
+	LabelCluster   = "converge.io/cluster"
+	LabelOrdinal   = "converge.io/ordinal"
+)
+
+func (c *Controller) runOffers(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case offers := <-c.offersCh:
+			c.handleOffers(ctx, offers)
+		}
+	}
+}
+
+// handleOffers matches offers against the clusters that need members (only
+// those: the needy set), checkpoints the ledger records of every assignment in
+// one batch, then accepts each used offer with all its tasks and declines the
+// rest.
+func (c *Controller) handleOffers(ctx context.Context, offers []mesos.Offer) {
+	c.m.offers.Add(float64(len(offers)))
+	c.mu.Lock()
+	for i := range offers {
+		c.agents[offers[i].AgentID.Value] = offers[i].Attributes
+	}
+	ready := c.subscribed && c.reconciled
+	keys := make([]string, 0, len(c.needy))
+	for k := range c.needy {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var needs []Need
+	inputs := map[string]*Input{}
+	if ready {
+		for _, k := range keys {
+			in := c.inputLocked(k)
+			if in == nil || len(in.SpecErrors) > 0 || in.Cluster.DeletionTimestamp != nil {
+				continue
+			}
+			// Needs are planned afresh from the current ledger, never from an
+			// older plan: a member launched a moment ago is not needed again.
+			out := Plan(*in)
+			if len(out.Needs) == 0 {
+				continue
+			}
+			needs = append(needs, out.Needs...)
+			inputs[k] = in
+		}
+	}
+	c.mu.Unlock()
+
+	all := make([]mesos.OfferID, len(offers))
+	for i := range offers {
+		all[i] = offers[i].ID
+	}
+	if len(needs) == 0 {
+		refuse := float64(refuseUnneeded)
+		if !ready {
+			refuse = refuseShort
+		}
+		c.decline(ctx, all, refuse)
+		return
+	}
+
+	res := MatchOffers(needs, offers, c.agents)
+	now := c.now()
+	op := &writeOp{}
+	byOffer := map[int][]mesos.TaskInfo{}
+	var launched []store.TaskRecord
+	placed := map[string]bool{}
+	for _, a := range res.Assignments {
+		n := needs[a.Need]
+		in := inputs[n.Key]
+		id := NewTaskID(n.Namespace, n.Cluster, n.Ordinal)
+		ti, rec := c.buildTask(in.Cluster, n, a, id)
+		op.tasks = append(op.tasks, taskWrite{key: n.Key, id: id, create: &rec})
+		op.addEvents(n.Key, store.Event{Time: now, Type: "Normal", Reason: "Launching",
+			Message: fmt.Sprintf("launching task %s (ordinal %d) on %s", id, n.Ordinal, a.Hostname)})
+		byOffer[a.Offer] = append(byOffer[a.Offer], ti)
+		launched = append(launched, rec)
+		placed[n.Key] = true
+	}
+	// Checkpoint before ACCEPT: a crash after this leaves STAGING records that
+	// reconciliation resolves (the task runs, or Mesos says it never existed).
+	if err := c.write(ctx, op); err != nil {
+		c.log.Error(err, "launch records not written; declining the offers")
+		c.decline(ctx, all, refuseShort)
+		return
+	}
+	c.m.launches.Add(float64(len(launched)))
+
+	var unused []mesos.OfferID
+	var wg sync.WaitGroup
+	for i := range offers {
+		tasks := byOffer[i]
+		if len(tasks) == 0 {
+			unused = append(unused, offers[i].ID)
+			continue
+		}
+		wg.Add(1)
+		go func(o *mesos.Offer, tasks []mesos.TaskInfo) {
+			defer wg.Done()
+			if err := c.bridge.Launch(ctx, []mesos.OfferID{o.ID}, tasks, refuseAfterUse); err != nil {
+				// The master may not have it: ask, so the tasks resolve (GONE/LOST
+				// for a launch it never saw) and get replaced.
+				c.log.Error(err, "accept failed; reconciling the tasks", "offerID", o.ID.Value, "agent", o.Hostname)
+				var rt []mesosbridge.ReconcileTask
+				for _, t := range tasks {
+					rt = append(rt, mesosbridge.ReconcileTask{TaskID: t.TaskID.Value, AgentID: o.AgentID.Value})
+				}
+				if rerr := c.bridge.Reconcile(ctx, rt); rerr != nil {
+					c.log.Error(rerr, "reconcile after a failed accept")
+				}
+			}
+		}(&offers[i], tasks)
+	}
+	refuse := float64(refuseUnneeded)
+	if len(res.Unplaced) > 0 {
+		refuse = refuseShort
+	}
+	c.decline(ctx, unused, refuse)
+	wg.Wait()
+	for _, r := range launched {
+		c.log.V(1).Info("launched", "taskID", r.ID, "agent", r.Hostname, "ports", r.Ports)
+	}
+
+	c.mu.Lock()
+	for k := range inputs {
+		why, unplaced := res.Unplaced[k]
+		switch {
+		case !unplaced:
+			delete(c.unplaced, k)
+		case placed[k] || c.unplaced[k] == nil:
+			// Progress (or a first miss) restarts the stall clock.
+			c.unplaced[k] = &Unplaced{Reason: why, Since: now}
+		default:
+			c.unplaced[k] = &Unplaced{Reason: why, Since: c.unplaced[k].Since}
+		}
+	}
+	c.mu.Unlock()
+	for k := range inputs {
+		c.queue.Add(k)
+	}
+}
+
+func (c *Controller) decline(ctx context.Context, ids []mesos.OfferID, refuse float64) {
+	if len(ids) == 0 {
+		return
+	}
+	if err := c.bridge.Decline(ctx, ids, refuse); err != nil {
+		c.log.V(1).Info("decline failed", "offers", len(ids), "error", err.Error())
+	}
+}
+
+// usesExecutor reports whether members of spec run under a custom executor, and
+// which command (and URIs) start it.
+func (c *Controller) executorFor(spec *v1alpha1.ClusterSpec) (cmd string, uris []v1alpha1.URI, name string, ok bool) {
+	if e := spec.Task.Executor; e != nil {
+		return e.Command, e.URIs, "custom executor", true
+	}
+	if spec.Election.Strategy == v1alpha1.ElectionPosition {
+		var u []v1alpha1.URI
+		if c.cfg.ExecutorURI != "" {
+			u = []v1alpha1.URI{{Value: c.cfg.ExecutorURI, Executable: true}}
+		}
+		return c.cfg.ExecutorCommand, u, "converge executor", true
+	}
+	return "", nil, "", false
+}
+
+func envVar(name, value string) mesos.Environment_Variable {
+	v := value
+	return mesos.Environment_Variable{Name: name, Value: &v}
+}
+
+func commandURIs(uris []v1alpha1.URI) []mesos.CommandInfo_URI {
+	var out []mesos.CommandInfo_URI
+	for _, u := range uris {
+		executable, extract, cache := u.Executable, u.Extract, u.Cache
+		out = append(out, mesos.CommandInfo_URI{Value: u.Value, Executable: &executable, Extract: &extract, Cache: &cache})
+	}
+	return out
+}
+
+// buildTask makes the TaskInfo for an assignment and its ledger record.
+func (c *Controller) buildTask(cl *v1alpha1.Cluster, n Need, a Assignment, id string) (mesos.TaskInfo, store.TaskRecord) {
+	spec := &cl.Spec
+	ports := make([]int32, len(a.Ports))
+	portStrs := make([]string, len(a.Ports))
+	for i, p := range a.Ports {
+		ports[i] = int32(p)
+		portStrs[i] = strconv.FormatUint(p, 10)
+	}
+	ours := []mesos.Environment_Variable{
+		envVar(EnvNamespace, n.Namespace),
+		envVar(EnvCluster, n.Cluster),
+		envVar(EnvOrdinal, strconv.Itoa(int(n.Ordinal))),
+		envVar(EnvTaskID, id),
+	}
+	for i, p := range portStrs {
+		ours = append(ours, envVar("PORT"+strconv.Itoa(i), p))
+	}
+	if len(portStrs) > 0 {
+		ours = append(ours, envVar("PORTS", strings.Join(portStrs, ",")))
+	}
+	taken := map[string]bool{}
+	for _, v := range ours {
+		taken[v.Name] = true
+	}
+	userKeys := make([]string, 0, len(spec.Task.Env))
+	for k := range spec.Task.Env {
+		if !taken[k] {
+			userKeys = append(userKeys, k)
+		}
+	}
+	sort.Strings(userKeys)
+	var env []mesos.Environment_Variable
+	for _, k := range userKeys {
+		env = append(env, envVar(k, spec.Task.Env[k]))
+	}
+	env = append(env, ours...)
+
+	shell := true
+	ti := mesos.TaskInfo{
+		Name:      TaskName(n.Namespace, n.Cluster, n.Ordinal),
+		TaskID:    mesos.TaskID{Value: id},
+		AgentID:   mesos.AgentID{Value: a.AgentID},
+		Resources: a.Resources,
+		Labels: &mesos.Labels{Labels: []mesos.Label{
+			{Key: LabelNamespace, Value: strPtr(n.Namespace)},
+			{Key: LabelCluster, Value: strPtr(n.Cluster)},
+			{Key: LabelOrdinal, Value: strPtr(strconv.Itoa(int(n.Ordinal)))},
+		}},
+	}
+	rec := store.TaskRecord{
+		ID: id, Namespace: n.Namespace, Cluster: n.Cluster, Ordinal: n.Ordinal,
+		TemplateHash: v1alpha1.TemplateHash(spec), Generation: cl.Generation,
+		AgentID: a.AgentID, Hostname: a.Hostname, Ports: ports,
+		State: stateStaging, LaunchedAt: c.now(), UpdatedAt: c.now(),
+	}
+	if cmd, uris, name, ok := c.executorFor(spec); ok {
+		xenv := append(append([]mesos.Environment_Variable(nil), env...),
+			envVar(EnvTaskCommand, spec.Task.Command),
+			envVar(EnvPositionCommand, spec.Election.PositionCommand),
+			envVar(EnvPromoteCommand, spec.Election.PromoteCommand),
+			envVar(EnvElectionStrategy, spec.Election.Strategy),
+		)
+		value := cmd
+		ex := &mesos.ExecutorInfo{
+			Type:       mesos.ExecutorInfo_CUSTOM,
+			ExecutorID: mesos.ExecutorID{Value: id},
+			Name:       strPtr(name + " for " + ti.Name),
+			Command: &mesos.CommandInfo{
+				Shell: &shell, Value: &value,
+				URIs:        append(commandURIs(uris), commandURIs(spec.Task.URIs)...),
+				Environment: &mesos.Environment{Variables: xenv},
+			},
+		}
+		if c.bridge != nil {
+			if fid := c.bridge.FrameworkID(); fid != "" {
+				ex.FrameworkID = &mesos.FrameworkID{Value: fid}
+			}
+		}
+		ti.Executor = ex
+		rec.ExecutorID = id
+	} else {
+		value := spec.Task.Command
+		ti.Command = &mesos.CommandInfo{
+			Shell: &shell, Value: &value,
+			URIs:        commandURIs(spec.Task.URIs),
+			Environment: &mesos.Environment{Variables: env},
+		}
+	}
+	return ti, rec
+}
+
+func strPtr(s string) *string { return &s }
