@@ -81,19 +81,19 @@ type Controller struct {
 	bridge mesosbridge.Bridge
 
 	mu         sync.Mutex
-	clusters   map[string]*v1alpha1.Cluster              // as read from the store
-	ledger     map[string]map[string]*store.TaskRecord   // key -> task id -> record
-	elections  map[string]*store.ElectionRecord          // key -> record
-	endpoints  map[string]*store.Endpoints               // key -> published record
-	epLoaded   map[string]bool                           // endpoints read from the store
-	events     map[string][]store.Event                  // key -> history
-	answers    map[string][]election.Message             // key -> position answers (current epochs)
-	promoted   map[string]*election.Message              // key -> latest promoted message
-	unplaced   map[string]*Unplaced                      // key -> why needs found no offer
-	needy      map[string]bool                           // keys with members to launch
-	lastSent   map[string]time.Time                      // key -> last election message round
-	agents     map[string][]mesos.Attribute              // agent id -> attributes (from offers)
-	killSent   map[string]bool                           // task ids whose kill the bridge retries
+	clusters   map[string]*v1alpha1.Cluster            // as read from the store
+	ledger     map[string]map[string]*store.TaskRecord // key -> task id -> record
+	elections  map[string]*store.ElectionRecord        // key -> record
+	endpoints  map[string]*store.Endpoints             // key -> published record
+	epLoaded   map[string]bool                         // endpoints read from the store
+	events     map[string][]store.Event                // key -> history
+	answers    map[string][]election.Message           // key -> position answers (current epochs)
+	promoted   map[string]*election.Message            // key -> latest promoted message
+	unplaced   map[string]*Unplaced                    // key -> why needs found no offer
+	needy      map[string]bool                         // keys with members to launch
+	lastSent   map[string]time.Time                    // key -> last election message round
+	agents     map[string][]mesos.Attribute            // agent id -> attributes (from offers)
+	killSent   map[string]bool                         // task ids whose kill the bridge retries
 	subscribed bool
 	reconciled bool
 	wantOffers *bool // last Suppress/Revive decision, nil: none made on this subscription
