@@ -43,7 +43,8 @@
 //   - position-query{epoch}: the executor runs CONVERGE_POSITION_COMMAND with
 //     `sh -c` in the sandbox (timeout Options.PositionTimeout, default 10s), trims
 //     its stdout and answers position{epoch, taskId, position}; when the command is
-//     unset, fails, times out or prints nothing, the answer has Error set instead.
+//     unset, fails, times out, prints nothing or prints something that is not a
+//     position (election.ParsePosition), the answer has Error set instead.
 //   - promote{epoch}: the executor runs CONVERGE_PROMOTE_COMMAND once per epoch
 //     (timeout Options.PromoteTimeout, default 60s) and answers
 //     promoted{epoch, taskId, error}. The controller re-sends promote until it is
@@ -63,8 +64,8 @@
 //     "3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5:7,4B2C...:1-3": positions compare by
 //     their total transaction count (here 6 + 3 = 9).
 //
-// An empty or unparsable position compares lowest. The highest position wins; ties
-// go to the lowest ordinal.
+// Whitespace inside a position is ignored (mysql prints long GTID sets over several
+// lines). The highest position wins; ties go to the lowest ordinal.
 //
 // # Logging
 //

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/converge-io/converge/election"
 	"github.com/mesos/mesos-go/api/v1/lib/executor/calls"
@@ -106,6 +107,10 @@ func (e *executorState) answerPosition(m election.Message) {
 		case res.Stdout == "":
 			reply.Error = "position command printed nothing"
 		default:
+			if _, perr := election.ParsePosition(res.Stdout); perr != nil {
+				reply.Error = "position command printed no valid position (want a decimal integer or a GTID set): " + truncate(perr.Error(), 200)
+				break
+			}
 			reply.Position = res.Stdout
 		}
 	}
@@ -170,4 +175,15 @@ func (e *executorState) reply(m election.Message) {
 	if err := e.send(calls.Message(m.Encode())); err != nil {
 		e.log.Error(err, "send election message", "type", m.Type, "epoch", m.Epoch)
 	}
+}
+
+// truncate shortens s to at most n bytes (on a rune boundary), marking the cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
 }

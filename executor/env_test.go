@@ -176,3 +176,15 @@ func TestNewUUID(t *testing.T) {
 		t.Fatalf("not a v4 uuid: %x", a)
 	}
 }
+
+func TestTruncate(t *testing.T) {
+	if got := truncate("abc", 5); got != "abc" {
+		t.Fatalf("%q", got)
+	}
+	if got := truncate("abcdef", 3); got != "abc..." {
+		t.Fatalf("%q", got)
+	}
+	if got := truncate("aé", 2); got != "a..." {
+		t.Fatalf("cut inside a rune: %q", got)
+	}
+}

@@ -451,7 +451,7 @@ while :; do sleep 0.05; done`
 		memberTask(o, bin, "testns.db.1.finish", 1, ports[1], `test "$CONVERGE_ORDINAL" = 1 && exit 0; exit 9`, positionCmd, promoteCmd, dir, 0),
 		memberTask(o, bin, "testns.db.2.fail", 2, ports[2], `exit 3`, positionCmd, promoteCmd, dir, 0),
 		memberTask(o, bin, "testns.db.3.stubborn", 3, ports[3], stubbornCmd, "", "", dir, 500*time.Millisecond),
-		memberTask(o, bin, "testns.db.4.nohooks", 4, ports[4], serveCmd, "exit 5", "", dir, 0),
+		memberTask(o, bin, "testns.db.4.nohooks", 4, ports[4], serveCmd, `[ "$CONVERGE_EPOCH" = 7 ] && exit 5; echo not-a-position`, "", dir, 0),
 	}
 	s.mustCall(ctx, calls.Accept(calls.OfferOperations{calls.OpLaunch(tasks...)}.WithOffers(o.ID)))
 
@@ -508,6 +508,14 @@ while :; do sleep 0.05; done`
 		})
 		if m.Error == "" || m.Position != "" || !strings.Contains(m.Error, "status 5") {
 			t.Errorf("answer of a failing position command: %+v", m)
+		}
+		// Output that is no position is an error too.
+		s.send(ctx, agentID, nohooks, election.Message{Type: election.TypePositionQuery, Epoch: 10, TaskID: nohooks})
+		m = s.waitMessage(20*time.Second, "invalid position of epoch 10", func(m election.Message) bool {
+			return m.Type == election.TypePosition && m.Epoch == 10 && m.TaskID == nohooks
+		})
+		if m.Error == "" || m.Position != "" || !strings.Contains(m.Error, "no valid position") {
+			t.Errorf("answer of a position command printing garbage: %+v", m)
 		}
 	})
 
