@@ -453,6 +453,11 @@ while :; do sleep 0.05; done`
 		memberTask(o, bin, "testns.db.3.stubborn", 3, ports[3], stubbornCmd, "", "", dir, 500*time.Millisecond),
 		memberTask(o, bin, "testns.db.4.nohooks", 4, ports[4], serveCmd, `[ "$CONVERGE_EPOCH" = 7 ] && exit 5; echo not-a-position`, "", dir, 0),
 	}
+	// As in production ("./converge executor" fetched from --executor-uri), one
+	// executor is fetched into its sandbox as an executable URI and run from there.
+	exe, rel := true, "./testexecutor executor"
+	tasks[1].Executor.Command.URIs = []mesos.CommandInfo_URI{{Value: bin, Executable: &exe}}
+	tasks[1].Executor.Command.Value = &rel
 	s.mustCall(ctx, calls.Accept(calls.OfferOperations{calls.OpLaunch(tasks...)}.WithOffers(o.ID)))
 
 	serve, finish, fail, stubborn, nohooks := tasks[0].TaskID.Value, tasks[1].TaskID.Value, tasks[2].TaskID.Value, tasks[3].TaskID.Value, tasks[4].TaskID.Value
