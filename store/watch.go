@@ -45,15 +45,32 @@ const (
 // re-lists, emits what changed meanwhile (Added or Modified for objects
 // changed after the last revision it delivered, Deleted for objects that
 // vanished), then watches again from the list's revision. The channel is
-// closed when ctx ends.
+// closed when ctx ends, or at once for an invalid namespace.
+//
+// With fromRev 0, Watch reads the current revision before it returns
+// (unless etcd does not answer within DefaultDialTimeout; it then keeps
+// trying in the background and "now" is when it succeeds).
 //
 // One limit of etcd: when fromRev itself is already compacted, objects
 // created and deleted, or deleted, before the compaction revision cannot be
 // reported as Deleted; everything after it is.
 func (s *Store) Watch(ctx context.Context, ns string, fromRev int64) <-chan WatchEvent {
 	out := make(chan WatchEvent)
+	if ns != "" && ValidateKeyName("namespace", ns) != nil {
+		close(out)
+		return out
+	}
 	w := &clusterWatch{s: s, ns: ns, out: out, known: map[string]int64{}}
-	go w.run(ctx, fromRev)
+	prefix := s.clustersPrefix(ns)
+	started := false
+	if fromRev <= 0 {
+		// "Now" is the time of the call: read it before returning, so
+		// every write after Watch returns is seen.
+		sctx, cancel := context.WithTimeout(ctx, DefaultDialTimeout)
+		started = w.start(sctx, prefix, 0) == nil
+		cancel()
+	}
+	go w.run(ctx, prefix, fromRev, started)
 	return out
 }
 
@@ -71,12 +88,34 @@ type clusterWatch struct {
 	seeded bool
 }
 
-func (w *clusterWatch) run(ctx context.Context, fromRev int64) {
-	defer close(w.out)
-	prefix := w.s.clustersPrefix(w.ns)
-	if w.ns != "" && ValidateKeyName("namespace", w.ns) != nil {
-		return
+// start establishes the starting set: the objects as of fromRev, or as of now.
+func (w *clusterWatch) start(ctx context.Context, prefix string, fromRev int64) error {
+	if fromRev > 0 {
+		err := w.seed(ctx, prefix, fromRev)
+		if errors.Is(err, rpctypes.ErrCompacted) {
+			// The watch fails with the compaction revision and resyncs from there.
+			w.lastRev = fromRev
+			return nil
+		}
+		if err == nil {
+			w.seeded = true
+		}
+		return err
 	}
+	resp, err := w.s.get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return err
+	}
+	w.seeded = true
+	w.lastRev = resp.Header.Revision
+	for _, kv := range resp.Kvs {
+		w.known[string(kv.Key)] = kv.ModRevision
+	}
+	return nil
+}
+
+func (w *clusterWatch) run(ctx context.Context, prefix string, fromRev int64, started bool) {
+	defer close(w.out)
 	backoff := watchRetryMin
 	pause := func() bool {
 		t := time.NewTimer(backoff)
@@ -90,30 +129,8 @@ func (w *clusterWatch) run(ctx context.Context, fromRev int64) {
 		}
 	}
 
-	// Establish the starting set: the objects as of fromRev, or as of now.
-	for {
-		var err error
-		if fromRev > 0 {
-			err = w.seed(ctx, prefix, fromRev)
-			if errors.Is(err, rpctypes.ErrCompacted) {
-				// The watch below fails with the compaction revision and
-				// resyncs from there.
-				w.lastRev, err = fromRev, nil
-			} else if err == nil {
-				w.seeded = true
-			}
-		} else {
-			var resp *clientv3.GetResponse
-			resp, err = w.s.get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
-			if err == nil {
-				w.seeded = true
-				w.lastRev = resp.Header.Revision
-				for _, kv := range resp.Kvs {
-					w.known[string(kv.Key)] = kv.ModRevision
-				}
-			}
-		}
-		if err == nil {
+	for !started {
+		if err := w.start(ctx, prefix, fromRev); err == nil {
 			break
 		}
 		if !pause() {

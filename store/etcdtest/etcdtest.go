@@ -32,9 +32,11 @@ const readyTimeout = 30 * time.Second
 type Server struct {
 	dir       string
 	name      string
-	clientURL url.URL
+	clientURL url.URL // what clients use: the proxy
+	etcdURL   url.URL // where etcd itself listens
 	peerURL   url.URL
 	tls       *tlsFiles // nil for plain http
+	proxy     *proxy
 
 	mu   sync.Mutex
 	etcd *embed.Etcd
@@ -43,6 +45,9 @@ type Server struct {
 
 // Start runs a single-member etcd in t.TempDir() on free loopback ports for
 // client and peer traffic and registers its shutdown with t.Cleanup.
+// Clients reach it through a TCP proxy on its own port (Endpoints), so
+// Stop, Restart and Partition cut client connections the way a crash or a
+// network failure does.
 func Start(t testing.TB) *Server {
 	t.Helper()
 	return start(t, nil)
@@ -54,22 +59,30 @@ func start(t testing.TB, tf *tlsFiles) *Server {
 	if tf != nil {
 		scheme = "https"
 	}
-	cport, err := freePort()
-	if err != nil {
-		t.Fatalf("etcdtest: %v", err)
+	var ports [2]int
+	for i := range ports {
+		p, err := freePort()
+		if err != nil {
+			t.Fatalf("etcdtest: %v", err)
+		}
+		ports[i] = p
 	}
-	pport, err := freePort()
+	etcdHost := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	px, err := newProxy("127.0.0.1:0", etcdHost)
 	if err != nil {
-		t.Fatalf("etcdtest: %v", err)
+		t.Fatalf("etcdtest: client proxy: %v", err)
 	}
 	s := &Server{
 		dir:       t.TempDir(),
 		name:      "etcdtest",
-		clientURL: url.URL{Scheme: scheme, Host: fmt.Sprintf("127.0.0.1:%d", cport)},
-		peerURL:   url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", pport)},
+		clientURL: url.URL{Scheme: scheme, Host: px.ln.Addr().String()},
+		etcdURL:   url.URL{Scheme: scheme, Host: etcdHost},
+		peerURL:   url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", ports[1])},
 		tls:       tf,
+		proxy:     px,
 	}
 	if err := s.startEtcd(); err != nil {
+		px.close()
 		t.Fatalf("etcdtest: %v", err)
 	}
 	cli, err := s.NewClient()
@@ -79,8 +92,9 @@ func start(t testing.TB, tf *tlsFiles) *Server {
 	}
 	s.cli = cli
 	t.Cleanup(func() {
-		s.Stop()
 		_ = cli.Close()
+		s.Stop()
+		px.close()
 	})
 	return s
 }
@@ -89,7 +103,7 @@ func (s *Server) config() *embed.Config {
 	cfg := embed.NewConfig()
 	cfg.Name = s.name
 	cfg.Dir = s.dir
-	cfg.ListenClientUrls = []url.URL{s.clientURL}
+	cfg.ListenClientUrls = []url.URL{s.etcdURL}
 	cfg.AdvertiseClientUrls = []url.URL{s.clientURL}
 	cfg.ListenPeerUrls = []url.URL{s.peerURL}
 	cfg.AdvertisePeerUrls = []url.URL{s.peerURL}
@@ -167,16 +181,27 @@ func (s *Server) NewClient() (*clientv3.Client, error) {
 	return cli, nil
 }
 
-// Stop shuts the server down; it is safe to call more than once.
+// Stop shuts the server down; it is safe to call more than once. Clients
+// see their connections cut at once, as in a crash; the data stays for
+// Restart.
 func (s *Server) Stop() {
 	s.mu.Lock()
 	e := s.etcd
 	s.etcd = nil
 	s.mu.Unlock()
 	if e != nil {
+		s.proxy.drop(false)
 		e.Close()
 	}
 }
+
+// Partition cuts every client connection and refuses new ones until Heal,
+// while etcd keeps running: to clients, etcd is unreachable (leases they
+// hold still expire on the server).
+func (s *Server) Partition() { s.proxy.drop(true) }
+
+// Heal ends a Partition.
+func (s *Server) Heal() { s.proxy.unblock() }
 
 // Restart stops the server (if running) and starts it again with the same
 // data directory and ports, as a crashed-and-restarted member would be.
