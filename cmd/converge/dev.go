@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +10,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/converge-io/converge/cli"
+	"github.com/converge-io/converge/controller"
+	"github.com/converge-io/converge/mesosbridge"
 	"github.com/converge-io/converge/mesosbridge/localmesos"
 	"github.com/converge-io/converge/store/etcdtest"
 )
@@ -73,7 +76,40 @@ it cleanly; the data stays for the next run (delete --data-dir to start over).`,
 			}()
 
 			reg := newRegistry()
+			exe, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("find this binary to serve as the executor: %w", err)
+			}
+			ctrlCtx, stopCtrl := context.WithCancel(ctx)
+			defer stopCtrl()
+			ctrlDone := make(chan error, 1)
+			go func() {
+				ctrlDone <- controller.Run(ctrlCtx, controller.Config{
+					Store: st,
+					// Agents fetch this very binary for `converge executor`.
+					ExecutorURI:     exe,
+					ExecutorCommand: "./" + filepath.Base(exe) + " executor",
+					Log:             log.WithName("controller"),
+					Registerer:      reg,
+				}, mesosbridge.Config{
+					Masters:       m.URLs(),
+					FrameworkName: "converge",
+					Role:          "*",
+					Log:           log.WithName("mesos"),
+				})
+			}()
+			defer func() {
+				stopCtrl()
+				if err := <-ctrlDone; err != nil {
+					fmt.Fprintf(g.errOut, "controller: %v\n", err)
+				}
+				fmt.Fprintln(g.out, "controller stopped")
+			}()
+
 			ops, err := startOpsServer(httpAddr, reg, func(ctx context.Context) error {
+				if ctrlCtx.Err() != nil {
+					return errors.New("controller stopped")
+				}
 				_, err := st.Client().Get(ctx, st.Prefix()+"/framework")
 				return err
 			})
@@ -84,6 +120,7 @@ it cleanly; the data stays for the next run (delete --data-dir to start over).`,
 
 			fmt.Fprintf(g.out, "converge dev is running (data in %s)\n", abs)
 			fmt.Fprintf(g.out, "  etcd         %s\n", etcdClientURL)
+			fmt.Fprintf(g.out, "  controller   framework converge on %s (executor: %s)\n", m.URL(), exe)
 			fmt.Fprintf(g.out, "  local Mesos  %s  (%d agents; state: %s/master/state; sandboxes in %s)\n", m.URL(), lm.agents, m.URL(), sandboxes)
 			if u := ops.URL(); u != "" {
 				fmt.Fprintf(g.out, "  metrics      %s/metrics  (health: %s/healthz, %s/readyz)\n", u, u, u)
@@ -96,9 +133,17 @@ it cleanly; the data stays for the next run (delete --data-dir to start over).`,
 			fmt.Fprintln(g.out, "  converge get clusters -w")
 			fmt.Fprintln(g.out, "Press Ctrl-C to stop.")
 
-			<-ctx.Done()
-			fmt.Fprintln(g.out, "stopping converge dev")
-			return nil
+			select {
+			case <-ctx.Done():
+				fmt.Fprintln(g.out, "stopping converge dev")
+				return nil
+			case err := <-ctrlDone:
+				ctrlDone <- nil // for the deferred stop
+				if err == nil {
+					err = errors.New("stopped")
+				}
+				return fmt.Errorf("controller: %w", err)
+			}
 		},
 	}
 	lm.register(cmd)

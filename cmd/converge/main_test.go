@@ -645,8 +645,12 @@ func TestDevRunsAndStops(t *testing.T) {
 	}
 
 	e := &env{t: t, endpoint: etcdURL, prefix: store.DefaultPrefix, dir: t.TempDir()}
-	expect(t, e.run("", "apply", "-f", e.file("dev.yaml", manifest("in-dev", 1, ""))), 0, "cluster/in-dev created")
-	expect(t, e.run("", "get", "clusters"), 0, "in-dev")
+	// The whole product: the controller launches a real process on the local
+	// Mesos and reports Ready.
+	expect(t, e.run("", "apply", "-f", e.file("dev.yaml", manifest("in-dev", 2, "")), "--wait", "--timeout", "60s"),
+		0, "cluster/in-dev created", "cluster/in-dev ready")
+	expect(t, e.run("", "get", "clusters"), 0, "in-dev", "2/2", "True")
+	expect(t, e.run("", "delete", "cluster", "in-dev", "--wait", "--timeout", "60s"), 0, "cluster/in-dev gone")
 
 	cancel()
 	select {
