@@ -268,3 +268,18 @@ func (s *sched) updates(n int, d time.Duration) map[string]*mesos.TaskStatus {
 	}
 	return out
 }
+
+// reach acknowledges every update of task id until one in states arrives.
+func (s *sched) reach(id string, d time.Duration, states ...mesos.TaskState) *mesos.TaskStatus {
+	s.t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		st := s.update(id, time.Until(deadline))
+		for _, want := range states {
+			if st.GetState() == want {
+				return st
+			}
+		}
+		s.ack(st)
+	}
+}

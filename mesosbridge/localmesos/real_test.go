@@ -1,0 +1,235 @@
+package localmesos
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/encoding"
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler/calls"
+)
+
+func realOptions(t *testing.T) Options {
+	o := testOptions()
+	o.Simulate = false
+	o.WorkDir = t.TempDir()
+	return o
+}
+
+func tarGz(t *testing.T, files map[string]string) []byte {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	for name, body := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		_, _ = tw.Write([]byte(body))
+	}
+	tw.Close()
+	zw.Close()
+	return buf.Bytes()
+}
+
+func TestRealCommandTask(t *testing.T) {
+	o := realOptions(t)
+	m := startMesos(t, o)
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "data.txt"), []byte("local-file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "bundle.tgz"), tarGz(t, map[string]string{"inner/x.txt": "from-archive"}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "#!/bin/sh\necho from-http\n") }))
+	defer srv.Close()
+
+	s := subscribe(t, m.URL(), pbCodec, frameworkInfo("fw"))
+	off := s.offers(1, 2*time.Second)[0]
+	port := offerPorts(off)[0].Begin
+	ti := cmdTask("env", off, `echo "$PORT0 $PORTS $MESOS_TASK_ID $HOST $FOO $MESOS_AGENT_ID" > out && cat data.txt >> out && cat inner/x.txt >> out && ./tool.sh >> out && test "$MESOS_SANDBOX" = "$(pwd)"`,
+		scalar("cpus", 0.1), scalar("mem", 32), portsRes(port, port+1))
+	foo := "bar"
+	exe := true
+	out := "tool.sh"
+	ti.Command.Environment = &mesos.Environment{Variables: []mesos.Environment_Variable{{Name: "FOO", Value: &foo}}}
+	ti.Command.URIs = []mesos.CommandInfo_URI{
+		{Value: filepath.Join(src, "data.txt")},
+		{Value: "file://" + filepath.Join(src, "bundle.tgz")},
+		{Value: srv.URL + "/tool", Executable: &exe, OutputFile: &out},
+	}
+	s.mustCall(launch(off, ti))
+	s.ack(s.update("env", 5*time.Second, mesos.TASK_STARTING))
+	s.ack(s.update("env", 5*time.Second, mesos.TASK_RUNNING))
+	st := s.update("env", 5*time.Second, mesos.TASK_FINISHED, mesos.TASK_FAILED)
+	if st.GetState() != mesos.TASK_FINISHED {
+		t.Fatalf("task: %v", st)
+	}
+	s.ack(st)
+	m.mu.Lock()
+	dir := m.sandboxDir(m.agentsByID[off.AgentID.Value], s.fwID, "env")
+	m.mu.Unlock()
+	b, err := os.ReadFile(filepath.Join(dir, "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("%d %d,%d env %s bar %s\nlocal-filefrom-archivefrom-http\n", port, port, port+1, off.Hostname, off.AgentID.Value)
+	if string(b) != want {
+		t.Fatalf("task output %q, want %q", b, want)
+	}
+
+	// Non-zero exit: TASK_FAILED.
+	off = s.offers(1, 2*time.Second)[0]
+	s.mustCall(launch(off, cmdTask("fail", off, "exit 3")))
+	st = s.reach("fail", 5*time.Second, mesos.TASK_FAILED, mesos.TASK_FINISHED)
+	if st.GetState() != mesos.TASK_FAILED || !strings.Contains(st.GetMessage(), "3") {
+		t.Fatalf("exit 3: %v", st)
+	}
+}
+
+func TestRealKillAndClose(t *testing.T) {
+	o := realOptions(t)
+	m := startMesos(t, o)
+	s := subscribe(t, m.URL(), jsonCodec, frameworkInfo("fw"))
+	offers := s.offers(3, 2*time.Second)
+	// A task that ignores SIGTERM is SIGKILLed after its grace period.
+	stubborn := cmdTask("stubborn", offers[0], `trap "" TERM; echo $$ > pid; while true; do sleep 0.05; done`)
+	stubborn.KillPolicy = &mesos.KillPolicy{GracePeriod: &mesos.DurationInfo{Nanoseconds: int64(200 * time.Millisecond)}}
+	s.mustCall(launch(offers[0], stubborn))
+	s.mustCall(launch(offers[1], cmdTask("sleeper", offers[1], "echo $$ > pid; exec sleep 1000")))
+	for _, id := range []string{"stubborn", "sleeper"} {
+		s.ack(s.reach(id, 5*time.Second, mesos.TASK_RUNNING))
+	}
+	start := time.Now()
+	s.mustCall(calls.Kill("stubborn", offers[0].AgentID.Value))
+	st := s.update("stubborn", 5*time.Second, mesos.TASK_KILLED)
+	if d := time.Since(start); d < 150*time.Millisecond {
+		t.Fatalf("killed after %v, before the grace period", d)
+	}
+	s.ack(st)
+
+	m.mu.Lock()
+	dir := m.sandboxDir(m.agentsByID[offers[1].AgentID.Value], s.fwID, "sleeper")
+	m.mu.Unlock()
+	var pid int
+	waitFor(t, 2*time.Second, func() bool {
+		b, err := os.ReadFile(filepath.Join(dir, "pid"))
+		pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		return err == nil && pid > 0
+	})
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 3*time.Second, func() bool { return syscall.Kill(pid, 0) != nil })
+}
+
+func buildExecutor(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "testexecutor")
+	cmd := exec.Command("go", "build", "-o", bin, "./testdata/testexecutor")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build executor: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func TestCustomExecutor(t *testing.T) {
+	bin := buildExecutor(t)
+	for _, codec := range []encoding.Codec{pbCodec, jsonCodec} {
+		codec := codec
+		t.Run(codecName(codec), func(t *testing.T) {
+			t.Parallel()
+			m := startMesos(t, realOptions(t))
+			s := subscribe(t, m.URL(), codec, frameworkInfo("fw", mesos.FrameworkInfo_Capability_PARTITION_AWARE))
+			off := s.offers(1, 2*time.Second)[0]
+			execTask := func(id string, o mesos.Offer, data string) mesos.TaskInfo {
+				cmd := "exec " + bin
+				envName := "TEST_EXECUTOR_CODEC"
+				val := codec.Name
+				return mesos.TaskInfo{
+					Name: id, TaskID: mesos.TaskID{Value: id}, AgentID: o.AgentID,
+					Resources: []mesos.Resource{scalar("cpus", 0.1), scalar("mem", 32)},
+					Data:      []byte(data),
+					Executor: &mesos.ExecutorInfo{
+						ExecutorID: mesos.ExecutorID{Value: id},
+						Command: &mesos.CommandInfo{Value: &cmd, Environment: &mesos.Environment{Variables: []mesos.Environment_Variable{{Name: envName, Value: &val}}}},
+						Resources: []mesos.Resource{scalar("cpus", 0.05), scalar("mem", 16)},
+					},
+				}
+			}
+			s.mustCall(launch(off, execTask("e1", off, "")))
+			st := s.update("e1", 10*time.Second)
+			if st.GetState() != mesos.TASK_RUNNING || st.GetSource() != mesos.SOURCE_EXECUTOR || st.ExecutorID.GetValue() != "e1" || len(st.UUID) != 16 {
+				t.Fatalf("executor update %v", st)
+			}
+			s.ack(st)
+			// Framework messages both ways.
+			s.mustCall(calls.Message(off.AgentID.Value, "e1", []byte("hi")))
+			ev := s.next(scheduler.Event_MESSAGE, 5*time.Second)
+			if string(ev.Message.Data) != "echo:hi" || ev.Message.ExecutorID.Value != "e1" || ev.Message.AgentID != off.AgentID {
+				t.Fatalf("message %v", ev.Message)
+			}
+			// Offers list the running executor.
+			m.RescindOffers()
+			for _, o := range s.offers(3, 3*time.Second) {
+				if o.AgentID == off.AgentID {
+					if len(o.ExecutorIDs) != 1 || o.ExecutorIDs[0].Value != "e1" {
+						t.Fatalf("offer executor ids %v", o.ExecutorIDs)
+					}
+				}
+			}
+			if st := m.State(); st.Frameworks[0].Tasks[0].ExecutorID != "e1" {
+				t.Fatalf("state %+v", st.Frameworks[0].Tasks)
+			}
+			// KILL goes to the executor; it answers KILLED, and exits once acknowledged.
+			s.mustCall(calls.Kill("e1", off.AgentID.Value))
+			st = s.update("e1", 5*time.Second, mesos.TASK_KILLED)
+			s.ack(st)
+			ev = s.next(scheduler.Event_FAILURE, 5*time.Second)
+			if ev.Failure.ExecutorID.GetValue() != "e1" || ev.Failure.GetStatus() != 0 {
+				t.Fatalf("failure %v", ev.Failure)
+			}
+
+			// An executor that crashes: its task fails.
+			m.RescindOffers()
+			off = s.offers(1, 3*time.Second)[0]
+			s.mustCall(launch(off, execTask("e2", off, "crash")))
+			s.ack(s.update("e2", 10*time.Second, mesos.TASK_RUNNING))
+			// The FAILURE event and the (acknowledgement-paced) TASK_FAILED come in either order.
+			var failure *scheduler.Event_Failure
+			st = nil
+			for failure == nil || st == nil {
+				ev := s.wait(5*time.Second, func(e *scheduler.Event) bool {
+					return e.Type == scheduler.Event_FAILURE || e.Type == scheduler.Event_UPDATE && e.Update.Status.TaskID.Value == "e2"
+				})
+				if ev == nil {
+					t.Fatalf("failure %v, status %v", failure, st)
+				}
+				if ev.Type == scheduler.Event_FAILURE {
+					failure = ev.Failure
+				} else if isTerminal(ev.Update.Status.GetState()) {
+					st = &ev.Update.Status
+				}
+			}
+			if st.GetState() != mesos.TASK_FAILED || st.GetReason() != mesos.REASON_EXECUTOR_TERMINATED || st.GetSource() != mesos.SOURCE_AGENT {
+				t.Fatalf("crash: %v", st)
+			}
+			if failure.ExecutorID.GetValue() != "e2" || failure.GetStatus() == 0 {
+				t.Fatalf("failure %v", failure)
+			}
+		})
+	}
+}
