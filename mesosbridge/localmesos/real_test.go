@@ -165,8 +165,8 @@ func TestCustomExecutor(t *testing.T) {
 					Data:      []byte(data),
 					Executor: &mesos.ExecutorInfo{
 						ExecutorID: mesos.ExecutorID{Value: id},
-						Command: &mesos.CommandInfo{Value: &cmd, Environment: &mesos.Environment{Variables: []mesos.Environment_Variable{{Name: envName, Value: &val}}}},
-						Resources: []mesos.Resource{scalar("cpus", 0.05), scalar("mem", 16)},
+						Command:    &mesos.CommandInfo{Value: &cmd, Environment: &mesos.Environment{Variables: []mesos.Environment_Variable{{Name: envName, Value: &val}}}},
+						Resources:  []mesos.Resource{scalar("cpus", 0.05), scalar("mem", 16)},
 					},
 				}
 			}
