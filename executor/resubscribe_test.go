@@ -1,13 +1,16 @@
 package executor_test
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -242,4 +245,72 @@ func TestExecutorWithoutCheckpointEndsWhenAgentIsLost(t *testing.T) {
 		return false
 	})
 	waitLog(t, work, id, regexp.MustCompile(`does not checkpoint: killing tasks and exiting`), time.Second)
+}
+
+// findExecutorPid finds the process whose environment has MESOS_EXECUTOR_ID=id.
+func findExecutorPid(t *testing.T, id string) int {
+	t.Helper()
+	want := []byte("MESOS_EXECUTOR_ID=" + id + "\x00")
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	self := os.Getpid()
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if err != nil || !bytes.Contains(append([]byte{0}, env...), append([]byte{0}, want...)) {
+			continue
+		}
+		// The executor itself, not its task's shell (which inherits the variable).
+		if exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe")); err == nil && filepath.Base(exe) == "testexecutor" {
+			return pid
+		}
+	}
+	t.Fatalf("no executor process for %s", id)
+	return 0
+}
+
+// SIGTERM to the executor (the agent or an operator stopping it) kills its task
+// gracefully and reports TASK_KILLED before the executor exits.
+func TestExecutorSIGTERMKillsTask(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs real executor processes")
+	}
+	bin := buildExecutor(t)
+	m, _, ctx := startLocalMesos(t)
+	dir := t.TempDir()
+	s := newTestScheduler(ctx, t, m.URL(), false)
+	o := s.takeOffer(15 * time.Second)
+	ports := offerPorts(o)
+
+	const id = "testns.db.0.sigterm"
+	serveCmd := `trap 'echo term > "$TEST_DIR/term"; exit 0' TERM; echo up > "$TEST_DIR/up"; while :; do sleep 0.05; done`
+	ti := memberTask(o, bin, id, 0, ports[0], serveCmd, "", "", dir, 0)
+	s.mustCall(ctx, calls.Accept(calls.OfferOperations{calls.OpLaunch(ti)}.WithOffers(o.ID)))
+	s.waitState(id, mesos.TASK_RUNNING, 30*time.Second)
+	waitFile(t, filepath.Join(dir, "up"), 10*time.Second, func(s string) bool { return s == "up\n" })
+
+	pid := findExecutorPid(t, id)
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	st := s.waitState(id, mesos.TASK_KILLED, 20*time.Second)
+	if st.GetSource() != mesos.SOURCE_EXECUTOR {
+		t.Errorf("TASK_KILLED from %v (%q), want the executor's own update", st.GetSource(), st.GetMessage())
+	}
+	if got := readFile(t, filepath.Join(dir, "term")); got != "term\n" {
+		t.Errorf("the task did not see SIGTERM (marker %q)", got)
+	}
+	s.waitFor(20*time.Second, "the executor's exit", func() bool {
+		for _, f := range s.failures {
+			if f.ExecutorID != nil && f.ExecutorID.Value == id {
+				return true
+			}
+		}
+		return false
+	})
 }
