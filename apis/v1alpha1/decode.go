@@ -69,10 +69,17 @@ func (p Problem) Error() string {
 	return b.String()
 }
 
+// maxPrintedProblems bounds DecodeError's message; Problems holds them all.
+const maxPrintedProblems = 100
+
 func (e *DecodeError) Error() string {
-	lines := make([]string, len(e.Problems))
+	lines := make([]string, 0, min(len(e.Problems), maxPrintedProblems+1))
 	for i, p := range e.Problems {
-		lines[i] = e.Source + ": " + p.Error()
+		if i == maxPrintedProblems {
+			lines = append(lines, fmt.Sprintf("%s: and %d more problems", e.Source, len(e.Problems)-i))
+			break
+		}
+		lines = append(lines, e.Source+": "+p.Error())
 	}
 	return strings.Join(lines, "\n")
 }
@@ -92,7 +99,7 @@ func Decode(data []byte, source string) ([]*Cluster, error) {
 		source = "<input>"
 	}
 	d := decoder{source: source, seen: map[string]string{}}
-	for _, doc := range splitDocuments(data) {
+	for _, doc := range splitDocuments(data, source) {
 		d.document(doc)
 	}
 	if len(d.problems) > 0 {
@@ -204,7 +211,7 @@ func (d *decoder) list(obj map[string]any) {
 		switch k {
 		case "apiVersion", "kind", "metadata", "items":
 		default:
-			d.add(0, "", unknownField(k))
+			d.add(0, "", withSuggestionPath(fmt.Errorf("unknown field %q", k), k, reflect.TypeOf(ClusterList{})))
 		}
 	}
 	if md, ok := obj["metadata"]; ok && md != nil {
@@ -527,7 +534,11 @@ func typeError(te *json.UnmarshalTypeError) *field.Error {
 	case "object":
 		got = "a mapping"
 	}
-	return field.TypeInvalid(field.NewPath(path), field.OmitValueType{}, "expected "+goTypeName(te.Type)+", got "+got)
+	detail := "expected " + goTypeName(te.Type) + ", got " + got
+	if te.Type != nil && te.Type.Kind() == reflect.String && (te.Value == "bool" || strings.HasPrefix(te.Value, "number")) {
+		detail += ` (quote it: YAML reads yes, no, on, off and numbers as non-strings)`
+	}
+	return field.TypeInvalid(field.NewPath(path), field.OmitValueType{}, detail)
 }
 
 func goTypeName(t reflect.Type) string {
@@ -557,10 +568,6 @@ func goTypeName(t reflect.Type) string {
 	default:
 		return t.String()
 	}
-}
-
-func unknownField(path string) error {
-	return withSuggestion(fmt.Errorf("unknown field %q", path))
 }
 
 func prefixStrictError(err error, prefix string) error {
@@ -667,27 +674,33 @@ func closest(s string, candidates []string) string {
 	return best
 }
 
+// editDistance is the optimal string alignment distance: insertions,
+// deletions, substitutions and transpositions of neighbours ("nmae") cost 1.
 func editDistance(a, b string) int {
 	if len(a) > 64 || len(b) > 64 {
 		return max(len(a), len(b)) // not worth computing for suggestions
 	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
 	}
 	for i := 1; i <= len(a); i++ {
-		cur[0] = i
 		for j := 1; j <= len(b); j++ {
 			cost := 1
 			if a[i-1] == b[j-1] {
 				cost = 0
 			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
 		}
-		prev, cur = cur, prev
 	}
-	return prev[len(b)]
+	return d[len(a)][len(b)]
 }
 
 // yamlToJSON converts one YAML document to JSON, strictly: duplicate keys
@@ -738,22 +751,19 @@ func yamlError(err error, firstLine int) error {
 // splitDocuments cuts data into documents: a JSON stream when the first
 // non-blank byte is '{' and the whole input parses as JSON values, YAML
 // documents separated by `---` (or ended by `...`) lines otherwise.
-func splitDocuments(data []byte) []document {
+func splitDocuments(data []byte, source string) []document {
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // UTF-8 byte order mark
 	if t := bytes.TrimLeft(data, " \t\r\n"); len(t) > 0 && t[0] == '{' {
 		docs, jsonErr := splitJSON(data)
 		if jsonErr == nil {
 			return docs
 		}
-		// Perhaps a YAML flow mapping; if that fails too, the JSON error is
-		// the one that speaks to this input.
-		yamlDocs := splitYAML(data)
-		for _, doc := range yamlDocs {
-			if _, err := yamlToJSON(doc.body); err != nil {
-				return append(docs, document{err: jsonErr})
-			}
+		// Not JSON, but perhaps YAML starting with a flow mapping. For a
+		// .json file the JSON error is the one that speaks to the user; for
+		// anything else YAML's (a JSON syntax error is a YAML one too).
+		if strings.HasSuffix(strings.ToLower(source), ".json") {
+			return append(docs, document{err: jsonErr})
 		}
-		return yamlDocs
 	}
 	return splitYAML(data)
 }
