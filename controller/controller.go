@@ -46,6 +46,11 @@ type Config struct {
 	Registerer      prometheus.Registerer
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// AckObserver, when set, is called with the time from a status update's
+	// arrival at the controller to the return of its ACKNOWLEDGE call (which
+	// follows the durable ledger write), for every acknowledged update. It must
+	// not block. The same figure feeds converge_controller_ack_latency_seconds.
+	AckObserver func(time.Duration)
 }
 
 // Defaults.
@@ -71,7 +76,7 @@ type Controller struct {
 
 	writes   chan *writeOp
 	offersCh chan []mesos.Offer
-	acks     chan mesos.TaskStatus
+	acks     chan pendingAck
 	loaded   chan struct{}
 	loadOnce sync.Once
 	loadErr  error
@@ -134,7 +139,7 @@ func New(cfg Config) (*Controller, error) {
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "converge-clusters"}),
 		writes:    make(chan *writeOp, 4096),
 		offersCh:  make(chan []mesos.Offer, 64),
-		acks:      make(chan mesos.TaskStatus, 16384),
+		acks:      make(chan pendingAck, 16384),
 		loaded:    make(chan struct{}),
 		fatal:     make(chan error, 1),
 		clusters:  map[string]*v1alpha1.Cluster{},
@@ -347,6 +352,9 @@ func (c *Controller) mesosLoop(ctx context.Context, b mesosbridge.Bridge) error 
 			return err
 		case ev, ok := <-events:
 			if !ok {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
 				return errors.New("mesos event stream closed")
 			}
 			if err := c.handleMesos(ctx, ev); err != nil {

@@ -19,6 +19,7 @@ type metrics struct {
 	commitOps        prometheus.Histogram
 	offers           prometheus.Counter
 	acks             prometheus.Counter
+	ackSeconds       prometheus.Histogram
 }
 
 // taskStateCollector reports tasks by state from the ledger cache at scrape time
@@ -60,11 +61,14 @@ func newMetrics(reg prometheus.Registerer, c *Controller) (*metrics, error) {
 			Buckets: prometheus.ExponentialBuckets(1, 2, 12)}),
 		offers: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "offers_total", Help: "Offers received."}),
 		acks:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "acknowledgements_total", Help: "Status updates acknowledged."}),
+		ackSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "ack_latency_seconds",
+			Help:    "Time from a status update's arrival to its ACKNOWLEDGE (after the durable write).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	cs := []prometheus.Collector{m.reconciles, m.reconcileErrors, m.reconcileSeconds, m.launches, m.kills, m.elections, m.statusWrites, m.commits, m.commitOps, m.offers, m.acks,
+	cs := []prometheus.Collector{m.reconciles, m.reconcileErrors, m.reconcileSeconds, m.launches, m.kills, m.elections, m.statusWrites, m.commits, m.commitOps, m.offers, m.acks, m.ackSeconds,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "queue_depth", Help: "Clusters waiting in the work queue."}, func() float64 { return float64(c.queue.Len()) }),
 		&taskStateCollector{c: c, desc: prometheus.NewDesc(ns+"_tasks", "Ledger tasks by Mesos state.", []string{"state"}, nil)},
 	}

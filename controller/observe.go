@@ -19,6 +19,7 @@ const maxStatusMessage = 512
 // update for a task the ledger does not know, whose id is converge's, is an
 // orphan: it is killed (unless already terminal) and acknowledged.
 func (c *Controller) handleUpdate(ctx context.Context, st mesos.TaskStatus) {
+	received := time.Now()
 	id := st.TaskID.Value
 	ns, name, _, ours := ParseTaskID(id)
 	key := ns + "/" + name
@@ -33,7 +34,7 @@ func (c *Controller) handleUpdate(ctx context.Context, st mesos.TaskStatus) {
 			c.log.Info("killing a task the ledger does not know", "taskID", id, "state", st.GetState().String())
 			c.killTask(ctx, id, st.GetAgentID().GetValue())
 		}
-		c.ack(ctx, st)
+		c.ack(ctx, st, received)
 		return
 	}
 	now := c.now()
@@ -46,18 +47,25 @@ func (c *Controller) handleUpdate(ctx context.Context, st mesos.TaskStatus) {
 			c.log.Error(err, "status update not written; not acknowledged", "taskID", id)
 			return
 		}
-		c.ack(ctx, st)
+		c.ack(ctx, st, received)
 		c.queue.AddAfter(key, 5*time.Millisecond) // coalesce a burst into one reconcile
 	}
 	c.submit(ctx, op)
 }
 
-func (c *Controller) ack(ctx context.Context, st mesos.TaskStatus) {
+// pendingAck is an update whose acknowledgement is due, with the time it
+// reached the controller (for the ack latency).
+type pendingAck struct {
+	st       mesos.TaskStatus
+	received time.Time
+}
+
+func (c *Controller) ack(ctx context.Context, st mesos.TaskStatus, received time.Time) {
 	if len(st.UUID) == 0 {
 		return
 	}
 	select {
-	case c.acks <- st:
+	case c.acks <- pendingAck{st: st, received: received}:
 	case <-ctx.Done():
 	}
 }
@@ -67,12 +75,18 @@ func (c *Controller) runAcks(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case st := <-c.acks:
-			if err := c.bridge.Acknowledge(ctx, st); err != nil && ctx.Err() == nil {
+		case p := <-c.acks:
+			if err := c.bridge.Acknowledge(ctx, p.st); err != nil && ctx.Err() == nil {
 				// The agent resends it; the duplicate is recognised and acknowledged.
-				c.log.V(1).Info("acknowledge failed", "taskID", st.TaskID.Value, "error", err.Error())
+				c.log.V(1).Info("acknowledge failed", "taskID", p.st.TaskID.Value, "error", err.Error())
+				continue
 			}
+			d := time.Since(p.received)
 			c.m.acks.Inc()
+			c.m.ackSeconds.Observe(d.Seconds())
+			if c.cfg.AckObserver != nil {
+				c.cfg.AckObserver(d)
+			}
 		}
 	}
 }
