@@ -21,9 +21,6 @@ func (e *executorState) message(data []byte) {
 	switch m.Type {
 	case election.TypePositionQuery:
 		e.mu.Lock()
-		if e.positionsInFlight == nil {
-			e.positionsInFlight = map[int64]bool{}
-		}
 		if e.positionsInFlight[m.Epoch] {
 			// The answer of the run in flight answers this query too.
 			e.mu.Unlock()

@@ -106,7 +106,7 @@ func hookEnv(base []string, task *mesos.TaskInfo, sandbox string, epoch int64) [
 	return setEnv(taskEnv(base, task, sandbox), EnvEpoch, strconv.FormatInt(epoch, 10))
 }
 
-// command is what runs for a task: argv, and whether it came from the contract.
+// command is what runs for a task.
 type command struct {
 	argv []string
 }

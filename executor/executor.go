@@ -165,16 +165,17 @@ func newExecutor(cfg config.Config, o Options) *executorState {
 	)
 	opts := executor.CallOptions{calls.Framework(cfg.FrameworkID), calls.Executor(cfg.ExecutorID)}
 	return &executorState{
-		cfg:          cfg,
-		opts:         o,
-		log:          o.Log.WithValues("executorId", cfg.ExecutorID),
-		env:          o.Environ,
-		sender:       calls.SenderWith(httpexec.NewSender(cli.Send), opts...),
-		subscr:       calls.SenderWith(httpexec.NewSender(cli.Send, httpcli.Close(true)), opts...),
-		tasks:        map[string]*task{},
-		unackedTasks: map[string]bool{},
-		promotions:   map[int64]*promotion{},
-		quit:         make(chan struct{}),
+		cfg:               cfg,
+		opts:              o,
+		log:               o.Log.WithValues("executorId", cfg.ExecutorID),
+		env:               o.Environ,
+		sender:            calls.SenderWith(httpexec.NewSender(cli.Send), opts...),
+		subscr:            calls.SenderWith(httpexec.NewSender(cli.Send, httpcli.Close(true)), opts...),
+		tasks:             map[string]*task{},
+		unackedTasks:      map[string]bool{},
+		promotions:        map[int64]*promotion{},
+		positionsInFlight: map[int64]bool{},
+		quit:              make(chan struct{}),
 	}
 }
 
