@@ -23,6 +23,8 @@ import (
 	"github.com/mesos/mesos-go/api/v1/lib/httpcli/httpsched"
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler/calls"
+
+	"github.com/converge-io/converge/store"
 )
 
 var (
@@ -38,6 +40,21 @@ var (
 )
 
 // Client is the production Bridge over mesos-go's httpsched client.
+//
+// How it behaves:
+//   - Leader: SUBSCRIBE goes to the master believed to lead, then to every master
+//     in turn; a 307 is followed (Location "//host:port/...") by the bridge itself,
+//     and each leader gets its own httpsched caller, because mesos-go sends later
+//     calls to the URL its client was built with. A call answered 307 moves the
+//     bridge to the new leader and is retried there once.
+//   - Liveness: no event for HeartbeatMisses heartbeat intervals drops the stream;
+//     every reconnection waits a jittered exponential backoff.
+//   - Framework id: loaded from State before the first SUBSCRIBE, saved before
+//     EventSubscribed reports a new one; a removed framework stops Run.
+//   - After every SUBSCRIBED: explicit reconciliation of Config.ReconcileTasks
+//     (truncated exponential backoff until every task answered, then
+//     EventReconciled); KILLs in flight are re-issued; implicit reconciliation
+//     runs every ImplicitReconcileInterval.
 type Client struct {
 	cfg   Config
 	log   logr.Logger
@@ -189,6 +206,9 @@ func (c *Client) Run(ctx context.Context) error {
 	} else {
 		id, err := c.loadFrameworkID(ctx)
 		if err != nil {
+			if errors.Is(err, ErrFrameworkRemoved) {
+				c.emit(ctx, Event{Type: EventFrameworkRemoved, Error: err.Error()})
+			}
 			return err
 		}
 		c.mu.Lock()
@@ -232,6 +252,12 @@ func (c *Client) loadFrameworkID(ctx context.Context) (string, error) {
 		cancel()
 		if err == nil {
 			return id, nil
+		}
+		if errors.Is(err, store.ErrFrameworkRemoved) || errors.Is(err, ErrFrameworkRemoved) {
+			// Recorded earlier: say so again and stop; only the operator starts anew.
+			c.m.frameworkRemoved.Set(1)
+			c.log.Error(err, "THE MESOS MASTER REMOVED THIS FRAMEWORK EARLIER: start a new framework (converge serve --new-framework) once you have checked why")
+			return "", fmt.Errorf("%w: %v", ErrFrameworkRemoved, err)
 		}
 		if ctx.Err() != nil {
 			return "", fmt.Errorf("mesosbridge: load framework id: %w", err)
@@ -686,7 +712,7 @@ func isFrameworkRemoved(msg string) bool {
 		return false
 	}
 	return strings.Contains(m, "framework") &&
-		(strings.Contains(m, "removed") || strings.Contains(m, "torn down") || strings.Contains(m, "teardown") || strings.Contains(m, "completed"))
+		(strings.Contains(m, "removed") || strings.Contains(m, "torn down") || strings.Contains(m, "teardown"))
 }
 
 // emit delivers ev unless ctx ends first.
