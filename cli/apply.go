@@ -93,26 +93,51 @@ func Apply(ctx context.Context, st *store.Store, ms []Manifest, o ApplyOptions) 
 
 func applyOne(ctx context.Context, st *store.Store, want *v1alpha1.Cluster, dryRun bool) (Applied, error) {
 	ref := fmt.Sprintf("cluster/%s (namespace %s)", want.Name, want.Namespace)
+	// seen is what apply owns of the object as first read ("" when absent). A
+	// write that fails on a conflict is retried only if the object changed in
+	// what apply does not own (the controller's status, finalizers): a spec,
+	// label or annotation change by someone else is never overwritten silently.
+	var seen string
 	var lastErr error
 	for attempt := 0; attempt < maxApplyAttempts; attempt++ {
 		live, err := st.Get(ctx, want.Namespace, want.Name)
-		if store.IsNotFound(err) {
+		if err != nil && !store.IsNotFound(err) {
+			return Applied{}, fmt.Errorf("read %s: %w", ref, err)
+		}
+		now := ""
+		if live != nil {
+			now = ownedPart(live)
+		}
+		if attempt == 0 {
+			seen = now
+		} else if now != seen {
+			if live != nil && now == ownedPart(Merge(live, want)) {
+				return Applied{ActionUnchanged, live}, nil // someone wrote just this meanwhile
+			}
+			what := "changed (spec, labels or annotations)"
+			switch {
+			case live == nil:
+				what = "deleted"
+			case seen == "":
+				what = "created"
+			}
+			return Applied{}, fmt.Errorf("conflict: %s was %s by someone else while this apply ran; nothing written: review with converge diff -f and apply again", ref, what)
+		}
+		if live == nil {
 			obj := forCreate(want)
 			if dryRun {
 				return Applied{ActionCreated, obj}, nil
 			}
+			testHookBeforeWrite()
 			created, err := st.Create(ctx, obj)
 			if store.IsAlreadyExists(err) {
 				lastErr = err
-				continue // created meanwhile: apply over it
+				continue
 			}
 			if err != nil {
 				return Applied{}, fmt.Errorf("create %s: %w", ref, err)
 			}
 			return Applied{ActionCreated, created}, nil
-		}
-		if err != nil {
-			return Applied{}, fmt.Errorf("read %s: %w", ref, err)
 		}
 		if live.DeletionTimestamp != nil {
 			return Applied{}, fmt.Errorf("%s is being deleted (its tasks are being killed); apply it again once it is gone (converge wait cluster/%s --for=delete)", ref, want.Name)
@@ -127,18 +152,23 @@ func applyOne(ctx context.Context, st *store.Store, want *v1alpha1.Cluster, dryR
 			}
 			return Applied{ActionConfigured, next}, nil
 		}
+		testHookBeforeWrite()
 		updated, err := st.Update(ctx, next)
 		if store.IsConflict(err) || store.IsNotFound(err) {
 			lastErr = err
-			continue // changed or deleted meanwhile: decide again on what is there now
+			continue // changed meanwhile: look again at what changed
 		}
 		if err != nil {
 			return Applied{}, fmt.Errorf("update %s: %w", ref, err)
 		}
 		return Applied{ActionConfigured, updated}, nil
 	}
-	return Applied{}, fmt.Errorf("apply %s: gave up after %d attempts, it keeps changing: %w", ref, maxApplyAttempts, lastErr)
+	return Applied{}, fmt.Errorf("apply %s: gave up after %d attempts, the controller keeps writing it: %w", ref, maxApplyAttempts, lastErr)
 }
+
+// testHookBeforeWrite lets tests write to the store between apply's read and
+// its write, to exercise conflicts.
+var testHookBeforeWrite = func() {}
 
 // Merge returns live with the parts a user's manifest owns (spec, labels,
 // annotations) taken from want; server-set metadata, finalizers and status
@@ -176,7 +206,12 @@ type userPart struct {
 }
 
 func same(a, b *v1alpha1.Cluster) bool {
-	return canonical(userPart{a.Labels, a.Annotations, a.Spec}) == canonical(userPart{b.Labels, b.Annotations, b.Spec})
+	return ownedPart(a) == ownedPart(b)
+}
+
+// ownedPart is the canonical encoding of what apply owns of c.
+func ownedPart(c *v1alpha1.Cluster) string {
+	return canonical(userPart{c.Labels, c.Annotations, c.Spec})
 }
 
 func sameSpec(a, b *v1alpha1.Cluster) bool {
