@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode"
 
 	yamlv2 "go.yaml.in/yaml/v2"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -98,7 +99,7 @@ func Decode(data []byte, source string) ([]*Cluster, error) {
 	if source == "" {
 		source = "<input>"
 	}
-	d := decoder{source: source, seen: map[string]string{}}
+	d := decoder{seen: map[string]string{}}
 	for _, doc := range splitDocuments(data, source) {
 		d.document(doc)
 	}
@@ -123,7 +124,6 @@ type document struct {
 }
 
 type decoder struct {
-	source   string
 	docIndex int
 	problems []Problem
 	clusters []*Cluster
@@ -295,12 +295,22 @@ func jsonTypeName(v any) string {
 	}
 }
 
+// objectName labels a document in messages: cluster/NAME, with a name that
+// is too long or unprintable shortened and quoted so one problem stays one line.
 func objectName(obj map[string]any) string {
 	md, _ := obj["metadata"].(map[string]any)
-	if name, ok := md["name"].(string); ok && name != "" {
-		return "cluster/" + name
+	name, _ := md["name"].(string)
+	if name == "" {
+		return ""
 	}
-	return ""
+	const maxShown = 70
+	if len(name) > maxShown || strings.IndexFunc(name, func(r rune) bool { return !unicode.IsGraphic(r) || unicode.IsSpace(r) }) >= 0 {
+		if len(name) > maxShown {
+			name = name[:maxShown] + "..."
+		}
+		name = strconv.Quote(name)
+	}
+	return "cluster/" + name
 }
 
 // object decodes, defaults and validates one Cluster. obj is jsonBytes
@@ -320,7 +330,7 @@ func (d *decoder) object(item int, obj map[string]any, jsonBytes []byte) {
 		v, present := obj[tf.key]
 		s, isString := v.(string)
 		switch {
-		case !present || v == nil || s == "":
+		case !present || v == nil || (isString && s == ""):
 			report(field.Required(field.NewPath(tf.key), "must be "+strconv.Quote(tf.want)))
 			typeOK = false
 		case !isString || s != tf.want:
