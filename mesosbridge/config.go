@@ -267,3 +267,21 @@ func leaderFromLocation(location, current string) (string, error) {
 	}
 	return out.String(), nil
 }
+
+// ReadSecretFile reads the HTTP authentication secret for Config.Secret from path
+// (`--secret-file`): the file's content without surrounding whitespace. Errors
+// name the file, never its content.
+func ReadSecretFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read secret file: %w", err)
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", fmt.Errorf("secret file %s is empty", path)
+	}
+	if strings.ContainsAny(s, "\r\n") {
+		return "", fmt.Errorf("secret file %s holds more than one line", path)
+	}
+	return s, nil
+}

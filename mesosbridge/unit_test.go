@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -268,5 +270,31 @@ func TestCallsWithoutSubscription(t *testing.T) {
 	}
 	if c.Subscribed() || c.FrameworkID() != "" {
 		t.Fatal("subscribed before Run")
+	}
+}
+
+func TestReadSecretFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if s, err := ReadSecretFile(write("ok", "  top-secret\n")); err != nil || s != "top-secret" {
+		t.Fatalf("got %q, %v", s, err)
+	}
+	for name, content := range map[string]string{"empty": " \n", "two": "a-secret\nb-secret\n"} {
+		_, err := ReadSecretFile(write(name, content))
+		if err == nil {
+			t.Fatalf("%s: no error", name)
+		}
+		if strings.Contains(err.Error(), "secret\n") || strings.Contains(err.Error(), "a-secret") {
+			t.Fatalf("error shows the content: %v", err)
+		}
+	}
+	if _, err := ReadSecretFile(filepath.Join(dir, "missing")); err == nil {
+		t.Fatal("missing file: no error")
 	}
 }
