@@ -1,0 +1,528 @@
+// Package bench is converge's scale benchmark (DESIGN.md section 5): in one
+// process it starts a real embedded etcd, a local Mesos in simulate mode and the
+// controller, applies N clusters of R replicas with position elections, waits
+// until every one is Ready with its master elected, then measures the converged
+// idle state, the cost of one failed member and the etcd write ceiling of the
+// same machine. `converge bench` and the smoke test share Run.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/converge-io/converge/apis/v1alpha1"
+	"github.com/converge-io/converge/controller"
+	"github.com/converge-io/converge/mesosbridge"
+	"github.com/converge-io/converge/mesosbridge/localmesos"
+	"github.com/converge-io/converge/store"
+	"github.com/converge-io/converge/store/etcdtest"
+)
+
+// Options configure a benchmark run. Zero values take the defaults below.
+type Options struct {
+	Clusters int // default 1000
+	Replicas int // default 10
+	Agents   int // default 1000
+	// AllocationInterval between localmesos offer rounds (default 1s, a real
+	// Mesos master's default --allocation_interval).
+	AllocationInterval time.Duration
+	// LaunchDelay of simulated tasks between STARTING and RUNNING (default 50ms).
+	LaunchDelay time.Duration
+	// Workers reconciling clusters in parallel (default controller.DefaultWorkers).
+	Workers int
+	// ApplyParallelism: concurrent creates, as parallel `converge apply`s (default 32).
+	ApplyParallelism int
+	// Timeout for convergence (default 5 minutes).
+	Timeout time.Duration
+	// Idle is how long the converged state is watched (default 3s), after
+	// Settle (default 1s) for the last writes of convergence to land.
+	Idle, Settle time.Duration
+	// CeilingFor and CeilingClients shape the etcd ceiling measurement
+	// (defaults 2s and 64 goroutines doing sequential single-key puts).
+	CeilingFor     time.Duration
+	CeilingClients int
+	// SkipFailure and SkipCeiling leave those phases out.
+	SkipFailure, SkipCeiling bool
+	// Dir holds etcd's data (default: a temporary directory removed at the end).
+	Dir string
+	// CPUProfile, when set, receives a CPU profile of first apply to Ready.
+	CPUProfile string
+	// Progress, when set, gets one line per phase (for a human watching).
+	Progress func(format string, args ...any)
+	Log      logr.Logger
+}
+
+func (o *Options) setDefaults() {
+	if o.Clusters <= 0 {
+		o.Clusters = 1000
+	}
+	if o.Replicas <= 0 {
+		o.Replicas = 10
+	}
+	if o.Agents <= 0 {
+		o.Agents = 1000
+	}
+	if o.AllocationInterval <= 0 {
+		o.AllocationInterval = time.Second
+	}
+	if o.LaunchDelay <= 0 {
+		o.LaunchDelay = 50 * time.Millisecond
+	}
+	if o.Workers <= 0 {
+		o.Workers = controller.DefaultWorkers
+	}
+	if o.ApplyParallelism <= 0 {
+		o.ApplyParallelism = 32
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 5 * time.Minute
+	}
+	if o.Idle <= 0 {
+		o.Idle = 3 * time.Second
+	}
+	if o.Settle <= 0 {
+		o.Settle = time.Second
+	}
+	if o.CeilingFor <= 0 {
+		o.CeilingFor = 2 * time.Second
+	}
+	if o.CeilingClients <= 0 {
+		o.CeilingClients = 64
+	}
+	if o.Progress == nil {
+		o.Progress = func(string, ...any) {}
+	}
+	if o.Log.GetSink() == nil {
+		o.Log = logr.Discard()
+	}
+}
+
+// Result is what a run measured; its JSON is `converge bench --json`.
+type Result struct {
+	Clusters             int     `json:"clusters"`
+	Replicas             int     `json:"replicas"`
+	Agents               int     `json:"agents"`
+	Tasks                int     `json:"tasks"`
+	AllocationIntervalMS float64 `json:"allocation_interval_ms"`
+	LaunchDelayMS        float64 `json:"sim_launch_delay_ms"`
+	ControllerWorkers    int     `json:"controller_workers"`
+	GOMAXPROCS           int     `json:"gomaxprocs"`
+
+	// ApplySeconds: first to last create. ConvergeSeconds: first create until
+	// every cluster is Ready with its master elected.
+	ApplySeconds    float64 `json:"apply_seconds"`
+	ConvergeSeconds float64 `json:"converge_seconds"`
+	TasksPerSecond  float64 `json:"tasks_per_second"`
+
+	// etcd writes made by the controller from the first apply to Ready. The
+	// applies themselves (one create per cluster, through a separate client)
+	// are excluded: ApplyWritesExcluded says how many. EtcdWritesPerTask counts
+	// key writes (puts+deletes); EtcdTxnsPerTask counts write requests
+	// (transactions: a batch of writes is one).
+	EtcdWritesPerTask   float64 `json:"etcd_writes_per_task"`
+	EtcdTxnsPerTask     float64 `json:"etcd_txns_per_task"`
+	EtcdWrites          Writes  `json:"etcd_writes"`
+	ApplyWritesExcluded int64   `json:"apply_writes_excluded"`
+	// EtcdTxnsPerSecond: the controller's write requests per second during
+	// convergence, to read against EtcdCeilingWritesPerSecond.
+	EtcdTxnsPerSecond float64 `json:"etcd_txns_per_second"`
+	StatusWrites      int64   `json:"status_writes"`
+	Reconciles        int64   `json:"reconciles"`
+
+	// Status update arrival at the controller to ACKNOWLEDGE returned, during convergence.
+	Acks            int     `json:"acks"`
+	AckLatencyP50MS float64 `json:"ack_latency_p50_ms"`
+	AckLatencyP99MS float64 `json:"ack_latency_p99_ms"`
+	AckLatencyMaxMS float64 `json:"ack_latency_max_ms"`
+
+	// Process figures: etcd, localmesos and the controller share the process,
+	// so these bound the controller's own from above.
+	ControllerCPUSeconds float64 `json:"controller_cpu_seconds"`
+	PeakRSSMB            float64 `json:"peak_rss_mb"`
+	HeapMB               float64 `json:"heap_mb"`
+
+	// Converged and idle.
+	IdleSeconds         float64 `json:"idle_seconds"`
+	SettleWrites        int64   `json:"settle_writes"`
+	IdleWritesPerSecond float64 `json:"idle_writes_per_second"`
+	IdleCPUPercent      float64 `json:"idle_cpu_percent"`
+	IdleOffers          int64   `json:"idle_offers_received"`
+	IdleDeclines        int64   `json:"idle_declines"`
+	IdleReconciles      int64   `json:"idle_reconciles"`
+	OffersSuppressed    bool    `json:"offers_suppressed"`
+
+	// One member (a cluster's master) failed among all tasks.
+	OneFailureTask            string  `json:"one_failure_task,omitempty"`
+	OneFailureRecoverSeconds  float64 `json:"one_failure_recover_seconds"`
+	OneFailureReconciles      int64   `json:"one_failure_reconciles"`
+	OneFailureWrites          int64   `json:"one_failure_writes"`
+	OneFailureTxns            int64   `json:"one_failure_txns"`
+	OneFailureClustersTouched int     `json:"one_failure_clusters_touched"`
+
+	EtcdCeilingWritesPerSecond float64 `json:"etcd_ceiling_writes_per_second"`
+	EtcdCeilingClients         int     `json:"etcd_ceiling_clients"`
+
+	Notes []string `json:"notes"`
+}
+
+// Writes are store.Stats differences.
+type Writes struct {
+	Txns    int64 `json:"txns"`
+	Puts    int64 `json:"puts"`
+	Deletes int64 `json:"deletes"`
+	Reads   int64 `json:"reads"`
+}
+
+func diff(a, b store.Stats) Writes {
+	return Writes{Txns: b.Txns - a.Txns, Puts: b.Puts - a.Puts, Deletes: b.Deletes - a.Deletes, Reads: b.Reads - a.Reads}
+}
+
+// Run runs the benchmark. It returns an error when a part fails to start or
+// the clusters do not converge within o.Timeout.
+func Run(ctx context.Context, o Options) (res Result, err error) {
+	o.setDefaults()
+	res = Result{
+		Clusters: o.Clusters, Replicas: o.Replicas, Agents: o.Agents, Tasks: o.Clusters * o.Replicas,
+		AllocationIntervalMS: ms(o.AllocationInterval), LaunchDelayMS: ms(o.LaunchDelay),
+		ControllerWorkers: o.Workers, GOMAXPROCS: runtime.GOMAXPROCS(0),
+		EtcdCeilingClients: o.CeilingClients,
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	// etcd.
+	dir := o.Dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "converge-bench-")
+		if err != nil {
+			return res, err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	port, err := freePort()
+	if err != nil {
+		return res, err
+	}
+	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", port)
+	etcd, err := etcdtest.StartEmbedded(filepath.Join(dir, "etcd"), etcdURL)
+	if err != nil {
+		return res, err
+	}
+	defer etcd.Close()
+	// The controller and the "users" (applies, the ceiling) have their own
+	// clients, so the controller's Stats count only its own writes.
+	ctrlStore, err := store.New(ctx, store.Options{Endpoints: []string{etcdURL}})
+	if err != nil {
+		return res, err
+	}
+	defer ctrlStore.Close()
+	userStore, err := store.New(ctx, store.Options{Endpoints: []string{etcdURL}})
+	if err != nil {
+		return res, err
+	}
+	defer userStore.Close()
+	o.Progress("etcd %s (data in %s)", etcdURL, dir)
+
+	// Local Mesos.
+	m, err := localmesos.New(localmesos.Options{
+		Listen: "127.0.0.1:0", Agents: o.Agents, Simulate: true,
+		Sim:                localmesos.SimOptions{LaunchDelay: o.LaunchDelay},
+		AllocationInterval: o.AllocationInterval,
+		Log:                o.Log.WithName("localmesos"),
+	})
+	if err != nil {
+		return res, err
+	}
+	if err := m.Start(ctx); err != nil {
+		return res, err
+	}
+	defer m.Close()
+	o.Progress("local Mesos %s: %d simulated agents, allocation interval %s, launch delay %s",
+		m.URL(), o.Agents, o.AllocationInterval, o.LaunchDelay)
+
+	// Controller.
+	reg := prometheus.NewRegistry()
+	acks := &ackRecorder{}
+	ctrlCtx, stopCtrl := context.WithCancel(ctx)
+	ctrlDone := make(chan error, 1)
+	go func() {
+		ctrlDone <- controller.Run(ctrlCtx, controller.Config{
+			Store:       ctrlStore,
+			Workers:     o.Workers,
+			Log:         o.Log.WithName("controller"),
+			Registerer:  reg,
+			AckObserver: acks.observe,
+		}, mesosbridge.Config{
+			Masters:       m.URLs(),
+			FrameworkName: "converge-bench",
+			Role:          "*",
+			Log:           o.Log.WithName("mesos"),
+		})
+	}()
+	defer func() {
+		stopCtrl()
+		if cerr := <-ctrlDone; cerr != nil && err == nil && !errors.Is(cerr, context.Canceled) {
+			err = fmt.Errorf("controller: %w", cerr)
+		}
+	}()
+	if err := waitSubscribed(ctx, m, ctrlDone); err != nil {
+		return res, err
+	}
+	o.Progress("controller subscribed (%d workers)", o.Workers)
+
+	// Apply and converge.
+	tracker := newTracker(o.Clusters, o.Replicas)
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	events := userStore.Watch(watchCtx, "", 0)
+	go tracker.run(events)
+
+	if o.CPUProfile != "" {
+		f, err := os.Create(o.CPUProfile)
+		if err != nil {
+			return res, fmt.Errorf("cpu profile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return res, fmt.Errorf("cpu profile: %w", err)
+		}
+		stopProf := sync.OnceFunc(func() { pprof.StopCPUProfile(); f.Close() })
+		defer stopProf()
+		tracker.onAllReady = stopProf
+	}
+	cpu0 := cpuTime()
+	stats0 := ctrlStore.Stats()
+	reconciles0 := counter(reg, "converge_controller_reconciles_total")
+	statusWrites0 := counter(reg, "converge_controller_status_writes_total")
+	start := time.Now()
+	tracker.start = start
+	appliedAt, err := apply(ctx, userStore, o)
+	if err != nil {
+		return res, err
+	}
+	res.ApplySeconds = appliedAt.Sub(start).Seconds()
+	res.ApplyWritesExcluded = int64(o.Clusters)
+	o.Progress("applied %d clusters of %d replicas in %.2fs", o.Clusters, o.Replicas, res.ApplySeconds)
+
+	select {
+	case <-tracker.allReady:
+	case <-time.After(o.Timeout):
+		return res, fmt.Errorf("not converged within %s: %d of %d clusters ready", o.Timeout, tracker.readyCount(), o.Clusters)
+	case cerr := <-ctrlDone:
+		ctrlDone <- cerr
+		return res, fmt.Errorf("controller stopped before convergence: %v", cerr)
+	case <-ctx.Done():
+		return res, ctx.Err()
+	}
+	readyAt := tracker.readyAt()
+	stats1 := ctrlStore.Stats()
+	cpu1 := cpuTime()
+	ackSamples := acks.snapshot()
+	conv := readyAt.Sub(start)
+	res.ConvergeSeconds = conv.Seconds()
+	res.TasksPerSecond = float64(res.Tasks) / conv.Seconds()
+	w := diff(stats0, stats1)
+	res.EtcdWrites = w
+	res.EtcdWritesPerTask = float64(w.Puts+w.Deletes) / float64(res.Tasks)
+	res.EtcdTxnsPerTask = float64(w.Txns) / float64(res.Tasks)
+	res.EtcdTxnsPerSecond = float64(w.Txns) / conv.Seconds()
+	res.StatusWrites = int64(counter(reg, "converge_controller_status_writes_total") - statusWrites0)
+	res.Reconciles = int64(counter(reg, "converge_controller_reconciles_total") - reconciles0)
+	res.ControllerCPUSeconds = (cpu1 - cpu0).Seconds()
+	res.Acks = len(ackSamples)
+	res.AckLatencyP50MS, res.AckLatencyP99MS, res.AckLatencyMaxMS = quantileMS(ackSamples, 0.5), quantileMS(ackSamples, 0.99), quantileMS(ackSamples, 1)
+	runtime.GC()
+	var mem runtime.MemStats
+	runtime.ReadMemStats(&mem)
+	res.HeapMB = float64(mem.HeapAlloc) / (1 << 20)
+	o.Progress("converged in %.2fs: %d tasks Ready, masters elected", res.ConvergeSeconds, res.Tasks)
+
+	// Idle.
+	time.Sleep(o.Settle)
+	stats2 := ctrlStore.Stats()
+	res.SettleWrites = diff(stats1, stats2).Txns
+	offers0 := counter(reg, "converge_controller_offers_total")
+	declines0 := counter(reg, "converge_mesos_offers_declined_total")
+	rec0 := counter(reg, "converge_controller_reconciles_total")
+	cpuIdle0 := cpuTime()
+	idleStart := time.Now()
+	time.Sleep(o.Idle)
+	idle := time.Since(idleStart)
+	cpuIdle1 := cpuTime()
+	stats3 := ctrlStore.Stats()
+	iw := diff(stats2, stats3)
+	res.IdleSeconds = idle.Seconds()
+	res.IdleWritesPerSecond = float64(iw.Txns) / idle.Seconds()
+	res.IdleCPUPercent = 100 * (cpuIdle1 - cpuIdle0).Seconds() / idle.Seconds()
+	res.IdleOffers = int64(counter(reg, "converge_controller_offers_total") - offers0)
+	res.IdleDeclines = int64(counter(reg, "converge_mesos_offers_declined_total") - declines0)
+	res.IdleReconciles = int64(counter(reg, "converge_controller_reconciles_total") - rec0)
+	res.OffersSuppressed = res.IdleOffers == 0 && outstandingOffers(m) == 0
+	o.Progress("idle %.1fs: %.1f writes/s, %.1f%% CPU, %d offers", res.IdleSeconds, res.IdleWritesPerSecond, res.IdleCPUPercent, res.IdleOffers)
+
+	// One failure.
+	if !o.SkipFailure {
+		if err := oneFailure(ctx, o, &res, m, ctrlStore, userStore, tracker, reg); err != nil {
+			return res, err
+		}
+		o.Progress("one failed master: %d reconciles, %d writes, %d clusters touched, recovered in %.2fs",
+			res.OneFailureReconciles, res.OneFailureWrites, res.OneFailureClustersTouched, res.OneFailureRecoverSeconds)
+	}
+
+	// Ceiling.
+	if !o.SkipCeiling {
+		res.EtcdCeilingWritesPerSecond, err = ceiling(ctx, userStore, o.CeilingClients, o.CeilingFor)
+		if err != nil {
+			return res, err
+		}
+		o.Progress("etcd ceiling: %.0f writes/s (%d clients, sequential single-key puts)", res.EtcdCeilingWritesPerSecond, o.CeilingClients)
+	}
+
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		res.PeakRSSMB = float64(ru.Maxrss) / 1024 // kilobytes on Linux
+	}
+	res.Notes = []string{
+		"etcd, localmesos and the controller run in one process: controller_cpu_seconds (first apply to Ready), peak_rss_mb and heap_mb (after GC at Ready) are the whole process's, an upper bound on the controller's",
+		"etcd_writes_per_task counts key writes (puts+deletes) of the controller's store client from the first apply to Ready; etcd_txns_per_task counts its write requests (a batch is one); the applies (apply_writes_excluded, one create per cluster through another client) are excluded",
+		"ack latency: a status update's arrival at the controller to its ACKNOWLEDGE call returning, which follows the durable ledger write",
+		"idle: measured after settle_seconds; offers_suppressed means no offer reached the controller and none was outstanding",
+		"one failure: a cluster's elected master is failed through localmesos's fault API; counted until the cluster is Ready again with a new master and all replicas",
+		"etcd_ceiling_writes_per_second: etcd_ceiling_clients goroutines doing sequential single-key puts against the same etcd after the run",
+	}
+	return res, nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// waitSubscribed waits until the local master has the controller's framework connected.
+func waitSubscribed(ctx context.Context, m *localmesos.Mesos, ctrlDone chan error) error {
+	deadline := time.After(30 * time.Second)
+	for {
+		for _, fw := range m.State().Frameworks {
+			if fw.Connected {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-ctrlDone:
+			ctrlDone <- err
+			return fmt.Errorf("controller stopped before subscribing: %v", err)
+		case <-deadline:
+			return errors.New("the controller did not subscribe to local Mesos within 30s")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func outstandingOffers(m *localmesos.Mesos) int {
+	n := 0
+	for _, fw := range m.State().Frameworks {
+		n += len(fw.Offers)
+	}
+	return n
+}
+
+// ClusterName is the name of the i-th benchmark cluster.
+func ClusterName(i int) string { return fmt.Sprintf("bench-%05d", i) }
+
+// NewCluster is the benchmark's cluster: replicas members of 0.1 cpu, 64 MiB and
+// a port each, one per agent, with a position election, as a user would apply it.
+func NewCluster(i, replicas int) *v1alpha1.Cluster {
+	r := int32(replicas)
+	cpus, mem := resource.MustParse("100m"), resource.MustParse("64Mi")
+	c := &v1alpha1.Cluster{
+		TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.APIVersion, Kind: v1alpha1.Kind},
+		ObjectMeta: metav1.ObjectMeta{Name: ClusterName(i), Namespace: v1alpha1.DefaultNamespace, Labels: map[string]string{"app": "bench"}},
+		Spec: v1alpha1.ClusterSpec{
+			Replicas: &r,
+			Task: v1alpha1.TaskSpec{
+				Command:   "exec mysqld --port=$PORT0",
+				Resources: v1alpha1.Resources{CPUs: &cpus, Mem: &mem, Ports: 1},
+			},
+			Placement: v1alpha1.Placement{Spread: v1alpha1.SpreadHostname},
+			Election: v1alpha1.Election{
+				Strategy:        v1alpha1.ElectionPosition,
+				PositionCommand: "mysql -Ne 'select @@gtid_executed'",
+				PromoteCommand:  "/opt/bin/promote.sh",
+			},
+		},
+	}
+	v1alpha1.SetDefaults(c)
+	return c
+}
+
+// apply creates the clusters in parallel, as concurrent `converge apply`s would.
+func apply(ctx context.Context, st *store.Store, o Options) (time.Time, error) {
+	next := atomic.Int64{}
+	errs := make(chan error, o.ApplyParallelism)
+	var wg sync.WaitGroup
+	for w := 0; w < o.ApplyParallelism; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= o.Clusters {
+					return
+				}
+				c := NewCluster(i, o.Replicas)
+				if verrs := v1alpha1.Validate(c); len(verrs) > 0 {
+					select {
+					case errs <- fmt.Errorf("cluster %s: %w", c.Name, verrs.ToAggregate()):
+					default:
+					}
+					return
+				}
+				if _, err := st.Create(ctx, c); err != nil {
+					select {
+					case errs <- fmt.Errorf("create cluster %s: %w", c.Name, err):
+					default:
+					}
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return time.Time{}, err
+	}
+	return time.Now(), nil
+}

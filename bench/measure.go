@@ -1,0 +1,250 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/converge-io/converge/apis/v1alpha1"
+	"github.com/converge-io/converge/mesosbridge/localmesos"
+	"github.com/converge-io/converge/store"
+)
+
+// converged reports whether a cluster is Ready (at its generation) with all
+// replicas ready and its master elected.
+func converged(c *v1alpha1.Cluster, replicas int) bool {
+	return v1alpha1.IsReady(c) && c.Status.Master != nil && int(c.Status.ReadyReplicas) == replicas
+}
+
+// tracker follows the store's watch: which clusters are converged, when the
+// last one got there, and (during the failure phase) which clusters changed.
+type tracker struct {
+	n, replicas int
+	start       time.Time
+	allReady    chan struct{}
+	onAllReady  func()
+
+	mu       sync.Mutex
+	ready    map[string]bool
+	count    int
+	lastAt   time.Time
+	listener func(store.WatchEvent)
+}
+
+func newTracker(n, replicas int) *tracker {
+	return &tracker{n: n, replicas: replicas, allReady: make(chan struct{}), ready: map[string]bool{}}
+}
+
+func (t *tracker) run(events <-chan store.WatchEvent) {
+	for ev := range events {
+		if ev.Object == nil {
+			continue
+		}
+		key := ev.Object.Namespace + "/" + ev.Object.Name
+		ok := ev.Type != store.Deleted && converged(ev.Object, t.replicas)
+		t.mu.Lock()
+		if ok != t.ready[key] {
+			t.ready[key] = ok
+			if ok {
+				t.count++
+			} else {
+				t.count--
+			}
+			if ok && t.count == t.n && t.lastAt.IsZero() {
+				t.lastAt = time.Now()
+				if t.onAllReady != nil {
+					t.onAllReady()
+				}
+				close(t.allReady)
+			}
+		}
+		l := t.listener
+		t.mu.Unlock()
+		if l != nil {
+			l(ev)
+		}
+	}
+}
+
+func (t *tracker) readyCount() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.count
+}
+
+func (t *tracker) readyAt() time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.lastAt
+}
+
+func (t *tracker) setListener(l func(store.WatchEvent)) {
+	t.mu.Lock()
+	t.listener = l
+	t.mu.Unlock()
+}
+
+// ackRecorder keeps every ack latency the controller reports.
+type ackRecorder struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (a *ackRecorder) observe(d time.Duration) {
+	a.mu.Lock()
+	a.d = append(a.d, d)
+	a.mu.Unlock()
+}
+
+func (a *ackRecorder) snapshot() []time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := append([]time.Duration(nil), a.d...)
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// quantileMS of sorted samples (nearest rank), in milliseconds.
+func quantileMS(sorted []time.Duration, q float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	i = max(0, min(i, len(sorted)-1))
+	return ms(sorted[i])
+}
+
+// counter sums the samples of a counter family of reg (0 if absent).
+func counter(reg *prometheus.Registry, name string) float64 {
+	fams, err := reg.Gather()
+	if err != nil {
+		return 0
+	}
+	var sum float64
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if c := m.GetCounter(); c != nil {
+				sum += c.GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+// oneFailure fails the elected master of one cluster among all and counts
+// what it costs until that cluster is converged again under a new master.
+func oneFailure(ctx context.Context, o Options, res *Result, m *localmesos.Mesos, ctrl, user *store.Store, t *tracker, reg *prometheus.Registry) error {
+	ns, name := v1alpha1.DefaultNamespace, ClusterName(o.Clusters/2)
+	c, err := user.Get(ctx, ns, name)
+	if err != nil {
+		return fmt.Errorf("one failure: %w", err)
+	}
+	if c.Status.Master == nil {
+		return fmt.Errorf("one failure: cluster %s/%s has no master", ns, name)
+	}
+	failed := c.Status.Master.TaskID
+	target := ns + "/" + name
+	var mu sync.Mutex
+	touched := map[string]bool{}
+	recovered := make(chan time.Time, 1)
+	t.setListener(func(ev store.WatchEvent) {
+		key := ev.Object.Namespace + "/" + ev.Object.Name
+		mu.Lock()
+		touched[key] = true
+		mu.Unlock()
+		if key != target || !converged(ev.Object, o.Replicas) || ev.Object.Status.Master.TaskID == failed {
+			return
+		}
+		for _, ts := range ev.Object.Status.Tasks {
+			if ts.ID == failed {
+				return
+			}
+		}
+		select {
+		case recovered <- time.Now():
+		default:
+		}
+	})
+	defer t.setListener(nil)
+
+	stats0 := ctrl.Stats()
+	rec0 := counter(reg, "converge_controller_reconciles_total")
+	start := time.Now()
+	if err := m.FailTask(failed); err != nil {
+		return fmt.Errorf("one failure: %w", err)
+	}
+	select {
+	case at := <-recovered:
+		res.OneFailureRecoverSeconds = at.Sub(start).Seconds()
+	case <-time.After(2 * time.Minute):
+		return fmt.Errorf("one failure: cluster %s did not recover within 2m after task %s failed", target, failed)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// Let the last writes of the recovery land.
+	time.Sleep(o.Settle)
+	w := diff(stats0, ctrl.Stats())
+	res.OneFailureTask = failed
+	res.OneFailureReconciles = int64(counter(reg, "converge_controller_reconciles_total") - rec0)
+	res.OneFailureWrites = w.Puts + w.Deletes
+	res.OneFailureTxns = w.Txns
+	mu.Lock()
+	res.OneFailureClustersTouched = len(touched)
+	mu.Unlock()
+	return nil
+}
+
+// ceiling measures the raw durable write rate of etcd: clients goroutines, each
+// putting its own key in a loop (one write in flight per goroutine), for d.
+func ceiling(ctx context.Context, st *store.Store, clients int, d time.Duration) (float64, error) {
+	cli := st.Client()
+	val := strings.Repeat("x", 512) // about a ledger record
+	prefix := st.Prefix() + "-bench-ceiling/"
+	var mu sync.Mutex
+	var total int64
+	var firstErr error
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	start := time.Now()
+	deadline := start.Add(d)
+	for i := 0; i < clients; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			key := fmt.Sprintf("%s%03d", prefix, i)
+			var n int64
+			for time.Now().Before(deadline) {
+				if _, err := cli.Put(ctx, key, val); err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+					break
+				}
+				n++
+			}
+			mu.Lock()
+			total += n
+			mu.Unlock()
+		}(i)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if firstErr != nil {
+		return 0, fmt.Errorf("etcd ceiling: %w", firstErr)
+	}
+	_, _ = cli.Delete(context.Background(), prefix, clientv3.WithPrefix())
+	return float64(total) / elapsed.Seconds(), nil
+}
