@@ -34,9 +34,9 @@ func (m *Mesos) allocatorLoop() {
 	}
 }
 
-// allocate makes one offer round: per connected framework and unsuppressed role,
-// one offer per reachable agent with all of its unused, unoffered resources, unless a
-// decline filter covers them. Frameworks take turns being first, so that several
+// allocate makes one offer round: per connected framework, one offer per reachable
+// agent with all of its unused, unoffered resources, for one of the framework's
+// unsuppressed roles (roles take turns), unless a decline filter covers them. Frameworks take turns being first, so that several
 // frameworks share the cluster. Cost: O(frameworks * roles * agents).
 func (m *Mesos) allocate(now time.Time) {
 	n := len(m.fwOrder)
@@ -50,26 +50,20 @@ func (m *Mesos) allocate(now time.Time) {
 			continue
 		}
 		var batch []mesos.Offer
-		for _, role := range fw.roles {
-			if fw.suppressed[role] {
+		nr := len(fw.roles)
+		for i, a := range m.agents {
+			if !a.reachable {
 				continue
 			}
-			for _, a := range m.agents {
-				if !a.reachable {
+			av := a.available()
+			if av.cpus <= epsilon && av.mem <= epsilon {
+				continue
+			}
+			// An agent's resources go to one role per round; roles take turns.
+			for r := 0; r < nr; r++ {
+				role := fw.roles[(m.allocRound+i+r)%nr]
+				if fw.suppressed[role] || m.filtered(fw, a, role, av, now) {
 					continue
-				}
-				av := a.available()
-				if av.cpus <= epsilon && av.mem <= epsilon {
-					continue
-				}
-				key := a.id + "/" + role
-				if f, ok := fw.filters[key]; ok {
-					if now.Before(f.until) && f.res.contains(av) {
-						continue
-					}
-					if !now.Before(f.until) {
-						delete(fw.filters, key)
-					}
 				}
 				m.nextOffer++
 				o := &offer{id: fmt.Sprintf("%s-O%d", m.masters[m.leader].id, m.nextOffer), fw: fw, agent: a, role: role, res: av}
@@ -77,10 +71,25 @@ func (m *Mesos) allocate(now time.Time) {
 				m.offers[o.id] = o
 				fw.offers[o.id] = o
 				batch = append(batch, m.offerProto(o))
+				break
 			}
 		}
 		m.sendOffers(fw, batch)
 	}
+}
+
+// filtered reports whether a decline filter of fw covers av on agent a for role.
+func (m *Mesos) filtered(fw *framework, a *agent, role string, av res, now time.Time) bool {
+	key := a.id + "/" + role
+	f, ok := fw.filters[key]
+	if !ok {
+		return false
+	}
+	if !now.Before(f.until) {
+		delete(fw.filters, key)
+		return false
+	}
+	return f.res.contains(av)
 }
 
 func (m *Mesos) offerProto(o *offer) mesos.Offer {

@@ -49,12 +49,23 @@ func (e *executor) deliver(f func(s *stream)) {
 
 // launchOnExecutor starts the executor process if needed and sends it LAUNCH.
 func (m *Mesos) launchOnExecutor(e *executor, t *task) {
-	if e.proc == nil && e.dir == "" {
-		m.startExecutor(e)
-	}
+	m.ensureExecutor(e)
 	ti := t.info
 	e.deliver(func(s *stream) {
 		s.send(&execpb.Event{Type: execpb.Event_LAUNCH, Launch: &execpb.Event_Launch{Task: ti}})
+	})
+}
+
+func (m *Mesos) ensureExecutor(e *executor) {
+	if e.proc == nil && e.dir == "" {
+		m.startExecutor(e)
+	}
+}
+
+// launchGroupOnExecutor sends a task group as one LAUNCH_GROUP event.
+func (m *Mesos) launchGroupOnExecutor(e *executor, tasks []mesos.TaskInfo) {
+	e.deliver(func(s *stream) {
+		s.send(&execpb.Event{Type: execpb.Event_LAUNCH_GROUP, LaunchGroup: &execpb.Event_LaunchGroup{TaskGroup: mesos.TaskGroupInfo{Tasks: tasks}}})
 	})
 }
 

@@ -140,9 +140,18 @@ func (m *Mesos) launchGroup(fw *framework, a *agent, role string, group *mesos.E
 		}
 		return
 	}
+	var launched []*task
 	for i := range tasks {
 		remaining.sub(needs[i])
-		m.launch(fw, a, tasks[i])
+		launched = append(launched, m.launch(fw, a, tasks[i], group != nil))
+	}
+	if group != nil && len(launched) > 0 && launched[0].exec.kind == execCustom {
+		e := launched[0].exec
+		var infos []mesos.TaskInfo
+		for _, t := range launched {
+			infos = append(infos, t.info)
+		}
+		m.launchGroupOnExecutor(e, infos)
 	}
 }
 
@@ -223,8 +232,9 @@ func compatibleExecutor(a, b *mesos.ExecutorInfo) bool {
 	return a.ExecutorID.Value == b.ExecutorID.Value
 }
 
-// launch books a validated task on agent a and starts it.
-func (m *Mesos) launch(fw *framework, a *agent, ti mesos.TaskInfo) {
+// launch books a validated task on agent a and starts it. Tasks of a group are sent
+// to a custom executor together, by the caller.
+func (m *Mesos) launch(fw *framework, a *agent, ti mesos.TaskInfo, inGroup bool) *task {
 	r, _ := fromProto(ti.Resources)
 	t := &task{
 		id:         ti.TaskID.Value,
@@ -279,8 +289,13 @@ func (m *Mesos) launch(fw *framework, a *agent, ti mesos.TaskInfo) {
 	case execCommand:
 		m.startCommandTask(t)
 	case execCustom:
-		m.launchOnExecutor(e, t)
+		if inGroup {
+			m.ensureExecutor(e)
+		} else {
+			m.launchOnExecutor(e, t)
+		}
 	}
+	return t
 }
 
 // masterStatus sends a master-generated update (no uuid, never acknowledged) for a
