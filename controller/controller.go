@@ -101,6 +101,10 @@ type Controller struct {
 	killSent   map[string]bool                         // task ids whose kill the bridge retries
 	subscribed bool
 	reconciled bool
+
+	// Failpoints for crash tests: run after the launch records are durable,
+	// before the ACCEPT, and after it.
+	hookAfterCheckpoint, hookAfterAccept func()
 	wantOffers *bool // last Suppress/Revive decision, nil: none made on this subscription
 }
 

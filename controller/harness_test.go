@@ -356,3 +356,10 @@ func sortedIDs(m map[string]string) []string {
 	sort.Strings(out)
 	return out
 }
+
+// positional makes c elect by replication position under converge executor.
+func positional(c *v1alpha1.Cluster) {
+	c.Spec.Election.Strategy = v1alpha1.ElectionPosition
+	c.Spec.Election.PositionCommand = "cat position"
+	c.Spec.Election.PromoteCommand = "touch promoted"
+}

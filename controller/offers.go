@@ -119,6 +119,9 @@ func (c *Controller) handleOffers(ctx context.Context, offers []mesos.Offer) {
 		c.decline(ctx, all, refuseShort)
 		return
 	}
+	if c.hookAfterCheckpoint != nil {
+		c.hookAfterCheckpoint()
+	}
 	c.m.launches.Add(float64(len(launched)))
 
 	var unused []mesos.OfferID
@@ -152,6 +155,9 @@ func (c *Controller) handleOffers(ctx context.Context, offers []mesos.Offer) {
 	}
 	c.decline(ctx, unused, refuse)
 	wg.Wait()
+	if c.hookAfterAccept != nil {
+		c.hookAfterAccept()
+	}
 	for _, r := range launched {
 		c.log.V(1).Info("launched", "taskID", r.ID, "agent", r.Hostname, "ports", r.Ports)
 	}

@@ -1,0 +1,89 @@
+package controller
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/converge-io/converge/apis/v1alpha1"
+	"github.com/converge-io/converge/mesosbridge/localmesos"
+)
+
+// crashAt stops the running controller from inside a failpoint, as a kill -9
+// would: nothing after the failpoint runs with a live context.
+func (e *env) crashAt(set func(c *Controller, hook func())) func(*Controller) {
+	var once sync.Once
+	return func(c *Controller) {
+		set(c, func() {
+			once.Do(func() {
+				e.mu.Lock()
+				cancel := e.cancel
+				e.mu.Unlock()
+				cancel()
+			})
+		})
+	}
+}
+
+func (e *env) waitStopped() {
+	e.t.Helper()
+	e.mu.Lock()
+	done := e.done
+	e.mu.Unlock()
+	select {
+	case err := <-done:
+		if err != nil && err != context.Canceled {
+			e.t.Logf("controller stopped: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		e.t.Fatalf("controller did not stop at the failpoint")
+	}
+	e.mu.Lock()
+	e.cancel, e.done = nil, nil
+	e.mu.Unlock()
+}
+
+func TestRestartMidLaunch(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		set      func(c *Controller, hook func())
+		launched bool
+	}{
+		{"after checkpoint, before accept", func(c *Controller, h func()) { c.hookAfterCheckpoint = h }, false},
+		{"after accept", func(c *Controller, h func()) { c.hookAfterAccept = h }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, localmesos.Options{Simulate: true})
+			e.start(e.crashAt(tc.set))
+			e.create(newCluster("db", 3))
+			e.waitStopped()
+			ledger, err := e.st.ListTasks(context.Background(), "default", "db")
+			if err != nil || len(ledger) == 0 {
+				t.Fatalf("no launch records were written before the crash: %v", err)
+			}
+			if n := len(e.activeTasks()); (n > 0) != tc.launched {
+				t.Fatalf("%d tasks on Mesos at the crash", n)
+			}
+			e.start()
+			e.waitReady("db")
+			e.checkConverged("db", 3)
+		})
+	}
+}
+
+func TestRestartKeepsRunningTasks(t *testing.T) {
+	e := newEnv(t, localmesos.Options{Simulate: true})
+	e.start()
+	e.create(newCluster("db", 3, func(c *v1alpha1.Cluster) { positional(c) }))
+	c := e.waitReady("db")
+	master := *c.Status.Master
+	e.stop()
+	e.start()
+	time.Sleep(time.Second)
+	c = e.waitReady("db")
+	if c.Status.Master == nil || *c.Status.Master != master {
+		t.Fatalf("master changed over a restart: %+v -> %+v", master, c.Status.Master)
+	}
+	e.checkConverged("db", 3)
+}
