@@ -654,3 +654,34 @@ func TestJSONCodec(t *testing.T) {
 	}
 	r.waitEvent(i, 10*time.Second, "KILLED", isUpdate("json-1", mesos.TASK_KILLED))
 }
+
+// LAUNCH_GROUP: two tasks under one executor start together.
+func TestLaunchGroup(t *testing.T) {
+	t.Parallel()
+	m := startMesos(t, localmesos.Options{})
+	r := startClient(t, testConfig([]string{m.URL()}, &memStore{}))
+	_, i := r.waitEvent(0, 10*time.Second, "SUBSCRIBED", isType(EventSubscribed))
+	ev, i := r.waitEvent(i, 10*time.Second, "offers", isType(EventOffers))
+	o := ev.Offers[0]
+	exec := mesos.ExecutorInfo{
+		ExecutorID: mesos.ExecutorID{Value: "group-exec"},
+		Type:       mesos.ExecutorInfo_DEFAULT,
+		Resources:  []mesos.Resource{scalar("cpus", 0.1), scalar("mem", 32)},
+	}
+	var tasks []mesos.TaskInfo
+	for _, id := range []string{"g-1", "g-2"} {
+		// No CommandInfo: localmesos (unlike Mesos's default executor) rejects a
+		// command on a task-group task; simulated tasks run nothing anyway.
+		tasks = append(tasks, mesos.TaskInfo{Name: id, TaskID: mesos.TaskID{Value: id}, AgentID: o.AgentID,
+			Resources: []mesos.Resource{scalar("cpus", 0.1), scalar("mem", 32)}})
+	}
+	if err := r.c.LaunchGroup(context.Background(), []mesos.OfferID{o.ID}, exec, tasks, 1); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"g-1", "g-2"} {
+		up, _ := r.waitEvent(i, 10*time.Second, id+" update", isUpdate(id))
+		if IsTerminal(up.Status.GetState()) {
+			t.Fatalf("%s: %s %s", id, up.Status.GetState(), up.Status.GetMessage())
+		}
+	}
+}
