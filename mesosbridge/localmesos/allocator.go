@@ -14,6 +14,9 @@ const (
 	// offersPerEvent bounds one OFFERS event; events larger than maxFrameBytes after
 	// encoding are split further.
 	offersPerEvent = 256
+
+	minAllocatableCPUs = 0.01
+	minAllocatableMem  = 32.0
 )
 
 func (m *Mesos) allocatorLoop() {
@@ -56,8 +59,8 @@ func (m *Mesos) allocate(now time.Time) {
 				continue
 			}
 			av := a.available()
-			if av.cpus <= epsilon && av.mem <= epsilon {
-				continue
+			if av.cpus < minAllocatableCPUs && av.mem < minAllocatableMem {
+				continue // Mesos's default --min_allocatable_resources
 			}
 			// An agent's resources go to one role per round; roles take turns.
 			for r := 0; r < nr; r++ {

@@ -381,8 +381,8 @@ func (m *Mesos) agentUpdate(t *task, st mesos.TaskStatus) {
 			return // a duplicate from an executor's re-subscription
 		}
 	}
-	if isTerminal(t.agentState) && !isTerminal(st.GetState()) {
-		return // agents drop updates after a terminal one
+	if isTerminal(t.agentState) {
+		return // the agent's update stream is closed after a terminal update
 	}
 	t.pending = append(t.pending, st)
 	t.agentState = st.GetState()
