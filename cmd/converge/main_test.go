@@ -729,3 +729,14 @@ func TestApplyWait(t *testing.T) {
 	r = e.run("", "apply", "-f", e.file("aw.yaml", manifest("awaited", 2, "")), "--wait", "--timeout", "1s")
 	expect(t, r, 1, "cluster/awaited configured", "timed out waiting for condition=Ready=True on cluster/awaited")
 }
+
+func TestEtcdTLSFlags(t *testing.T) {
+	srv := etcdtest.StartTLS(t)
+	e := &env{t: t, endpoint: srv.Endpoints()[0], prefix: "/tls", dir: t.TempDir()}
+	tlsArgs := []string{"--etcd-cacert", srv.CAFile(), "--etcd-cert", srv.ClientCertFile(), "--etcd-key", srv.ClientKeyFile()}
+	f := e.file("tls.yaml", manifest("secure", 1, ""))
+	expect(t, e.run("", append(tlsArgs, "apply", "-f", f)...), 0, "cluster/secure created")
+	expect(t, e.run("", append(tlsArgs, "get", "clusters")...), 0, "secure")
+	r := e.run("", "--etcd-cacert", filepath.Join(e.dir, "missing.pem"), "get", "clusters")
+	expect(t, r, 1, "etcd CA certificate", "no such file")
+}
