@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/pem"
 	"errors"
+	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -683,5 +684,26 @@ func TestLaunchGroup(t *testing.T) {
 		if IsTerminal(up.Status.GetState()) {
 			t.Fatalf("%s: %s %s", id, up.Status.GetState(), up.Status.GetMessage())
 		}
+	}
+}
+
+// A master that refuses connections is skipped: the next one is tried at once.
+func TestDeadMasterSkipped(t *testing.T) {
+	t.Parallel()
+	m := startMesos(t, localmesos.Options{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + ln.Addr().String()
+	ln.Close()
+	r := startClient(t, testConfig([]string{dead, m.URL()}, &memStore{}))
+	start := time.Now()
+	r.waitEvent(0, 10*time.Second, "SUBSCRIBED", isType(EventSubscribed))
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("took %v to get past a dead master", d)
+	}
+	if got := r.c.Leader(); !strings.HasPrefix(got, m.URL()) {
+		t.Fatalf("leader %s, want %s", got, m.URL())
 	}
 }
