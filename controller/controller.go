@@ -105,7 +105,7 @@ type Controller struct {
 	// Failpoints for crash tests: run after the launch records are durable,
 	// before the ACCEPT, and after it.
 	hookAfterCheckpoint, hookAfterAccept func()
-	wantOffers *bool // last Suppress/Revive decision, nil: none made on this subscription
+	wantOffers                           *bool // last Suppress/Revive decision, nil: none made on this subscription
 }
 
 // New checks cfg and returns a controller; Run starts it.
