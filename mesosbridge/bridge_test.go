@@ -232,7 +232,9 @@ func TestFrameworkMessagesBothWays(t *testing.T) {
 func TestDeclineSuppressRevive(t *testing.T) {
 	t.Parallel()
 	m := startMesos(t, localmesos.Options{Agents: 1})
-	r := startClient(t, testConfig([]string{m.URL()}, &memStore{}))
+	cfg := testConfig([]string{m.URL()}, &memStore{})
+	cfg.ReviveInterval = time.Second
+	r := startClient(t, cfg)
 	_, i := r.waitEvent(0, 10*time.Second, "SUBSCRIBED", isType(EventSubscribed))
 	ev, i := r.waitEvent(i, 10*time.Second, "offers", isType(EventOffers))
 	if err := r.c.Suppress(context.Background()); err != nil {
