@@ -9,6 +9,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"net"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -16,9 +18,12 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/converge-io/converge/apis/v1alpha1"
+	"github.com/converge-io/converge/cli"
 	"github.com/converge-io/converge/store"
 	"github.com/converge-io/converge/store/etcdtest"
 )
@@ -86,7 +91,21 @@ func TestTLSClientCertificates(t *testing.T) {
 	if !strings.Contains(err.Error(), ep) {
 		t.Errorf("error does not name the endpoint %s: %v", ep, err)
 	}
+	if !strings.Contains(err.Error(), "certificate required") {
+		t.Errorf("error does not say the certificate is missing: %v", err)
+	}
 	t.Logf("without a client certificate: %v", err)
+
+	// Trusting another CA: the server's certificate is refused, and said so.
+	other := etcdtest.StartTLS(t)
+	_, err = store.New(ctx, store.Options{
+		Endpoints: srv.Endpoints(), Prefix: prefix, DialTimeout: 2 * time.Second,
+		TLS: tlsConfig(t, other.CAFile(), other.ClientCertFile(), other.ClientKeyFile()),
+	})
+	if err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("New trusting another CA: %v", err)
+	}
+	t.Logf("trusting another CA: %v", err)
 
 	// Plain http against the TLS port: refused, not hung.
 	_, err = store.New(ctx, store.Options{
@@ -105,7 +124,7 @@ func TestTLSClientCertificates(t *testing.T) {
 // key); keys outside the prefix are denied; a wrong password is a clear
 // error that does not contain the password.
 func TestAuthLimitedToPrefix(t *testing.T) {
-	srv := etcdtest.Start(t)
+	srv := startCheapAuthEtcd(t)
 	ctx := ctxT(t)
 	root := srv.Client()
 	const (
@@ -202,6 +221,15 @@ func TestAuthLimitedToPrefix(t *testing.T) {
 		t.Errorf("New on a prefix outside the role: %v", err)
 	}
 
+	// The CLI connects as that user too (its connection check reads only
+	// under the prefix).
+	cs, err := cli.Connect(ctx, cli.EtcdOptions{Endpoints: srv.Endpoints(), Prefix: pfx, Username: "converge", Password: userPass})
+	if err != nil {
+		t.Errorf("cli.Connect as the converge user: %v", err)
+	} else {
+		cli.Disconnect(cs)
+	}
+
 	// Wrong password: a clear error, without the password in it.
 	_, err = store.New(ctx, store.Options{Endpoints: srv.Endpoints(), Prefix: pfx, Username: "converge", Password: "wrong-secret-pw", DialTimeout: 3 * time.Second})
 	if err == nil {
@@ -226,6 +254,56 @@ func TestAuthLimitedToPrefix(t *testing.T) {
 			t.Errorf("key outside the prefix: %q", kv.Key)
 		}
 	}
+}
+
+// cheapAuthEtcd is a single embedded etcd with bcrypt at its minimum cost:
+// every password check costs etcd's default cost (10) about 2.5 s under the
+// race detector, the minimum a few milliseconds; auth behaves the same.
+type cheapAuthEtcd struct {
+	ep  string
+	cli *clientv3.Client
+}
+
+func (e *cheapAuthEtcd) Endpoints() []string      { return []string{e.ep} }
+func (e *cheapAuthEtcd) Client() *clientv3.Client { return e.cli }
+
+func startCheapAuthEtcd(t *testing.T) *cheapAuthEtcd {
+	t.Helper()
+	var urls [2]url.URL
+	for i := range urls {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		urls[i] = url.URL{Scheme: "http", Host: l.Addr().String()}
+		l.Close()
+	}
+	cfg := embed.NewConfig()
+	cfg.Name = "auth"
+	cfg.Dir = t.TempDir()
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{urls[0]}, []url.URL{urls[0]}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{urls[1]}, []url.URL{urls[1]}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	cfg.BcryptCost = uint(bcrypt.MinCost)
+	cfg.UnsafeNoFsync = true
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	cfg.ListenMetricsUrls = nil
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	select {
+	case <-e.Server.ReadyNotify():
+	case <-time.After(30 * time.Second):
+		t.Fatal("embedded etcd not ready")
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{urls[0].String()}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return &cheapAuthEtcd{ep: urls[0].String(), cli: cli}
 }
 
 // TestSizeLimits: a document over Decode's limit is refused before anything

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -99,9 +100,50 @@ func New(ctx context.Context, o Options) (*Store, error) {
 	defer cancel()
 	if _, err := cli.Get(cctx, s.frameworkKey()); err != nil {
 		_ = cli.Close()
+		if o.TLS != nil && errors.Is(err, context.DeadlineExceeded) {
+			// gRPC hides why the connection never came up; a failed TLS
+			// handshake (no or wrong client certificate, unknown CA) is
+			// the usual reason, so ask the first endpoint directly.
+			if herr := probeTLS(eps[0], o.TLS, dt); herr != nil {
+				err = fmt.Errorf("%w (TLS with %s: %v)", err, eps[0], herr)
+			}
+		}
 		return nil, connectError(where, o.Username, err)
 	}
 	return s, nil
+}
+
+// probeTLS dials endpoint with cfg and reports why TLS fails there, or nil.
+// With TLS 1.3 a server refuses a client certificate only after the client's
+// side of the handshake, so it also waits briefly for that alert.
+func probeTLS(endpoint string, cfg *tls.Config, timeout time.Duration) error {
+	host := endpoint
+	if i := strings.Index(host, "://"); i >= 0 {
+		host = host[i+3:]
+	}
+	host = strings.TrimSuffix(host, "/")
+	c := cfg.Clone()
+	if c.ServerName == "" {
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			c.ServerName = h
+		}
+	}
+	d := &net.Dialer{Timeout: min(timeout, 2*time.Second)}
+	conn, err := tls.DialWithDialer(d, "tcp", host, c)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	var buf [1]byte
+	if _, err := conn.Read(buf[:]); err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return nil // no alert: the handshake was accepted
+		}
+		return err
+	}
+	return nil
 }
 
 func connectError(where, user string, err error) error {

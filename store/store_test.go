@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -842,4 +843,83 @@ func dup(c *v1alpha1.Cluster) *v1alpha1.Cluster {
 		panic(err)
 	}
 	return out
+}
+
+func TestNewTLS(t *testing.T) {
+	srv := etcdtest.StartTLS(t)
+	tc, err := srv.ClientTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t)
+	s, err := store.New(ctx, store.Options{Endpoints: srv.Endpoints(), TLS: tc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Create(ctx, cluster("default", "x")); err != nil {
+		t.Fatal(err)
+	}
+	// No client certificate: New fails within its dial timeout.
+	start := time.Now()
+	_, err = store.New(ctx, store.Options{Endpoints: srv.Endpoints(), DialTimeout: time.Second,
+		TLS: &tls.Config{RootCAs: tc.RootCAs, MinVersion: tls.VersionTLS12}})
+	if err == nil || !strings.HasPrefix(err.Error(), "cannot reach etcd at "+srv.Endpoints()[0]) {
+		t.Fatalf("New without client certificate: %v", err)
+	}
+	if time.Since(start) > 3*time.Second {
+		t.Fatalf("New took %s", time.Since(start))
+	}
+}
+
+// TestNewAuth: etcd auth with a user whose role only covers converge's prefix.
+func TestNewAuth(t *testing.T) {
+	srv := etcdtest.Start(t)
+	ctx := ctxT(t)
+	root := srv.Client()
+	const password = "s3cret-pw"
+	steps := []func() error{
+		func() error { _, err := root.RoleAdd(ctx, "root"); return err },
+		func() error { _, err := root.UserAdd(ctx, "root", "rootpw"); return err },
+		func() error { _, err := root.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := root.RoleAdd(ctx, "converge"); return err },
+		func() error {
+			_, err := root.RoleGrantPermission(ctx, "converge", prefix+"/", clientv3.GetPrefixRangeEnd(prefix+"/"),
+				clientv3.PermissionType(clientv3.PermReadWrite))
+			return err
+		},
+		func() error { _, err := root.UserAdd(ctx, "converge", password); return err },
+		func() error { _, err := root.UserGrantRole(ctx, "converge", "converge"); return err },
+		func() error { _, err := root.AuthEnable(ctx); return err },
+	}
+	for i, step := range steps {
+		if err := step(); err != nil {
+			t.Fatalf("auth setup step %d: %v", i, err)
+		}
+	}
+	s, err := store.New(ctx, store.Options{Endpoints: srv.Endpoints(), Prefix: prefix, Username: "converge", Password: password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c, err := s.Create(ctx, cluster("default", "x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Delete(ctx, c.Namespace, c.Name); err != nil {
+		t.Fatal(err)
+	}
+	// The role does not reach outside the prefix.
+	if _, err := s.Client().Put(ctx, "/elsewhere", "x"); err == nil {
+		t.Fatal("write outside the prefix allowed")
+	}
+	// A store on another prefix is refused at New.
+	if _, err := store.New(ctx, store.Options{Endpoints: srv.Endpoints(), Prefix: "/other", Username: "converge", Password: password}); err == nil {
+		t.Fatal("New on a prefix outside the role succeeded")
+	}
+	// A wrong password is an error that names the user, not the password.
+	_, err = store.New(ctx, store.Options{Endpoints: srv.Endpoints(), Prefix: prefix, Username: "converge", Password: "wrong-pw", DialTimeout: 2 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), `rejected user "converge"`) || strings.Contains(err.Error(), "wrong-pw") {
+		t.Fatalf("wrong password: %v", err)
+	}
 }

@@ -114,6 +114,9 @@ func (s *Server) config() *embed.Config {
 	// Tests do not need durability across power loss, only across Restart,
 	// which closes the server cleanly.
 	cfg.UnsafeNoFsync = true
+	// Password hashing at bcrypt's minimum cost: auth tests stay fast, even
+	// under the race detector.
+	cfg.BcryptCost = 4
 	if s.tls != nil {
 		cfg.ClientTLSInfo.CertFile = s.tls.serverCert
 		cfg.ClientTLSInfo.KeyFile = s.tls.serverKey
