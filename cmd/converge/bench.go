@@ -73,6 +73,7 @@ figure reads as a ratio to what this machine can do.`,
 	f.DurationVar(&o.LaunchDelay, "launch-delay", 50*time.Millisecond, "simulated time from TASK_STARTING to TASK_RUNNING")
 	f.IntVar(&o.Workers, "workers", 0, "controller reconcile workers (0: the controller's default)")
 	f.DurationVar(&o.Idle, "idle", 3*time.Second, "how long to watch the converged state")
+	f.DurationVar(&o.Timeline, "timeline", 0, "print convergence progress at this interval (0: off)")
 	f.IntVarP(&verbose, "verbose", "v", 0, "log the parts' output to stderr (1: info, 2+: debug)")
 	return cmd
 }

@@ -28,12 +28,12 @@ type opsServer struct {
 	ln  net.Listener
 }
 
-func startOpsServer(addr string, reg *prometheus.Registry, ready func(context.Context) error) (*opsServer, error) {
+func startOpsServer(addr string, reg prometheus.Gatherer, ready func(context.Context) error) (*opsServer, error) {
 	if addr == "" {
 		return &opsServer{}, nil
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/converge-io/converge/apis/v1alpha1"
+	"github.com/converge-io/converge/mesosbridge/localmesos"
 	"github.com/converge-io/converge/store"
 	"github.com/converge-io/converge/store/etcdtest"
 )
@@ -739,4 +740,57 @@ func TestEtcdTLSFlags(t *testing.T) {
 	expect(t, e.run("", append(tlsArgs, "get", "clusters")...), 0, "secure")
 	r := e.run("", "--etcd-cacert", filepath.Join(e.dir, "missing.pem"), "get", "clusters")
 	expect(t, r, 1, "etcd CA certificate", "no such file")
+}
+
+// TestServeHA runs two `converge serve` replicas against embedded etcd and a
+// local Mesos that requires authentication: the leader brings a cluster to
+// Ready; when it stops, the standby takes over and converges a change.
+func TestServeHA(t *testing.T) {
+	e := newEnv(t)
+	m, err := localmesos.New(localmesos.Options{Listen: "127.0.0.1:0", Agents: 2, WorkDir: t.TempDir(),
+		AllocationInterval: 100 * time.Millisecond, Principal: "converge", Secret: "s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := m.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	secret := e.file("secret", "s3cret\n")
+
+	type replica struct {
+		cancel context.CancelFunc
+		out    *syncBuffer
+		done   chan result
+	}
+	start := func(id string) *replica {
+		rctx, rcancel := context.WithCancel(ctx)
+		r := &replica{cancel: rcancel, out: &syncBuffer{}, done: make(chan result, 1)}
+		go func() {
+			r.done <- e.runCtx(rctx, "", r.out, "serve", "--mesos-master", m.URL(), "--identity", id,
+				"--principal", "converge", "--secret-file", secret, "--http", "127.0.0.1:0", "--lease-ttl", "2s")
+		}()
+		waitFor(t, func() bool { return strings.Contains(r.out.String(), "campaigning") })
+		return r
+	}
+	a := start("replica-a")
+	f := e.file("ha.yaml", manifest("ha", 1, ""))
+	expect(t, e.run("", "apply", "-f", f, "--wait", "--timeout", "60s"), 0, "cluster/ha ready")
+
+	b := start("replica-b")
+	a.cancel()
+	select {
+	case r := <-a.done:
+		expect(t, r, 0, "converge serve stopped")
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	expect(t, e.run("", "apply", "-f", e.file("ha.yaml", manifest("ha", 2, "")), "--wait", "--timeout", "60s"), 0, "cluster/ha configured", "cluster/ha ready (generation 2, 2/2)")
+	b.cancel()
+	<-b.done
+
+	expect(t, e.run("", "serve"), 2, "--mesos-master is required")
+	expect(t, e.run("", "serve", "--mesos-master", m.URL(), "--secret-file", filepath.Join(e.dir, "nope")), 1, "--secret-file", "no such file")
 }

@@ -75,6 +75,7 @@ Try it on one machine:
 		newEndpointsCmd(g),
 		newVersionCmd(g),
 		newDevCmd(g),
+		newServeCmd(g),
 		newLocalMesosCmd(g),
 		newExecutorCmd(g),
 	)

@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/spf13/cobra"
+
+	"github.com/converge-io/converge/cli"
+	"github.com/converge-io/converge/controller"
+	"github.com/converge-io/converge/leader"
+	"github.com/converge-io/converge/mesosbridge"
+	"github.com/converge-io/converge/store"
+)
+
+func newServeCmd(g *globals) *cobra.Command {
+	var (
+		masters         string
+		frameworkName   string
+		role            string
+		principal       string
+		secretFile      string
+		mesosCACert     string
+		failoverTimeout time.Duration
+		httpAddr        string
+		executorURI     string
+		executorCommand string
+		newFramework    bool
+		identity        string
+		leaseTTL        time.Duration
+		verbose         int
+	)
+	cmd := &cobra.Command{
+		Use:   "serve --mesos-master URL[,URL...]",
+		Short: "Run the controller against a real etcd and a real Mesos (several replicas: one leads)",
+		Long: `serve runs the controller in production: it reads clusters from etcd
+(--etcd-endpoints) and runs their tasks as a Mesos framework, over the v1
+scheduler HTTP API of the masters given (several for an HA Mesos: the leader
+is found and followed).
+
+Run two or three replicas: they elect a leader in etcd (<prefix>/leader/); only
+the leader subscribes to Mesos and writes, through a store fenced on its
+leadership, and a standby takes over within the lease TTL when it dies.
+
+The framework's secret is read from --secret-file, never from a flag value.`,
+		Example: `  converge serve --mesos-master http://mesos-1:5050,http://mesos-2:5050 \
+    --etcd-endpoints https://etcd-1:2379 --etcd-cacert ca.pem \
+    --principal converge --secret-file /etc/converge/secret \
+    --executor-uri http://artifacts/converge --http 0.0.0.0:8080`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ms := cli.SplitEndpoints(masters)
+			if len(ms) == 0 {
+				return cli.Usage("--mesos-master is required: the Mesos masters' URLs, e.g. http://mesos-1:5050")
+			}
+			for _, m := range ms {
+				if !strings.HasPrefix(m, "http://") && !strings.HasPrefix(m, "https://") {
+					return cli.Usage("--mesos-master %q: want http://host:port or https://host:port", m)
+				}
+			}
+			secret := ""
+			if secretFile != "" {
+				b, err := os.ReadFile(secretFile)
+				if err != nil {
+					return fmt.Errorf("--secret-file: %w", err)
+				}
+				if secret = strings.TrimSpace(string(b)); secret == "" {
+					return fmt.Errorf("--secret-file %s is empty", secretFile)
+				}
+				if principal == "" {
+					return cli.Usage("--secret-file needs --principal")
+				}
+			}
+			if identity == "" {
+				host, _ := os.Hostname()
+				identity = fmt.Sprintf("%s-%d", host, os.Getpid())
+			}
+			ctx := cmd.Context()
+			log := newLogger(g.errOut, verbose)
+			st, err := g.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer cli.Disconnect(st)
+
+			base := newRegistry()
+			leading := prometheus.NewGauge(prometheus.GaugeOpts{Name: "converge_leader", Help: "1 while this replica leads."})
+			base.MustRegister(leading)
+			terms := &termGatherer{}
+			ops, err := startOpsServer(httpAddr, prometheus.Gatherers{base, terms}, func(ctx context.Context) error {
+				_, err := st.Client().Get(ctx, st.Prefix()+"/framework")
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			defer ops.Close()
+
+			fmt.Fprintf(g.out, "converge serve %s: etcd %s (prefix %s), Mesos %s, framework %q role %q\n",
+				identity, g.etcdEndpoints, st.Prefix(), strings.Join(ms, ","), frameworkName, role)
+			if u := ops.URL(); u != "" {
+				fmt.Fprintf(g.out, "  metrics %s/metrics, health %s/healthz, %s/readyz\n", u, u, u)
+			}
+			if executorURI == "" {
+				fmt.Fprintln(g.errOut, "warning: no --executor-uri: clusters with election.strategy position and no executor of their own cannot elect a master")
+			}
+			fmt.Fprintf(g.out, "  campaigning for leadership under %s\n", st.LeaderPrefix())
+
+			err = leader.RunWithOptions(ctx, st.Client(), st, leader.Options{Identity: identity, TTL: leaseTTL, Log: log.WithName("leader")},
+				func(lctx context.Context, fenced *store.Store) error {
+					leading.Set(1)
+					defer leading.Set(0)
+					// Metrics of one leadership term; the next term registers afresh.
+					reg := prometheus.NewRegistry()
+					terms.set(reg)
+					defer terms.set(nil)
+					err := controller.Run(lctx, controller.Config{
+						Store:           fenced,
+						ExecutorURI:     executorURI,
+						ExecutorCommand: executorCommand,
+						Log:             log.WithName("controller"),
+						Registerer:      reg,
+					}, mesosbridge.Config{
+						Masters:         ms,
+						FrameworkName:   frameworkName,
+						Role:            role,
+						Principal:       principal,
+						Secret:          secret,
+						CACertFile:      mesosCACert,
+						FailoverTimeout: failoverTimeout,
+						NewFramework:    newFramework,
+						Log:             log.WithName("mesos"),
+					})
+					if err != nil && !errors.Is(err, context.Canceled) {
+						log.Error(err, "controller stopped")
+					}
+					return err
+				})
+			fmt.Fprintln(g.out, "converge serve stopped")
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&masters, "mesos-master", "", "Mesos master URLs, comma-separated (http(s)://host:port)")
+	f.StringVar(&frameworkName, "framework-name", "converge", "the Mesos framework name")
+	f.StringVar(&role, "role", "*", "the framework's Mesos role")
+	f.StringVar(&principal, "principal", "", "principal to authenticate to Mesos with")
+	f.StringVar(&secretFile, "secret-file", "", "file holding the principal's secret")
+	f.StringVar(&mesosCACert, "mesos-cacert", "", "CA certificate file to verify https masters")
+	f.DurationVar(&failoverTimeout, "failover-timeout", 168*time.Hour, "how long Mesos keeps the framework's tasks while no scheduler is connected")
+	f.StringVar(&httpAddr, "http", "127.0.0.1:8080", `address for /metrics, /healthz and /readyz ("" to disable)`)
+	f.StringVar(&executorURI, "executor-uri", "", "where agents fetch the converge binary to run `converge executor` (position elections)")
+	f.StringVar(&executorCommand, "executor-command", controller.DefaultExecutorCommand, "how the sandbox runs the fetched executor")
+	f.BoolVar(&newFramework, "new-framework", false, "ignore the stored framework id and register a new framework (after Mesos removed the old one)")
+	f.StringVar(&identity, "identity", "", "this replica's name in the leader election (default hostname-pid)")
+	f.DurationVar(&leaseTTL, "lease-ttl", leader.DefaultTTL, "leader lease TTL: a dead leader is replaced within about this long")
+	f.IntVarP(&verbose, "verbose", "v", 0, "log verbosity (0: info and errors)")
+	return cmd
+}
+
+// termGatherer gathers the metrics of the current leadership term, if any.
+type termGatherer struct {
+	mu  sync.Mutex
+	reg *prometheus.Registry
+}
+
+func (t *termGatherer) set(r *prometheus.Registry) {
+	t.mu.Lock()
+	t.reg = r
+	t.mu.Unlock()
+}
+
+func (t *termGatherer) Gather() ([]*dto.MetricFamily, error) {
+	t.mu.Lock()
+	r := t.reg
+	t.mu.Unlock()
+	if r == nil {
+		return nil, nil
+	}
+	return r.Gather()
+}
