@@ -214,3 +214,44 @@ func TestAcceptErrors(t *testing.T) {
 		})
 	}
 }
+
+// Odd but well-formed calls are answered, never crash the master.
+func TestOddCallsDoNotCrash(t *testing.T) {
+	m := startMesos(t, testOptions())
+	s := subscribe(t, m.URL(), jsonCodec, frameworkInfo("fw"))
+	url := m.URL() + "/api/v1/scheduler"
+	sid := m.streamIDOf(s.fwID)
+	fid := `"framework_id":{"value":"` + s.fwID + `"}`
+	off := s.offers(1, 2*time.Second)[0]
+	bodies := []string{
+		`{"type":"ACCEPT",` + fid + `,"accept":{"offer_ids":[],"operations":[{"type":"LAUNCH"}]}}`,
+		`{"type":"ACCEPT",` + fid + `,"accept":{"offer_ids":[{"value":"` + off.ID.Value + `"}],"operations":[{"type":"LAUNCH_GROUP"},{"type":"RESERVE"}],"filters":{"refuse_seconds":-3}}}`,
+		`{"type":"DECLINE",` + fid + `,"decline":{"offer_ids":[{"value":"nope"}],"filters":{"refuse_seconds":1e300}}}`,
+		`{"type":"KILL",` + fid + `,"kill":{"task_id":{"value":""}}}`,
+		`{"type":"SHUTDOWN",` + fid + `,"shutdown":{"executor_id":{"value":"x"},"agent_id":{"value":"y"}}}`,
+		`{"type":"RECONCILE",` + fid + `,"reconcile":{"tasks":[{"task_id":{"value":""}}]}}`,
+		`{"type":"MESSAGE",` + fid + `,"message":{"agent_id":{"value":"a"},"executor_id":{"value":"e"},"data":"aGk="}}`,
+		`{"type":"REQUEST",` + fid + `,"request":{"requests":[]}}`,
+		`{"type":"ACKNOWLEDGE_OPERATION_STATUS",` + fid + `,"acknowledge_operation_status":{"uuid":"AAAAAAAAAAAAAAAAAAAAAA==","operation_id":{"value":"o"}}}`,
+		`{"type":"SUPPRESS",` + fid + `}`,
+		`{"type":"REVIVE",` + fid + `,"revive":{"roles":["nope"]}}`,
+	}
+	for _, b := range bodies {
+		resp, body := rawPost(t, url, "application/json", sid, []byte(b))
+		if resp.StatusCode != 202 {
+			t.Errorf("%s: %d %s", b, resp.StatusCode, body)
+		}
+	}
+	// A NaN or negative resource is an invalid task.
+	s.mustCall(calls.Revive())
+	m.RescindOffers()
+	more := s.offers(1, 3*time.Second)[0]
+	nan := cmdTask("nan", more, "true", mesos.Resource{Name: "cpus", Type: mesos.SCALAR.Enum(), Scalar: &mesos.Value_Scalar{Value: -1}})
+	s.mustCall(launch(more, nan))
+	if st := s.update("nan", 2*time.Second); st.GetState() != mesos.TASK_ERROR {
+		t.Fatalf("negative cpus: %v", st)
+	}
+	if len(m.State().Slaves) != 3 {
+		t.Fatal("state broken")
+	}
+}

@@ -2,6 +2,7 @@ package localmesos
 
 import (
 	"fmt"
+	"math"
 	"sort"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
@@ -137,8 +138,8 @@ func fromProto(rs []mesos.Resource) (res, error) {
 		switch {
 		case r.Scalar != nil && (r.Type == nil || *r.Type == mesos.SCALAR):
 			v := r.Scalar.Value
-			if v < 0 {
-				return out, fmt.Errorf("resource %s: negative value %v", r.Name, v)
+			if v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+				return out, fmt.Errorf("resource %s: invalid value %v", r.Name, v)
 			}
 			switch r.Name {
 			case "cpus":
