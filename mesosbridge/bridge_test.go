@@ -709,3 +709,32 @@ func TestDeadMasterSkipped(t *testing.T) {
 		t.Fatalf("leader %s, want %s", got, m.URL())
 	}
 }
+
+// An update the controller never acknowledged (it crashed before the write was
+// durable) reaches the restarted controller: no status update is lost.
+func TestUnacknowledgedUpdateSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	m := startMesos(t, localmesos.Options{ResendInterval: time.Hour})
+	st := &memStore{}
+	cfg := testConfig([]string{m.URL()}, st)
+	r := startClient(t, cfg)
+	_, i := r.waitEvent(0, 10*time.Second, "SUBSCRIBED", isType(EventSubscribed))
+	ev, i := r.waitEvent(i, 10*time.Second, "offers", isType(EventOffers))
+	ti := mesos.TaskInfo{Name: "u", TaskID: mesos.TaskID{Value: "unacked-1"}, AgentID: ev.Offers[0].AgentID,
+		Resources: []mesos.Resource{scalar("cpus", 0.1), scalar("mem", 32)}, Command: &mesos.CommandInfo{Value: proto("sleep 100")}}
+	if err := r.c.Launch(context.Background(), []mesos.OfferID{ev.Offers[0].ID}, []mesos.TaskInfo{ti}, 1); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := r.waitEvent(i, 10*time.Second, "STARTING", isUpdate("unacked-1", mesos.TASK_STARTING))
+	r.stop() // "crash" before acknowledging
+
+	r2 := startClient(t, cfg)
+	again, _ := r2.waitEvent(0, 10*time.Second, "STARTING redelivered", isUpdate("unacked-1", mesos.TASK_STARTING))
+	if !bytes.Equal(again.Status.UUID, first.Status.UUID) {
+		t.Fatal("a different update was delivered")
+	}
+	if err := r2.c.Acknowledge(context.Background(), *again.Status); err != nil {
+		t.Fatal(err)
+	}
+	r2.waitEvent(0, 10*time.Second, "RUNNING", isUpdate("unacked-1", mesos.TASK_RUNNING))
+}
