@@ -361,14 +361,14 @@ func (c *Controller) mesosLoop(ctx context.Context, b mesosbridge.Bridge) error 
 				}
 				return errors.New("mesos event stream closed")
 			}
-			if err := c.handleMesos(ctx, ev); err != nil {
+			if err := c.handleMesos(ctx, b, ev); err != nil {
 				return err
 			}
 		}
 	}
 }
 
-func (c *Controller) handleMesos(ctx context.Context, ev mesosbridge.Event) error {
+func (c *Controller) handleMesos(ctx context.Context, b mesosbridge.Bridge, ev mesosbridge.Event) error {
 	switch ev.Type {
 	case mesosbridge.EventSubscribed:
 		c.log.Info("subscribed to Mesos", "frameworkID", ev.FrameworkID)
@@ -394,6 +394,14 @@ func (c *Controller) handleMesos(ctx context.Context, ev mesosbridge.Event) erro
 		for _, k := range keys {
 			c.queue.Add(k)
 		}
+		// One implicit reconciliation: Mesos then reports every task it runs for
+		// the framework, so tasks the ledger does not know (orphans) are found
+		// and killed now rather than at the next periodic round.
+		go func() {
+			if err := b.Reconcile(ctx, nil); err != nil {
+				c.log.V(1).Info("implicit reconciliation not sent", "error", err.Error())
+			}
+		}()
 	case mesosbridge.EventOffers:
 		select {
 		case c.offersCh <- ev.Offers:

@@ -87,3 +87,23 @@ func TestRestartKeepsRunningTasks(t *testing.T) {
 	}
 	e.checkConverged("db", 3)
 }
+
+// TestOrphanKilled: a task Mesos runs for the framework that the ledger does
+// not know (its record was lost) is killed, and its member replaced.
+func TestOrphanKilled(t *testing.T) {
+	e := newEnv(t, localmesos.Options{Simulate: true})
+	e.start()
+	e.create(newCluster("db", 2))
+	c := e.waitReady("db")
+	orphan := taskOf(c, 1).ID
+	e.stop()
+	if _, err := e.etcd.Client().Delete(context.Background(), "/converge/tasks/default/db/"+orphan); err != nil {
+		t.Fatal(err)
+	}
+	e.start()
+	e.waitFor("db", 20*time.Second, "orphan killed", func(c *v1alpha1.Cluster) bool {
+		_, running := e.activeTasks()[orphan]
+		return !running && clusterReady(c)
+	})
+	e.checkConverged("db", 2)
+}
