@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -737,4 +738,35 @@ func TestUnacknowledgedUpdateSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	r2.waitEvent(0, 10*time.Second, "RUNNING", isUpdate("unacked-1", mesos.TASK_RUNNING))
+}
+
+// Calls from many goroutines at once (the controller acknowledges, launches and
+// kills concurrently) all reach the master.
+func TestConcurrentCalls(t *testing.T) {
+	t.Parallel()
+	m := startMesos(t, localmesos.Options{})
+	r := startClient(t, testConfig([]string{m.URL()}, &memStore{}))
+	r.waitEvent(0, 10*time.Second, "SUBSCRIBED", isType(EventSubscribed))
+	const workers, each = 16, 25
+	errs := make(chan error, workers*each)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := 0; k < each; k++ {
+				errs <- r.c.Reconcile(context.Background(), []ReconcileTask{{TaskID: "c"}})
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := r.metric("converge_mesos_calls_total", map[string]string{"type": "RECONCILE", "result": "ok"}); got < workers*each {
+		t.Fatalf("%v RECONCILE calls succeeded, want %d", got, workers*each)
+	}
 }

@@ -126,7 +126,7 @@ func New(cfg Config) (*Client, error) {
 		TLSClientConfig:       tlsCfg,
 		TLSHandshakeTimeout:   5 * time.Second,
 		ResponseHeaderTimeout: cfg.CallTimeout,
-		MaxIdleConnsPerHost:   4,
+		MaxIdleConnsPerHost:   32, // the controller acknowledges and launches concurrently
 		IdleConnTimeout:       90 * time.Second,
 	}
 	var rt http.RoundTripper = transport
