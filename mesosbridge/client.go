@@ -206,6 +206,9 @@ func (c *Client) Run(ctx context.Context) error {
 	} else {
 		id, err := c.loadFrameworkID(ctx)
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
 			if errors.Is(err, ErrFrameworkRemoved) {
 				c.emit(ctx, Event{Type: EventFrameworkRemoved, Error: err.Error()})
 			}
