@@ -107,20 +107,21 @@ func Connect(ctx context.Context, o EtcdOptions) (*store.Store, error) {
 	if err != nil {
 		return nil, unreachable(where, timeout, err)
 	}
+	prefix := o.Prefix
+	if prefix == "" {
+		prefix = "/converge"
+	}
 	pingCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	// A linearizable read of one key proves the cluster has a leader and that
-	// we may read (credentials, TLS), without the cost of a range.
-	if _, err := cli.Get(pingCtx, "/converge-ping", clientv3.WithCountOnly()); err != nil {
+	// we may read (credentials, TLS), without the cost of a range. The key is
+	// under the prefix: an etcd user's role may cover nothing else.
+	if _, err := cli.Get(pingCtx, strings.TrimRight(prefix, "/")+"/framework", clientv3.WithCountOnly()); err != nil {
 		cli.Close()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 		return nil, unreachable(where, timeout, err)
-	}
-	prefix := o.Prefix
-	if prefix == "" {
-		prefix = "/converge"
 	}
 	return store.NewFromClient(cli, prefix), nil
 }

@@ -100,6 +100,47 @@ func (p TablePrinter) Print(w io.Writer, items []*v1alpha1.Cluster) error {
 	return tw.Flush()
 }
 
+// TableStream prints a table whose rows arrive over time (get -w): columns
+// keep the widths of what was printed before, so later rows line up under the
+// header, growing only when a cell is wider than any before it.
+type TableStream struct {
+	P      TablePrinter
+	widths []int
+	header bool
+}
+
+// Print writes the header (the first time, unless NoHeaders) and the rows.
+func (s *TableStream) Print(w io.Writer, items []*v1alpha1.Cluster) error {
+	var rows [][]string
+	if !s.header && !s.P.NoHeaders {
+		rows = append(rows, s.P.Header())
+	}
+	s.header = true
+	for _, c := range items {
+		rows = append(rows, s.P.Row(c))
+	}
+	for _, r := range rows {
+		for i, cell := range r {
+			if i >= len(s.widths) {
+				s.widths = append(s.widths, 0)
+			}
+			s.widths[i] = max(s.widths[i], len(cell))
+		}
+	}
+	var b strings.Builder
+	for _, r := range rows {
+		for i, cell := range r {
+			b.WriteString(cell)
+			if i < len(r)-1 {
+				b.WriteString(strings.Repeat(" ", s.widths[i]-len(cell)+3))
+			}
+		}
+		b.WriteByte('\n')
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
 // Desired is spec.replicas, or the default when unset.
 func Desired(c *v1alpha1.Cluster) int32 {
 	if c.Spec.Replicas == nil {

@@ -94,15 +94,23 @@ given; either applies back unchanged with "converge apply -f -".`,
 					items = append(items, c)
 				}
 			}
-			tp := cli.TablePrinter{AllNamespaces: allNamespaces, NoHeaders: noHeaders}
+			tp := cli.TablePrinter{AllNamespaces: allNamespaces, NoHeaders: noHeaders, Wide: output == cli.OutputWide}
+			stream := &cli.TableStream{P: tp}
+			table := output == cli.OutputTable || output == cli.OutputWide
 			single := len(names) == 1
-			if len(items) > 0 || output == cli.OutputYAML || output == cli.OutputJSON {
+			switch {
+			case watch && table:
+				// Header now, even before the first row, and rows aligned under it.
+				if err := stream.Print(g.out, items); err != nil {
+					return err
+				}
+			case len(items) > 0 || output == cli.OutputYAML || output == cli.OutputJSON:
 				if !(single && len(items) == 0) {
 					if err := cli.PrintItems(g.out, output, items, single, rev, tp); err != nil {
 						return err
 					}
 				}
-			} else if len(names) == 0 && !watch {
+			case len(names) == 0:
 				if allNamespaces {
 					fmt.Fprintln(g.errOut, "No clusters found.")
 				} else {
@@ -115,14 +123,6 @@ given; either applies back unchanged with "converge apply -f -".`,
 			if !watch {
 				return nil
 			}
-			if len(items) == 0 && (output == cli.OutputTable || output == cli.OutputWide) && !noHeaders {
-				// Print the header once, before the first change.
-				if err := tp.Print(g.out, nil); err != nil {
-					return err
-				}
-			}
-			tp.NoHeaders = true
-			tp.Wide = output == cli.OutputWide
 			for ev := range st.Watch(ctx, ns, rev) {
 				c := ev.Object
 				if c == nil || (sel != nil && !sel.Matches(labels.Set(c.Labels))) {
@@ -140,7 +140,7 @@ given; either applies back unchanged with "converge apply -f -".`,
 				case cli.OutputName:
 					fmt.Fprintln(g.out, cli.Ref(c.Name))
 				default:
-					err = tp.Print(g.out, []*v1alpha1.Cluster{c})
+					err = stream.Print(g.out, []*v1alpha1.Cluster{c})
 				}
 				if err != nil {
 					return err

@@ -794,3 +794,21 @@ func TestServeHA(t *testing.T) {
 	expect(t, e.run("", "serve"), 2, "--mesos-master is required")
 	expect(t, e.run("", "serve", "--mesos-master", m.URL(), "--secret-file", filepath.Join(e.dir, "nope")), 1, "--secret-file", "no such file")
 }
+
+// TestExampleManifestsApply: every example a new user copies applies, and
+// applies again unchanged.
+func TestExampleManifestsApply(t *testing.T) {
+	dir := filepath.Join("..", "..", "manifests", "examples")
+	if _, err := os.Stat(dir); err != nil {
+		t.Skipf("no examples: %v", err)
+	}
+	e := newEnv(t)
+	r := e.run("", "apply", "-f", dir)
+	expect(t, r, 0, "created")
+	r = e.run("", "apply", "-f", dir)
+	expect(t, r, 0, "unchanged")
+	if strings.Contains(r.out, "configured") || strings.Contains(r.out, "created") {
+		t.Fatalf("examples applied twice changed something:\n%s", r)
+	}
+	expect(t, e.run("", "diff", "-f", dir), 0)
+}
