@@ -344,6 +344,10 @@ func decodeCluster(kv *mvccpb.KeyValue) (*v1alpha1.Cluster, error) {
 	return c, nil
 }
 
+// MaxObjectBytes bounds a stored Cluster (spec and status, as JSON), well
+// under etcd's default 1.5 MiB request limit.
+const MaxObjectBytes = 1 << 20
+
 // encode marshals an object for storage, without its resourceVersion
 // (which is the key's mod revision, not part of the value).
 func encode(c *v1alpha1.Cluster) ([]byte, error) {
@@ -353,6 +357,9 @@ func encode(c *v1alpha1.Cluster) ([]byte, error) {
 	b, err := json.Marshal(c)
 	if err != nil {
 		return nil, fmt.Errorf("encode: %w", err)
+	}
+	if len(b) > MaxObjectBytes {
+		return nil, fmt.Errorf("object is %d bytes encoded, over the %d byte limit", len(b), MaxObjectBytes)
 	}
 	return b, nil
 }

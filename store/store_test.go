@@ -923,3 +923,24 @@ func TestNewAuth(t *testing.T) {
 		t.Fatalf("wrong password: %v", err)
 	}
 }
+
+func TestObjectSizeLimit(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := ctxT(t)
+	big := cluster("default", "big")
+	big.Spec.Task.Env = map[string]string{"BLOB": strings.Repeat("x", store.MaxObjectBytes)}
+	if _, err := s.Create(ctx, big); err == nil || !strings.Contains(err.Error(), "byte limit") {
+		t.Fatalf("oversized create: %v", err)
+	}
+	c, err := s.Create(ctx, cluster("default", "ok"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Status.Tasks = []v1alpha1.TaskStatus{{ID: "x", Message: strings.Repeat("m", store.MaxObjectBytes)}}
+	if _, err := s.UpdateStatus(ctx, c); err == nil {
+		t.Fatal("oversized status accepted")
+	}
+	if _, err := s.Get(ctx, "default", "big"); !store.IsNotFound(err) {
+		t.Fatalf("oversized object was written: %v", err)
+	}
+}
