@@ -36,7 +36,7 @@ func Diff(ctx context.Context, st *store.Store, ms []Manifest, w io.Writer) (boo
 		if err != nil {
 			return differs, err
 		}
-		d, err := UnifiedDiff(w, "live/"+path, m.Source+"/"+path, liveText, wantText)
+		d, err := UnifiedDiff(w, path+" (live)", path+" ("+m.Source+")", liveText, wantText)
 		if err != nil {
 			return differs, err
 		}

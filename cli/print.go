@@ -109,9 +109,21 @@ type TableStream struct {
 	header bool
 }
 
+var streamMinWidths = map[string]int{
+	"REPLICAS": len("100/100"), "MASTER": len("127.0.0.1:31000"), "EPOCH": len("<none>"),
+	"READY": len("Unknown"), "AGE": len("59m59s"),
+}
+
 // Print writes the header (the first time, unless NoHeaders) and the rows.
 func (s *TableStream) Print(w io.Writer, items []*v1alpha1.Cluster) error {
 	var rows [][]string
+	if s.widths == nil {
+		// Room for typical values from the start, so that rows that come
+		// later rarely push columns right.
+		for _, h := range s.P.Header() {
+			s.widths = append(s.widths, max(len(h), streamMinWidths[h]))
+		}
+	}
 	if !s.header && !s.P.NoHeaders {
 		rows = append(rows, s.P.Header())
 	}

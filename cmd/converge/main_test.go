@@ -442,7 +442,7 @@ func TestDiffExitCodes(t *testing.T) {
 	}
 	f = e.file("d.yaml", manifest("diffed", 3, ""))
 	r = e.run("", "diff", "-f", f)
-	expect(t, r, 1, "--- live/cluster/default/diffed", "-  replicas: 1", "+  replicas: 3")
+	expect(t, r, 1, "--- cluster/default/diffed (live)", "+++ cluster/default/diffed (", "-  replicas: 1", "+  replicas: 3")
 	expect(t, e.run("", "apply", "-f", f), 0, "configured")
 	expect(t, e.run("", "diff", "-f", f), 0)
 	expect(t, e.run("", "diff", "-f", e.file("bad.yaml", "kind: Nope\n")), 2, "bad.yaml")
