@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -127,6 +128,13 @@ func Connect(ctx context.Context, o EtcdOptions) (*store.Store, error) {
 }
 
 func unreachable(where string, timeout time.Duration, err error) error {
+	switch {
+	case errors.Is(err, rpctypes.ErrAuthFailed), errors.Is(err, rpctypes.ErrGRPCAuthFailed):
+		return fmt.Errorf("etcd at %s rejected the credentials (--etcd-user, password from %s): %w", where, "CONVERGE_ETCD_PASSWORD", err)
+	case errors.Is(err, rpctypes.ErrPermissionDenied), errors.Is(err, rpctypes.ErrGRPCPermissionDenied),
+		errors.Is(err, rpctypes.ErrUserEmpty), errors.Is(err, rpctypes.ErrGRPCUserEmpty):
+		return fmt.Errorf("etcd at %s refused access (give --etcd-user with a role on converge's prefix): %w", where, err)
+	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		err = fmt.Errorf("no answer within %s", timeout)
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
@@ -811,4 +812,39 @@ func TestExampleManifestsApply(t *testing.T) {
 		t.Fatalf("examples applied twice changed something:\n%s", r)
 	}
 	expect(t, e.run("", "diff", "-f", dir), 0)
+}
+
+func TestEtcdUserAndPassword(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	root := e.srv.Client()
+	const pass = "c0nverge-pass"
+	steps := []func() error{
+		func() error { _, err := root.UserAdd(ctx, "root", "r00t-pass"); return err },
+		func() error { _, err := root.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := root.RoleAdd(ctx, "converge"); return err },
+		func() error {
+			_, err := root.RoleGrantPermission(ctx, "converge", e.prefix+"/", clientv3.GetPrefixRangeEnd(e.prefix+"/"), clientv3.PermissionType(clientv3.PermReadWrite))
+			return err
+		},
+		func() error { _, err := root.UserAdd(ctx, "converge", pass); return err },
+		func() error { _, err := root.UserGrantRole(ctx, "converge", "converge"); return err },
+		func() error { _, err := root.AuthEnable(ctx); return err },
+	}
+	for i, s := range steps {
+		if err := s(); err != nil {
+			t.Fatalf("auth setup step %d: %v", i, err)
+		}
+	}
+	f := e.file("auth.yaml", manifest("authed", 1, ""))
+	t.Setenv(envEtcdPassword, pass)
+	expect(t, e.run("", "--etcd-user", "converge", "apply", "-f", f), 0, "cluster/authed created")
+	expect(t, e.run("", "--etcd-user", "converge", "get", "clusters"), 0, "authed")
+	t.Setenv(envEtcdPassword, "wrong")
+	r := e.run("", "--etcd-user", "converge", "get", "clusters")
+	expect(t, r, 1, "rejected the credentials")
+	if strings.Contains(r.err, "wrong") {
+		t.Fatalf("the password appears in the error: %s", r.err)
+	}
+	expect(t, e.run("", "get", "clusters"), 1, "refused access")
 }
