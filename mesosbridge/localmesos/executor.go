@@ -257,6 +257,14 @@ func (m *Mesos) serveExecutor(w http.ResponseWriter, r *http.Request) {
 		m.mu.Unlock()
 		m.serveExecutorSubscribe(w, r, e, &call)
 		return
+	case execpb.Call_UPDATE, execpb.Call_MESSAGE:
+		if !e.subscribed {
+			m.mu.Unlock()
+			http.Error(w, "Executor is not subscribed", http.StatusForbidden)
+			return
+		}
+	}
+	switch call.Type {
 	case execpb.Call_UPDATE:
 		if call.Update == nil {
 			m.mu.Unlock()

@@ -184,6 +184,7 @@ func (m *Mesos) RestoreAgent(key string) error {
 			t.proc.signal(syscall.SIGCONT)
 		}
 		if !t.fw.partitionAware && t.state == mesos.TASK_UNREACHABLE {
+			t.state = mesos.TASK_KILLED
 			m.destroyTask(t)
 			continue
 		}

@@ -176,6 +176,18 @@ func TestCustomExecutor(t *testing.T) {
 				t.Fatalf("executor update %v", st)
 			}
 			s.ack(st)
+			// Bad executor calls.
+			eurl := m.URL() + "/api/v1/executor"
+			badUUID := `{"type":"UPDATE","framework_id":{"value":"` + s.fwID + `"},"executor_id":{"value":"e1"},"update":{"status":{"task_id":{"value":"e1"},"state":"TASK_RUNNING","uuid":"AAAA"}}}`
+			unknown := `{"type":"MESSAGE","framework_id":{"value":"` + s.fwID + `"},"executor_id":{"value":"nope"},"message":{"data":"aGk="}}`
+			for body, want := range map[string]int{badUUID: 400, unknown: 400, `{"type":`: 400} {
+				if resp, text := rawPost(t, eurl, "application/json", "", []byte(body)); resp.StatusCode != want {
+					t.Errorf("executor call %s: %d %s", body, resp.StatusCode, text)
+				}
+			}
+			if resp, _ := rawPost(t, eurl, "text/plain", "", []byte(unknown)); resp.StatusCode != 415 {
+				t.Errorf("executor content type: %d", resp.StatusCode)
+			}
 			// Framework messages both ways.
 			s.mustCall(calls.Message(off.AgentID.Value, "e1", []byte("hi")))
 			ev := s.next(scheduler.Event_MESSAGE, 5*time.Second)
