@@ -62,6 +62,7 @@ func mustJSON(t *testing.T, v any) string {
 }
 
 func TestCreateGet(t *testing.T) {
+	t.Parallel()
 	s, _ := newStore(t)
 	ctx := ctxT(t)
 	in := cluster("", "foo")
@@ -113,6 +114,7 @@ func TestCreateGet(t *testing.T) {
 var conflictRe = regexp.MustCompile(`^conflict: cluster default/foo was modified \(resourceVersion (\d+), now (\d+)\); get it and try again$`)
 
 func TestUpdateGenerationAndConflict(t *testing.T) {
+	t.Parallel()
 	s, _ := newStore(t)
 	ctx := ctxT(t)
 	v1, err := s.Create(ctx, cluster("default", "foo"))
@@ -198,6 +200,7 @@ func TestUpdateGenerationAndConflict(t *testing.T) {
 }
 
 func TestUpdateStatus(t *testing.T) {
+	t.Parallel()
 	s, _ := newStore(t)
 	ctx := ctxT(t)
 	v1, err := s.Create(ctx, cluster("default", "foo"))
@@ -276,6 +279,7 @@ func ownedKeys(t *testing.T, ctx context.Context, s *store.Store, ns, name strin
 }
 
 func TestFinalizersAndDelete(t *testing.T) {
+	t.Parallel()
 	s, _ := newStore(t)
 	ctx := ctxT(t)
 	in := cluster("default", "foo")
@@ -345,6 +349,7 @@ func TestFinalizersAndDelete(t *testing.T) {
 }
 
 func TestListSelector(t *testing.T) {
+	t.Parallel()
 	s, _ := newStore(t)
 	ctx := ctxT(t)
 	for _, c := range []struct{ ns, name, team string }{
@@ -393,6 +398,7 @@ func TestListSelector(t *testing.T) {
 }
 
 func TestKeySafety(t *testing.T) {
+	t.Parallel()
 	s, _ := newStore(t)
 	ctx := ctxT(t)
 	bad := []string{"", "..", ".", "a/b", "../x", "a\x00b", strings.Repeat("a", 64), "UPPER", "a.b", "-a", "/"}
@@ -488,6 +494,7 @@ func TestKeySafety(t *testing.T) {
 }
 
 func TestBatchCommit(t *testing.T) {
+	t.Parallel()
 	s, _ := newStore(t)
 	ctx := ctxT(t)
 	const n = 2500
@@ -581,6 +588,7 @@ func TestBatchCommit(t *testing.T) {
 }
 
 func TestWatchEndpoints(t *testing.T) {
+	t.Parallel()
 	s, _ := newStore(t)
 	ctx, cancel := context.WithCancel(ctxT(t))
 	ch := s.WatchEndpoints(ctx, "default", "db")
@@ -624,6 +632,7 @@ func TestWatchEndpoints(t *testing.T) {
 }
 
 func TestFramework(t *testing.T) {
+	t.Parallel()
 	s, _ := newStore(t)
 	ctx := ctxT(t)
 	if id, err := s.LoadFrameworkID(ctx); id != "" || err != nil {
@@ -661,6 +670,7 @@ func TestFramework(t *testing.T) {
 }
 
 func TestFencedWrites(t *testing.T) {
+	t.Parallel()
 	s, _ := newStore(t)
 	ctx := ctxT(t)
 	cli := s.Client()
@@ -757,6 +767,7 @@ func TestFencedWrites(t *testing.T) {
 }
 
 func TestStats(t *testing.T) {
+	t.Parallel()
 	s, _ := newStore(t)
 	ctx := ctxT(t)
 	before := s.Stats()
@@ -793,6 +804,7 @@ func TestStats(t *testing.T) {
 }
 
 func TestNewUnreachable(t *testing.T) {
+	t.Parallel()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -814,6 +826,7 @@ func TestNewUnreachable(t *testing.T) {
 }
 
 func TestNewConnects(t *testing.T) {
+	t.Parallel()
 	srv := etcdtest.Start(t)
 	s, err := store.New(context.Background(), store.Options{Endpoints: srv.Endpoints(), Prefix: "/p/"})
 	if err != nil {
@@ -846,6 +859,7 @@ func dup(c *v1alpha1.Cluster) *v1alpha1.Cluster {
 }
 
 func TestNewTLS(t *testing.T) {
+	t.Parallel()
 	srv := etcdtest.StartTLS(t)
 	tc, err := srv.ClientTLS()
 	if err != nil {
@@ -874,6 +888,7 @@ func TestNewTLS(t *testing.T) {
 
 // TestNewAuth: etcd auth with a user whose role only covers converge's prefix.
 func TestNewAuth(t *testing.T) {
+	t.Parallel()
 	srv := etcdtest.Start(t)
 	ctx := ctxT(t)
 	root := srv.Client()
@@ -925,6 +940,7 @@ func TestNewAuth(t *testing.T) {
 }
 
 func TestObjectSizeLimit(t *testing.T) {
+	t.Parallel()
 	s, _ := newStore(t)
 	ctx := ctxT(t)
 	big := cluster("default", "big")

@@ -68,6 +68,7 @@ func (w watcher) quiet(d time.Duration) {
 }
 
 func TestWatch(t *testing.T) {
+	t.Parallel()
 	s, _ := newStore(t)
 	ctx, cancel := context.WithCancel(ctxT(t))
 	defer cancel()
@@ -125,6 +126,7 @@ func TestWatch(t *testing.T) {
 }
 
 func TestWatchAcrossCompaction(t *testing.T) {
+	t.Parallel()
 	s, _ := newStore(t)
 	ctx, cancel := context.WithCancel(ctxT(t))
 	defer cancel()
@@ -174,6 +176,7 @@ func TestWatchAcrossCompaction(t *testing.T) {
 }
 
 func TestWatchAcrossRestart(t *testing.T) {
+	t.Parallel()
 	s, srv := newStore(t)
 	ctx, cancel := context.WithCancel(ctxT(t))
 	defer cancel()
