@@ -258,7 +258,9 @@ func (m *Mesos) serveExecutor(w http.ResponseWriter, r *http.Request) {
 		m.serveExecutorSubscribe(w, r, e, &call)
 		return
 	case execpb.Call_UPDATE, execpb.Call_MESSAGE:
-		if !e.subscribed {
+		// As the agent: Forbidden while the executor is still REGISTERING (never
+		// subscribed); a subscribed executor whose connection broke may still call.
+		if !e.everSubscribed {
 			m.mu.Unlock()
 			http.Error(w, "Executor is not subscribed", http.StatusForbidden)
 			return
@@ -338,6 +340,7 @@ func (m *Mesos) serveExecutorSubscribe(w http.ResponseWriter, r *http.Request, e
 	}
 	e.stream = s
 	e.subscribed = true
+	e.everSubscribed = true
 	info := e.info
 	info.FrameworkID = &mesos.FrameworkID{Value: e.fw.id}
 	port := int32(5051)

@@ -140,12 +140,13 @@ type executor struct {
 	tasks  map[string]*task
 	stream *stream
 	// queued events for a custom executor that has not subscribed yet
-	queued       []func(s *stream)
-	proc         *process
-	dir          string
-	shuttingDown bool
-	subscribed   bool
-	exited       bool
+	queued         []func(s *stream)
+	proc           *process
+	dir            string
+	shuttingDown   bool
+	subscribed     bool
+	everSubscribed bool
+	exited         bool
 }
 
 type task struct {
