@@ -245,3 +245,86 @@ func TestCustomExecutor(t *testing.T) {
 		})
 	}
 }
+
+func customTask(bin, id string, o mesos.Offer) mesos.TaskInfo {
+	cmd := "exec " + bin
+	return mesos.TaskInfo{
+		Name: id, TaskID: mesos.TaskID{Value: id}, AgentID: o.AgentID,
+		Resources: []mesos.Resource{scalar("cpus", 0.1), scalar("mem", 32)},
+		Executor: &mesos.ExecutorInfo{
+			ExecutorID:          mesos.ExecutorID{Value: id},
+			Command:             &mesos.CommandInfo{Value: &cmd},
+			ShutdownGracePeriod: &mesos.DurationInfo{Nanoseconds: int64(time.Second)},
+		},
+	}
+}
+
+func TestShutdownAndTeardownStopExecutors(t *testing.T) {
+	bin := buildExecutor(t)
+	m := startMesos(t, realOptions(t))
+	s := subscribe(t, m.URL(), pbCodec, frameworkInfo("fw"))
+	offers := s.offers(2, 2*time.Second)
+	s.mustCall(launch(offers[0], customTask(bin, "x1", offers[0])))
+	s.mustCall(launch(offers[1], customTask(bin, "x2", offers[1])))
+	s.ack(s.reach("x1", 10*time.Second, mesos.TASK_RUNNING))
+	s.ack(s.reach("x2", 10*time.Second, mesos.TASK_RUNNING))
+
+	// SHUTDOWN: the executor gets SHUTDOWN and exits; its task is KILLED.
+	s.mustCall(calls.Shutdown("x1", offers[0].AgentID.Value))
+	st := s.update("x1", 5*time.Second)
+	if st.GetState() != mesos.TASK_KILLED || st.GetReason() != mesos.REASON_EXECUTOR_TERMINATED {
+		t.Fatalf("after shutdown: %v", st)
+	}
+	s.ack(st)
+
+	// TEARDOWN kills the remaining executor process.
+	m.mu.Lock()
+	p := m.executors[s.fwID+"/x2"].proc
+	m.mu.Unlock()
+	if p == nil {
+		t.Fatal("no process for x2")
+	}
+	pid := p.cmd.Process.Pid
+	s.mustCall(&scheduler.Call{Type: scheduler.Call_TEARDOWN})
+	waitFor(t, 5*time.Second, func() bool { return syscall.Kill(pid, 0) != nil })
+}
+
+func TestLoseAgentFreezesProcesses(t *testing.T) {
+	m := startMesos(t, realOptions(t))
+	s := subscribe(t, m.URL(), pbCodec, frameworkInfo("fw", mesos.FrameworkInfo_Capability_PARTITION_AWARE))
+	o := s.offers(1, 2*time.Second)[0]
+	s.mustCall(launch(o, cmdTask("ticker", o, `while true; do echo x >> ticks; sleep 0.02; done`)))
+	s.ack(s.reach("ticker", 5*time.Second, mesos.TASK_RUNNING))
+	m.mu.Lock()
+	ticks := filepath.Join(m.sandboxDir(m.agentsByID[o.AgentID.Value], s.fwID, "ticker"), "ticks")
+	m.mu.Unlock()
+	size := func() int64 {
+		fi, err := os.Stat(ticks)
+		if err != nil {
+			return 0
+		}
+		return fi.Size()
+	}
+	waitFor(t, 2*time.Second, func() bool { return size() > 0 })
+	if err := m.LoseAgent(o.AgentID.Value); err != nil {
+		t.Fatal(err)
+	}
+	s.update("ticker", 2*time.Second, mesos.TASK_UNREACHABLE)
+	time.Sleep(100 * time.Millisecond)
+	frozen := size()
+	time.Sleep(200 * time.Millisecond)
+	if size() != frozen {
+		t.Fatal("process kept running on a lost agent")
+	}
+	if err := m.RestoreAgent(o.AgentID.Value); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, func() bool { return size() > frozen })
+	s.mustCall(calls.Reconcile())
+	if st := s.update("ticker", 2*time.Second); st.GetState() != mesos.TASK_RUNNING {
+		t.Fatalf("after restore: %v", st)
+	}
+	if st := m.State(); len(st.Frameworks[0].Tasks) != 1 || st.Slaves[0].UsedResources.CPUs == 0 && st.Slaves[1].UsedResources.CPUs == 0 && st.Slaves[2].UsedResources.CPUs == 0 {
+		t.Fatalf("state after restore: %+v", st.Frameworks[0])
+	}
+}
