@@ -150,7 +150,8 @@ func (m *Mesos) startExecutor(e *executor) {
 }
 
 // executorExited is the agent's executorTerminated: unfinished tasks get
-// TASK_KILLED (if being killed) or TASK_FAILED, and the scheduler a FAILURE event.
+// TASK_KILLED (if being killed), TASK_LOST (the executor exited) or TASK_FAILED (it
+// could not be launched), and the scheduler a FAILURE event.
 func (m *Mesos) executorExited(e *executor, status int32, msg string) {
 	if e.exited {
 		return
@@ -166,10 +167,16 @@ func (m *Mesos) executorExited(e *executor, status int32, msg string) {
 			continue
 		}
 		reason := mesos.REASON_EXECUTOR_TERMINATED
-		if t.killing || e.shuttingDown {
+		switch {
+		case t.killing || e.shuttingDown:
 			m.agentStatus(t, mesos.TASK_KILLED, &reason, msg, mesos.SOURCE_AGENT)
-		} else {
+		case status < 0:
+			// the executor could not be launched (fetch or exec failed)
 			m.agentStatus(t, mesos.TASK_FAILED, &reason, msg, mesos.SOURCE_AGENT)
+		default:
+			// As the agent does for a custom executor that exits (TASK_FAILED is
+			// for command executors and containers the agent destroyed).
+			m.agentStatus(t, mesos.TASK_LOST, &reason, msg, mesos.SOURCE_AGENT)
 		}
 	}
 	m.removeExecutor(e)

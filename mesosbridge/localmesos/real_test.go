@@ -215,7 +215,7 @@ func TestCustomExecutor(t *testing.T) {
 				t.Fatalf("failure %v", ev.Failure)
 			}
 
-			// An executor that crashes: its task fails.
+			// An executor that crashes: its task is TASK_LOST, as the agent reports it.
 			m.RescindOffers()
 			off = s.offers(1, 3*time.Second)[0]
 			s.mustCall(launch(off, execTask("e2", off, "crash")))
@@ -236,7 +236,7 @@ func TestCustomExecutor(t *testing.T) {
 					st = &ev.Update.Status
 				}
 			}
-			if st.GetState() != mesos.TASK_FAILED || st.GetReason() != mesos.REASON_EXECUTOR_TERMINATED || st.GetSource() != mesos.SOURCE_AGENT {
+			if st.GetState() != mesos.TASK_LOST || st.GetReason() != mesos.REASON_EXECUTOR_TERMINATED || st.GetSource() != mesos.SOURCE_AGENT {
 				t.Fatalf("crash: %v", st)
 			}
 			if failure.ExecutorID.GetValue() != "e2" || failure.GetStatus() == 0 {
