@@ -52,6 +52,10 @@ func (m *Mesos) launchOnExecutor(e *executor, t *task) {
 	m.ensureExecutor(e)
 	ti := t.info
 	e.deliver(func(s *stream) {
+		if isTerminal(t.agentState) {
+			return // killed before the executor subscribed
+		}
+		t.delivered = true
 		s.send(&execpb.Event{Type: execpb.Event_LAUNCH, Launch: &execpb.Event_Launch{Task: ti}})
 	})
 }
@@ -65,7 +69,16 @@ func (m *Mesos) ensureExecutor(e *executor) {
 // launchGroupOnExecutor sends a task group as one LAUNCH_GROUP event.
 func (m *Mesos) launchGroupOnExecutor(e *executor, tasks []mesos.TaskInfo) {
 	e.deliver(func(s *stream) {
-		s.send(&execpb.Event{Type: execpb.Event_LAUNCH_GROUP, LaunchGroup: &execpb.Event_LaunchGroup{TaskGroup: mesos.TaskGroupInfo{Tasks: tasks}}})
+		var live []mesos.TaskInfo
+		for _, ti := range tasks {
+			if t := e.tasks[ti.TaskID.Value]; t != nil && !isTerminal(t.agentState) {
+				t.delivered = true
+				live = append(live, ti)
+			}
+		}
+		if len(live) > 0 {
+			s.send(&execpb.Event{Type: execpb.Event_LAUNCH_GROUP, LaunchGroup: &execpb.Event_LaunchGroup{TaskGroup: mesos.TaskGroupInfo{Tasks: live}}})
+		}
 	})
 }
 
@@ -197,6 +210,15 @@ func (m *Mesos) executorAcknowledged(e *executor, st mesos.TaskStatus) {
 }
 
 func (m *Mesos) executorKill(e *executor, t *task, kp *mesos.KillPolicy) {
+	if !t.delivered {
+		// Still queued for an executor that has not subscribed: the agent drops the
+		// launch and answers for the task itself.
+		if !isTerminal(t.agentState) {
+			reason := mesos.REASON_TASK_KILLED_DURING_LAUNCH
+			m.agentStatus(t, mesos.TASK_KILLED, &reason, "Killed before delivery to the executor", mesos.SOURCE_AGENT)
+		}
+		return
+	}
 	id := t.info.TaskID
 	e.deliver(func(s *stream) {
 		s.send(&execpb.Event{Type: execpb.Event_KILL, Kill: &execpb.Event_Kill{TaskID: id, KillPolicy: kp}})

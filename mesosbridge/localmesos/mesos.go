@@ -168,6 +168,7 @@ type task struct {
 	simTimer   *time.Timer
 	forgotten  bool
 	unreach    *mesos.TimeInfo
+	delivered  bool // a custom executor got its LAUNCH
 }
 
 // New validates the options and builds the cluster; Start makes it listen.

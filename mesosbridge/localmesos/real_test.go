@@ -328,3 +328,24 @@ func TestLoseAgentFreezesProcesses(t *testing.T) {
 		t.Fatalf("state after restore: %+v", st.Frameworks[0])
 	}
 }
+
+func TestKillBeforeExecutorSubscribes(t *testing.T) {
+	bin := buildExecutor(t)
+	m := startMesos(t, realOptions(t))
+	s := subscribe(t, m.URL(), pbCodec, frameworkInfo("fw"))
+	o := s.offers(1, 2*time.Second)[0]
+	ti := customTask(bin, "slow", o)
+	slow := "sleep 0.5; exec " + bin
+	ti.Executor.Command.Value = &slow
+	s.mustCall(launch(o, ti))
+	s.mustCall(calls.Kill("slow", o.AgentID.Value))
+	st := s.update("slow", 5*time.Second)
+	if st.GetState() != mesos.TASK_KILLED || st.GetReason() != mesos.REASON_TASK_KILLED_DURING_LAUNCH {
+		t.Fatalf("%v", st)
+	}
+	s.ack(st)
+	// The executor subscribes later and gets no LAUNCH: no further update.
+	if ev := s.wait(time.Second, func(e *scheduler.Event) bool { return e.Type == scheduler.Event_UPDATE }); ev != nil {
+		t.Fatalf("unexpected update %v", ev.Update.Status)
+	}
+}
