@@ -101,6 +101,11 @@ type Controller struct {
 	killSent   map[string]bool                         // task ids whose kill the bridge retries
 	subscribed bool
 	reconciled bool
+	// newDemand: a cluster came to need offers since the last Suppress/Revive
+	// decision. Offers declined meanwhile carry long filters (refuseUnneeded)
+	// that only a REVIVE clears, so new demand revives even while offers are
+	// already wanted; the bridge rate-limits REVIVEs.
+	newDemand bool
 
 	// Failpoints for crash tests: run after the launch records are durable,
 	// before the ACCEPT, and after it.
@@ -686,6 +691,9 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 
 	c.mu.Lock()
 	if len(out.Needs) > 0 {
+		if !c.needy[key] {
+			c.newDemand = true
+		}
 		c.needy[key] = true
 	} else {
 		delete(c.needy, key)
@@ -767,7 +775,9 @@ func (c *Controller) sendElectionMessages(ctx context.Context, key string, out O
 func (c *Controller) syncOfferInterest(ctx context.Context) {
 	c.mu.Lock()
 	want := len(c.needy) > 0
-	if !c.subscribed || c.bridge == nil || (c.wantOffers != nil && *c.wantOffers == want) {
+	revive := want && c.newDemand
+	c.newDemand = false
+	if !c.subscribed || c.bridge == nil || (c.wantOffers != nil && *c.wantOffers == want && !revive) {
 		c.mu.Unlock()
 		return
 	}

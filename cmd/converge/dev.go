@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -24,6 +25,7 @@ func newDevCmd(g *globals) *cobra.Command {
 		mesosListen   string
 		httpAddr      string
 		verbose       int
+		unreachable   time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -85,7 +87,8 @@ it cleanly; the data stays for the next run (delete --data-dir to start over).`,
 			ctrlDone := make(chan error, 1)
 			go func() {
 				ctrlDone <- controller.Run(ctrlCtx, controller.Config{
-					Store: st,
+					Store:              st,
+					UnreachableTimeout: unreachable,
 					// Agents fetch this very binary for `converge executor`.
 					ExecutorURI:     exe,
 					ExecutorCommand: "./" + filepath.Base(exe) + " executor",
@@ -153,5 +156,8 @@ it cleanly; the data stays for the next run (delete --data-dir to start over).`,
 	f.StringVar(&mesosListen, "mesos-listen", "127.0.0.1:5050", "address of the local Mesos master")
 	f.StringVar(&httpAddr, "http", "127.0.0.1:8080", `address for /metrics, /healthz and /readyz ("" to disable)`)
 	f.IntVarP(&verbose, "verbose", "v", 0, "log verbosity (0: info and errors)")
+	// Short here: after a restart of dev, the tasks of the previous local Mesos
+	// are gone for good, and members on a lost agent are replaced quickly.
+	f.DurationVar(&unreachable, "unreachable-timeout", 10*time.Second, "replace a member whose agent is unreachable for this long")
 	return cmd
 }

@@ -36,6 +36,7 @@ func newServeCmd(g *globals) *cobra.Command {
 		identity        string
 		leaseTTL        time.Duration
 		verbose         int
+		unreachable     time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "serve --mesos-master URL[,URL...]",
@@ -122,11 +123,12 @@ The framework's secret is read from --secret-file, never from a flag value.`,
 					terms.set(reg)
 					defer terms.set(nil)
 					err := controller.Run(lctx, controller.Config{
-						Store:           fenced,
-						ExecutorURI:     executorURI,
-						ExecutorCommand: executorCommand,
-						Log:             log.WithName("controller"),
-						Registerer:      reg,
+						Store:              fenced,
+						UnreachableTimeout: unreachable,
+						ExecutorURI:        executorURI,
+						ExecutorCommand:    executorCommand,
+						Log:                log.WithName("controller"),
+						Registerer:         reg,
 					}, mesosbridge.Config{
 						Masters:         ms,
 						FrameworkName:   frameworkName,
@@ -162,6 +164,7 @@ The framework's secret is read from --secret-file, never from a flag value.`,
 	f.StringVar(&identity, "identity", "", "this replica's name in the leader election (default hostname-pid)")
 	f.DurationVar(&leaseTTL, "lease-ttl", leader.DefaultTTL, "leader lease TTL: a dead leader is replaced within about this long")
 	f.IntVarP(&verbose, "verbose", "v", 0, "log verbosity (0: info and errors)")
+	f.DurationVar(&unreachable, "unreachable-timeout", controller.DefaultUnreachableTimeout, "replace a member whose agent is unreachable for this long")
 	return cmd
 }
 
