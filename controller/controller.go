@@ -51,6 +51,41 @@ type Config struct {
 	// follows the durable ledger write), for every acknowledged update. It must
 	// not block. The same figure feeds converge_controller_ack_latency_seconds.
 	AckObserver func(time.Duration)
+	// Failpoint, when set, is called at each checkpoint boundary with its name
+	// (the Failpoint* constants). A non-nil error stops the controller there as
+	// a crash would: the step in progress is abandoned and Run returns the
+	// error. Crash tests (issue 7) use it; production leaves it nil.
+	Failpoint func(name string) error
+}
+
+// Failpoints: the checkpoint boundaries Config.Failpoint is called at.
+const (
+	FailpointLaunchBeforeCheckpoint = "launch/before-checkpoint" // launch records built, not written
+	FailpointLaunchAfterCheckpoint  = "launch/after-checkpoint"  // launch records durable, no ACCEPT sent
+	FailpointLaunchAfterAccept      = "launch/after-accept"      // ACCEPT calls returned
+	FailpointAckBefore              = "ack/before"               // update durable, ACKNOWLEDGE not sent
+	FailpointAckAfter               = "ack/after"                // ACKNOWLEDGE returned
+	FailpointElectionBeforePersist  = "election/before-persist"  // election record decided, not written
+	FailpointElectionAfterPersist   = "election/after-persist"   // election record durable, no message sent
+	FailpointPublishBefore          = "publish/before"           // endpoints decided, not written
+	FailpointPublishAfter           = "publish/after"            // endpoints durable
+	FailpointStatusBefore           = "status/before"            // status decided, not written
+)
+
+// errFailpoint wraps the error of a failpoint that fired.
+var errFailpoint = errors.New("failpoint")
+
+// failpoint calls Config.Failpoint; when it fires, the controller stops (as a
+// crash) and the caller abandons what it was doing.
+func (c *Controller) failpoint(name string) bool {
+	if c.cfg.Failpoint == nil {
+		return false
+	}
+	if err := c.cfg.Failpoint(name); err != nil {
+		c.fail(fmt.Errorf("%w %s: %w", errFailpoint, name, err))
+		return true
+	}
+	return false
 }
 
 // Defaults.
@@ -653,8 +688,16 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 		op.endpoints = map[string]store.Endpoints{key: *out.Endpoints}
 	}
 	op.addEvents(key, out.Events...)
+	if out.Election != nil && c.failpoint(FailpointElectionBeforePersist) ||
+		len(op.endpoints) > 0 && c.failpoint(FailpointPublishBefore) {
+		return 0, errFailpoint
+	}
 	if err := c.write(ctx, op); err != nil {
 		return 0, fmt.Errorf("persist the plan: %w", err)
+	}
+	if out.Election != nil && c.failpoint(FailpointElectionAfterPersist) ||
+		len(op.endpoints) > 0 && c.failpoint(FailpointPublishAfter) {
+		return 0, errFailpoint
 	}
 	if out.Election != nil {
 		c.m.elections.WithLabelValues(out.Election.Phase).Inc()
@@ -669,6 +712,9 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 
 	// Status, only when it changed.
 	if !sameJSON(&raw.Status, &out.Status) {
+		if c.failpoint(FailpointStatusBefore) {
+			return 0, errFailpoint
+		}
 		obj := raw.DeepCopy()
 		obj.Status = out.Status
 		upd, err := c.cfg.Store.UpdateStatus(ctx, obj)

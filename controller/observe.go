@@ -76,10 +76,16 @@ func (c *Controller) runAcks(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case p := <-c.acks:
+			if c.failpoint(FailpointAckBefore) {
+				return
+			}
 			if err := c.bridge.Acknowledge(ctx, p.st); err != nil && ctx.Err() == nil {
 				// The agent resends it; the duplicate is recognised and acknowledged.
 				c.log.V(1).Info("acknowledge failed", "taskID", p.st.TaskID.Value, "error", err.Error())
 				continue
+			}
+			if c.failpoint(FailpointAckAfter) {
+				return
 			}
 			d := time.Since(p.received)
 			c.m.acks.Inc()

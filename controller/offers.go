@@ -114,6 +114,9 @@ func (c *Controller) handleOffers(ctx context.Context, offers []mesos.Offer) {
 	}
 	// Checkpoint before ACCEPT: a crash after this leaves STAGING records that
 	// reconciliation resolves (the task runs, or Mesos says it never existed).
+	if c.failpoint(FailpointLaunchBeforeCheckpoint) {
+		return
+	}
 	if err := c.write(ctx, op); err != nil {
 		c.log.Error(err, "launch records not written; declining the offers")
 		c.decline(ctx, all, refuseShort)
@@ -121,6 +124,9 @@ func (c *Controller) handleOffers(ctx context.Context, offers []mesos.Offer) {
 	}
 	if c.hookAfterCheckpoint != nil {
 		c.hookAfterCheckpoint()
+	}
+	if c.failpoint(FailpointLaunchAfterCheckpoint) {
+		return
 	}
 	c.m.launches.Add(float64(len(launched)))
 
@@ -157,6 +163,9 @@ func (c *Controller) handleOffers(ctx context.Context, offers []mesos.Offer) {
 	wg.Wait()
 	if c.hookAfterAccept != nil {
 		c.hookAfterAccept()
+	}
+	if c.failpoint(FailpointLaunchAfterAccept) {
+		return
 	}
 	for _, r := range launched {
 		c.log.V(1).Info("launched", "taskID", r.ID, "agent", r.Hostname, "ports", r.Ports)
