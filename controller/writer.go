@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/converge-io/converge/store"
 )
@@ -113,21 +114,36 @@ func (c *Controller) runWriter(ctx context.Context) {
 	}
 }
 
-type stagedTask struct {
-	key string
-	rec *store.TaskRecord // nil: deleted
-}
+// maxHistoryReads bounds the concurrent reads of event histories.
+const maxHistoryReads = 32
 
-func (c *Controller) commitGroup(ctx context.Context, group []*writeOp) {
-	// Histories not cached yet are read first (outside the lock).
+// loadEventHistories reads, outside the lock and in parallel, the event
+// histories of the group's clusters that are not cached yet. (Read one after
+// another they held up every commit while a thousand new clusters were
+// applied: one round trip per cluster.)
+func (c *Controller) loadEventHistories(ctx context.Context, group []*writeOp) {
+	var missing []string
+	seen := map[string]bool{}
+	c.mu.Lock()
 	for _, op := range group {
 		for key := range op.events {
-			c.mu.Lock()
-			_, ok := c.events[key]
-			c.mu.Unlock()
-			if ok {
-				continue
+			if _, ok := c.events[key]; !ok && !seen[key] {
+				seen[key] = true
+				missing = append(missing, key)
 			}
+		}
+	}
+	c.mu.Unlock()
+	if len(missing) == 0 {
+		return
+	}
+	sem := make(chan struct{}, maxHistoryReads)
+	var wg sync.WaitGroup
+	for _, key := range missing {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(key string) {
+			defer func() { <-sem; wg.Done() }()
 			ns, name := splitKey(key)
 			evs, err := c.cfg.Store.ListEvents(ctx, ns, name)
 			if err != nil {
@@ -138,8 +154,18 @@ func (c *Controller) commitGroup(ctx context.Context, group []*writeOp) {
 				c.events[key] = evs
 			}
 			c.mu.Unlock()
-		}
+		}(key)
 	}
+	wg.Wait()
+}
+
+type stagedTask struct {
+	key string
+	rec *store.TaskRecord // nil: deleted
+}
+
+func (c *Controller) commitGroup(ctx context.Context, group []*writeOp) {
+	c.loadEventHistories(ctx, group)
 
 	b := c.cfg.Store.NewBatch()
 	staged := map[string]stagedTask{} // by task id
