@@ -99,6 +99,10 @@ const (
 	refuseUnneeded = 120
 	refuseShort    = 5
 	refuseAfterUse = 1
+	// acknowledgers send ACKNOWLEDGE calls in parallel: each is an HTTP round
+	// trip, and a burst of launches brings two updates per task (4 of them
+	// made 20,000 acks of 10,000 launches wait seconds).
+	acknowledgers = 32
 )
 
 // Controller reconciles every Cluster of its store with Mesos.
@@ -132,6 +136,9 @@ type Controller struct {
 	unplaced   map[string]*Unplaced                    // key -> why needs found no offer
 	needy      map[string]bool                         // keys with members to launch
 	lastSent   map[string]time.Time                    // key -> last election message round
+	sentMsgs   map[string]map[string]bool              // key -> election messages sent this round
+	lastStatus map[string]time.Time                    // key -> last status write
+	lastEP     map[string]time.Time                    // key -> last endpoints write
 	agents     map[string][]mesos.Attribute            // agent id -> attributes (from offers)
 	killSent   map[string]bool                         // task ids whose kill the bridge retries
 	subscribed bool
@@ -142,10 +149,7 @@ type Controller struct {
 	// already wanted; the bridge rate-limits REVIVEs.
 	newDemand bool
 
-	// Failpoints for crash tests: run after the launch records are durable,
-	// before the ACCEPT, and after it.
-	hookAfterCheckpoint, hookAfterAccept func()
-	wantOffers                           *bool // last Suppress/Revive decision, nil: none made on this subscription
+	wantOffers *bool // last Suppress/Revive decision, nil: none made on this subscription
 }
 
 // New checks cfg and returns a controller; Run starts it.
@@ -181,24 +185,27 @@ func New(cfg Config) (*Controller, error) {
 				workqueue.NewTypedItemExponentialFailureRateLimiter[string](50*time.Millisecond, 30*time.Second),
 			),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "converge-clusters"}),
-		writes:    make(chan *writeOp, 4096),
-		offersCh:  make(chan []mesos.Offer, 64),
-		acks:      make(chan pendingAck, 16384),
-		loaded:    make(chan struct{}),
-		fatal:     make(chan error, 1),
-		clusters:  map[string]*v1alpha1.Cluster{},
-		ledger:    map[string]map[string]*store.TaskRecord{},
-		elections: map[string]*store.ElectionRecord{},
-		endpoints: map[string]*store.Endpoints{},
-		epLoaded:  map[string]bool{},
-		events:    map[string][]store.Event{},
-		answers:   map[string][]election.Message{},
-		promoted:  map[string]*election.Message{},
-		unplaced:  map[string]*Unplaced{},
-		needy:     map[string]bool{},
-		lastSent:  map[string]time.Time{},
-		agents:    map[string][]mesos.Attribute{},
-		killSent:  map[string]bool{},
+		writes:     make(chan *writeOp, 4096),
+		offersCh:   make(chan []mesos.Offer, 64),
+		acks:       make(chan pendingAck, 16384),
+		loaded:     make(chan struct{}),
+		fatal:      make(chan error, 1),
+		clusters:   map[string]*v1alpha1.Cluster{},
+		ledger:     map[string]map[string]*store.TaskRecord{},
+		elections:  map[string]*store.ElectionRecord{},
+		endpoints:  map[string]*store.Endpoints{},
+		epLoaded:   map[string]bool{},
+		events:     map[string][]store.Event{},
+		answers:    map[string][]election.Message{},
+		promoted:   map[string]*election.Message{},
+		unplaced:   map[string]*Unplaced{},
+		needy:      map[string]bool{},
+		lastSent:   map[string]time.Time{},
+		sentMsgs:   map[string]map[string]bool{},
+		lastStatus: map[string]time.Time{},
+		lastEP:     map[string]time.Time{},
+		agents:     map[string][]mesos.Attribute{},
+		killSent:   map[string]bool{},
 	}
 	m, err := newMetrics(cfg.Registerer, c)
 	if err != nil {
@@ -350,7 +357,7 @@ func (c *Controller) Run(ctx context.Context, b mesosbridge.Bridge) error {
 	go func() { defer writerWG.Done(); c.runWriter(writerCtx) }()
 	start(func() { c.watch(ctx, rev) })
 	start(func() { c.runOffers(ctx) })
-	for i := 0; i < 4; i++ {
+	for i := 0; i < acknowledgers; i++ {
 		start(func() { c.runAcks(ctx) })
 	}
 	for i := 0; i < c.cfg.Workers; i++ {
@@ -516,6 +523,9 @@ func (c *Controller) forgetCluster(ctx context.Context, key string) {
 	delete(c.unplaced, key)
 	delete(c.needy, key)
 	delete(c.lastSent, key)
+	delete(c.sentMsgs, key)
+	delete(c.lastStatus, key)
+	delete(c.lastEP, key)
 	c.mu.Unlock()
 	for _, r := range kill {
 		c.log.Info("killing a task of a deleted cluster", "cluster", key, "taskID", r.ID)
@@ -684,8 +694,22 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	if out.Election != nil {
 		op.elections = map[string]store.ElectionRecord{key: *out.Election}
 	}
+	requeue := out.RequeueAfter
+	deferTo := func(d time.Duration) {
+		if requeue == 0 || d < requeue {
+			requeue = d
+		}
+	}
 	if out.Endpoints != nil && !sameJSON(out.Endpoints, published) {
-		op.endpoints = map[string]store.Endpoints{key: *out.Endpoints}
+		// A master change, or the cluster becoming Ready, is published at once;
+		// other member changes at most every writeMinInterval, so members coming
+		// up together cost one write.
+		masterChanged := published == nil || published.Epoch != out.Endpoints.Epoch || !sameJSON(published.Master, out.Endpoints.Master)
+		if wait := c.sinceLast(c.lastEP, key); masterChanged || wait <= 0 || readyTrue(&out.Status) {
+			op.endpoints = map[string]store.Endpoints{key: *out.Endpoints}
+		} else {
+			deferTo(wait)
+		}
 	}
 	op.addEvents(key, out.Events...)
 	if out.Election != nil && c.failpoint(FailpointElectionBeforePersist) ||
@@ -710,20 +734,34 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	}
 	c.sendElectionMessages(ctx, key, out)
 
-	// Status, only when it changed.
+	if len(op.endpoints) > 0 {
+		c.mu.Lock()
+		c.lastEP[key] = c.now()
+		c.mu.Unlock()
+	}
+
+	// Status, only when it changed, and at most every writeMinInterval unless
+	// it becomes Ready (progress reports coalesce; the outcome is prompt).
 	if !sameJSON(&raw.Status, &out.Status) {
-		if c.failpoint(FailpointStatusBefore) {
-			return 0, errFailpoint
+		if wait := c.sinceLast(c.lastStatus, key); wait > 0 && !readyTrue(&out.Status) {
+			deferTo(wait)
+		} else {
+			c.mu.Lock()
+			c.lastStatus[key] = c.now()
+			c.mu.Unlock()
+			if c.failpoint(FailpointStatusBefore) {
+				return 0, errFailpoint
+			}
+			obj := raw.DeepCopy()
+			obj.Status = out.Status
+			upd, err := c.cfg.Store.UpdateStatus(ctx, obj)
+			c.m.statusWrites.Inc()
+			if err != nil {
+				return 0, c.storeErr(ctx, key, fmt.Errorf("write status: %w", err))
+			}
+			c.cacheCluster(upd)
+			raw = upd
 		}
-		obj := raw.DeepCopy()
-		obj.Status = out.Status
-		upd, err := c.cfg.Store.UpdateStatus(ctx, obj)
-		c.m.statusWrites.Inc()
-		if err != nil {
-			return 0, c.storeErr(ctx, key, fmt.Errorf("write status: %w", err))
-		}
-		c.cacheCluster(upd)
-		raw = upd
 	}
 
 	if out.RemoveFinalizer {
@@ -747,7 +785,27 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	}
 	c.mu.Unlock()
 	c.syncOfferInterest(ctx)
-	return out.RequeueAfter, nil
+	return requeue, nil
+}
+
+// writeMinInterval spaces a cluster's progress writes (status, member lists).
+const writeMinInterval = 200 * time.Millisecond
+
+// sinceLast returns how long to wait before the next write of key tracked by m
+// (<= 0: now).
+func (c *Controller) sinceLast(m map[string]time.Time, key string) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	last, ok := m[key]
+	if !ok {
+		return 0
+	}
+	return writeMinInterval - c.now().Sub(last)
+}
+
+func readyTrue(st *v1alpha1.ClusterStatus) bool {
+	r := v1alpha1.FindCondition(st.Conditions, v1alpha1.ConditionReady)
+	return r != nil && r.Status == "True"
 }
 
 // storeErr handles a failed object write: on a conflict the object is re-read
@@ -802,14 +860,39 @@ func (c *Controller) sendElectionMessages(ctx context.Context, key string, out O
 	}
 	now := c.now()
 	c.mu.Lock()
-	last := c.lastSent[key]
-	if out.Election == nil && now.Sub(last) < electionResendInterval*9/10 {
-		c.mu.Unlock()
-		return
+	resend := out.Election != nil || now.Sub(c.lastSent[key]) >= electionResendInterval*9/10
+	sent := c.sentMsgs[key]
+	if sent == nil {
+		sent = map[string]bool{}
+		c.sentMsgs[key] = sent
 	}
-	c.lastSent[key] = now
-	c.mu.Unlock()
+	var send []Message
 	for _, m := range msgs {
+		// A message not sent yet (a member that joined the election, a new
+		// epoch) goes at once; the rest are re-sent once per interval.
+		id := fmt.Sprintf("%s/%d/%s", m.Msg.Type, m.Msg.Epoch, m.Msg.TaskID)
+		if resend || !sent[id] {
+			send = append(send, m)
+			sent[id] = true
+		}
+	}
+	if resend {
+		c.lastSent[key] = now
+		// Forget what the current round no longer asks for.
+		for id := range sent {
+			keep := false
+			for _, m := range msgs {
+				if id == fmt.Sprintf("%s/%d/%s", m.Msg.Type, m.Msg.Epoch, m.Msg.TaskID) {
+					keep = true
+				}
+			}
+			if !keep {
+				delete(sent, id)
+			}
+		}
+	}
+	c.mu.Unlock()
+	for _, m := range send {
 		if err := c.bridge.SendMessage(ctx, m.AgentID, m.ExecutorID, m.Msg.Encode()); err != nil {
 			c.log.V(1).Info("election message not sent; it is re-sent", "cluster", key, "type", m.Msg.Type, "taskID", m.Msg.TaskID, "error", err.Error())
 		}

@@ -10,19 +10,26 @@ import (
 	"github.com/converge-io/converge/mesosbridge/localmesos"
 )
 
-// crashAt stops the running controller from inside a failpoint, as a kill -9
-// would: nothing after the failpoint runs with a live context.
-func (e *env) crashAt(set func(c *Controller, hook func())) func(*Controller) {
+// crashAt makes the next controller stop at failpoint name, as a kill -9
+// would: the step in progress goes no further.
+func (e *env) crashAt(name string) {
 	var once sync.Once
-	return func(c *Controller) {
-		set(c, func() {
-			once.Do(func() {
-				e.mu.Lock()
-				cancel := e.cancel
-				e.mu.Unlock()
-				cancel()
-			})
+	e.cfg.Failpoint = func(n string) error {
+		if n != name {
+			return nil
+		}
+		fired := false
+		once.Do(func() {
+			fired = true
+			e.mu.Lock()
+			cancel := e.cancel
+			e.mu.Unlock()
+			cancel()
 		})
+		if fired {
+			return context.Canceled
+		}
+		return nil
 	}
 }
 
@@ -47,15 +54,16 @@ func (e *env) waitStopped() {
 func TestRestartMidLaunch(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
-		set      func(c *Controller, hook func())
+		point    string
 		launched bool
 	}{
-		{"after checkpoint, before accept", func(c *Controller, h func()) { c.hookAfterCheckpoint = h }, false},
-		{"after accept", func(c *Controller, h func()) { c.hookAfterAccept = h }, true},
+		{"after checkpoint, before accept", FailpointLaunchAfterCheckpoint, false},
+		{"after accept", FailpointLaunchAfterAccept, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, localmesos.Options{Simulate: true})
-			e.start(e.crashAt(tc.set))
+			e.crashAt(tc.point)
+			e.start()
 			e.create(newCluster("db", 3))
 			e.waitStopped()
 			ledger, err := e.st.ListTasks(context.Background(), "default", "db")
@@ -65,6 +73,7 @@ func TestRestartMidLaunch(t *testing.T) {
 			if n := len(e.activeTasks()); (n > 0) != tc.launched {
 				t.Fatalf("%d tasks on Mesos at the crash", n)
 			}
+			e.cfg.Failpoint = nil
 			e.start()
 			e.waitReady("db")
 			e.checkConverged("db", 3)

@@ -68,7 +68,7 @@ func TestPositionElection(t *testing.T) {
 	if ep == nil || ep.Master == nil || ep.Master.TaskID != c.Status.Master.TaskID {
 		t.Fatalf("endpoints after re-election = %+v", ep)
 	}
-	for _, ev := range []string{"ElectionStarted", "Elected", "Promoted", "MasterLost"} {
+	for _, ev := range []string{"Elected", "MasterLost"} {
 		if !hasEventReason(e.events("db"), ev) {
 			t.Errorf("no %s event", ev)
 		}

@@ -130,7 +130,9 @@ func (e *env) start(mods ...func(*Controller)) *Controller {
 	go func() {
 		err := c.Run(ctx, b)
 		cancel()
-		<-bdone
+		if berr := <-bdone; berr != nil && err != nil {
+			err = fmt.Errorf("%w (bridge: %v)", err, berr)
+		}
 		done <- err
 	}()
 	e.mu.Lock()

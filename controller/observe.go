@@ -13,7 +13,13 @@ import (
 	"github.com/converge-io/converge/store"
 )
 
-const maxStatusMessage = 512
+const (
+	maxStatusMessage = 512
+	// updateCoalesce delays the reconcile a status update triggers, so the
+	// updates of a cluster's members arriving together are planned (and their
+	// status written) once.
+	updateCoalesce = 20 * time.Millisecond
+)
 
 // handleUpdate writes a status update to the ledger, then acknowledges it. An
 // update for a task the ledger does not know, whose id is converge's, is an
@@ -48,7 +54,7 @@ func (c *Controller) handleUpdate(ctx context.Context, st mesos.TaskStatus) {
 			return
 		}
 		c.ack(ctx, st, received)
-		c.queue.AddAfter(key, 5*time.Millisecond) // coalesce a burst into one reconcile
+		c.queue.AddAfter(key, updateCoalesce) // a burst of updates becomes one reconcile
 	}
 	c.submit(ctx, op)
 }
@@ -126,6 +132,13 @@ func applyStatus(r *store.TaskRecord, st mesos.TaskStatus, now time.Time) (bool,
 	}
 	if state == r.State && reason == r.Reason && msg == r.Message {
 		return false, nil // nothing new; the information is already durable
+	}
+	if state == stateStarting && r.State == stateStaging {
+		// STARTING is acknowledged without a write: the planner treats STAGING
+		// and STARTING alike (the member holds its ordinal and is not ready), and
+		// after a restart reconciliation reports the current state anyway. This
+		// saves one etcd write per launch.
+		return false, nil
 	}
 	prev := r.State
 	r.State, r.Reason, r.Message = state, reason, msg

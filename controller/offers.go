@@ -122,9 +122,6 @@ func (c *Controller) handleOffers(ctx context.Context, offers []mesos.Offer) {
 		c.decline(ctx, all, refuseShort)
 		return
 	}
-	if c.hookAfterCheckpoint != nil {
-		c.hookAfterCheckpoint()
-	}
 	if c.failpoint(FailpointLaunchAfterCheckpoint) {
 		return
 	}
@@ -161,9 +158,6 @@ func (c *Controller) handleOffers(ctx context.Context, offers []mesos.Offer) {
 	}
 	c.decline(ctx, unused, refuse)
 	wg.Wait()
-	if c.hookAfterAccept != nil {
-		c.hookAfterAccept()
-	}
 	if c.failpoint(FailpointLaunchAfterAccept) {
 		return
 	}

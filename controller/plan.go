@@ -605,8 +605,6 @@ func (p *planner) planElection() {
 			p.masterOK = true
 			if pm.Error != "" {
 				p.ev("Warning", ReasonPromoteFailed, "promote command of task %s (ordinal %d) failed in epoch %d: %s", cur.MasterTaskID, cur.MasterOrdinal, cur.Epoch, pm.Error)
-			} else {
-				p.ev("Normal", "Promoted", "task %s (ordinal %d) confirmed its promotion in epoch %d", cur.MasterTaskID, cur.MasterOrdinal, cur.Epoch)
 			}
 			return
 		}
@@ -679,7 +677,6 @@ func (p *planner) planElection() {
 	next.Phase = store.PhaseElecting
 	next.Deadline = p.in.Now.Add(p.electionTimeout())
 	p.out.Election = &next
-	p.ev("Normal", "ElectionStarted", "election epoch %d started among %d running members", next.Epoch, len(cands))
 	for _, m := range cands {
 		p.out.Queries = append(p.out.Queries, Message{AgentID: m.rec.AgentID, ExecutorID: executorID(m.rec), Msg: election.Message{Type: election.TypePositionQuery, Epoch: next.Epoch, TaskID: m.rec.ID}})
 	}
