@@ -1,6 +1,9 @@
 package main
 
 import (
+	"errors"
+	"os"
+
 	"github.com/spf13/cobra"
 
 	"github.com/converge-io/converge/executor"
@@ -19,6 +22,9 @@ converge's local Mesos), not by hand. The controller supplies it itself where
 election.strategy is position and the spec names no executor.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if os.Getenv("MESOS_EXECUTOR_ID") == "" && os.Getenv("MESOS_AGENT_ENDPOINT") == "" {
+				return errors.New("converge executor is started by a Mesos agent, which sets MESOS_EXECUTOR_ID, MESOS_AGENT_ENDPOINT and the other MESOS_* variables; it is not run by hand")
+			}
 			return executor.Run(cmd.Context())
 		},
 	}
