@@ -14,6 +14,35 @@
 // acknowledged, an election epoch before position queries are sent, the winner
 // before endpoints are published and promote is sent.
 //
+// # Decisions worth knowing
+//
+//   - Level-triggered: an event only names the cluster to look at (task ids parse
+//     back to their cluster); each reconcile reads the caches and moves one safe
+//     step. Work per event is one cluster's; offers are matched only against the
+//     "needy" clusters (those with members to launch), planned afresh from the
+//     ledger at each offer round. No offers needed: Suppress; new demand: Revive.
+//   - One writer goroutine owns the ledger, election, endpoints and event keys:
+//     it applies each change to the latest cached record (a kill decided on a
+//     snapshot never overwrites a status update that arrived meanwhile) and
+//     commits whatever is queued as one transaction (group commit).
+//   - Until EventReconciled after a (re)subscribe no missing member is launched,
+//     no member is written off as unreachable, no election starts. Then one
+//     implicit reconciliation lists every task Mesos runs for the framework:
+//     converge task ids the ledger does not know (orphans) are killed.
+//   - A status update is written, then acknowledged. Duplicates (same uuid),
+//     out-of-order (older timestamp) and post-terminal updates change nothing and
+//     are acknowledged. STARTING after STAGING is acknowledged without a write:
+//     the planner treats the two alike and reconciliation restores it.
+//   - Election record and endpoints are written in one transaction, so the
+//     published master is never one that is not persisted; promote is sent after
+//     it and re-sent (each second) until the executor answers "promoted".
+//   - Status is written only when it changes; progress (not Ready) and member-list
+//     changes are spaced by 200ms per cluster so members coming up together cost
+//     one write; becoming Ready and master changes are written at once.
+//   - A member gone (FAILED, LOST, GONE, DROPPED, ERROR, KILLED, FINISHED; or
+//     UNREACHABLE/UNKNOWN past Config.UnreachableTimeout) frees its ordinal; the
+//     replacement takes the lowest free ordinal, after the old task is terminal.
+//
 // # Task ids
 //
 // A task id is "<namespace>.<cluster>.<ordinal>.<suffix>" where suffix is 8 random

@@ -40,6 +40,8 @@ func (c *Controller) handleUpdate(ctx context.Context, st mesos.TaskStatus) {
 			c.log.Info("killing a task the ledger does not know", "taskID", id, "state", st.GetState().String())
 			c.killTask(ctx, id, st.GetAgentID().GetValue())
 		}
+		c.terminalSeen(st)
+		DebugDurable(time.Since(received))
 		c.ack(ctx, st, received)
 		return
 	}
@@ -53,10 +55,20 @@ func (c *Controller) handleUpdate(ctx context.Context, st mesos.TaskStatus) {
 			c.log.Error(err, "status update not written; not acknowledged", "taskID", id)
 			return
 		}
+		c.terminalSeen(st)
 		c.ack(ctx, st, received)
 		c.queue.AddAfter(key, updateCoalesce) // a burst of updates becomes one reconcile
 	}
 	c.submit(ctx, op)
+}
+
+// terminalSeen forgets a finished task's kill: the bridge stops retrying it.
+func (c *Controller) terminalSeen(st mesos.TaskStatus) {
+	if IsTerminalState(st.GetState().String()) {
+		c.mu.Lock()
+		delete(c.killSent, st.TaskID.Value)
+		c.mu.Unlock()
+	}
 }
 
 // pendingAck is an update whose acknowledgement is due, with the time it
@@ -218,3 +230,5 @@ func (c *Controller) handleMessage(m *mesosbridge.Message) {
 	c.mu.Unlock()
 	c.queue.Add(key)
 }
+
+var DebugDurable = func(time.Duration) {}

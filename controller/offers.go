@@ -61,25 +61,28 @@ func (c *Controller) handleOffers(ctx context.Context, offers []mesos.Offer) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	var needs []Need
-	inputs := map[string]*Input{}
+	var snapshot []*Input
 	if ready {
 		for _, k := range keys {
-			in := c.inputLocked(k)
-			if in == nil || len(in.SpecErrors) > 0 || in.Cluster.DeletionTimestamp != nil {
-				continue
+			if in := c.inputLocked(k); in != nil && len(in.SpecErrors) == 0 && in.Cluster.DeletionTimestamp == nil {
+				snapshot = append(snapshot, in)
 			}
-			// Needs are planned afresh from the current ledger, never from an
-			// older plan: a member launched a moment ago is not needed again.
-			out := Plan(*in)
-			if len(out.Needs) == 0 {
-				continue
-			}
-			needs = append(needs, out.Needs...)
-			inputs[k] = in
 		}
 	}
 	c.mu.Unlock()
+	// Needs are planned afresh from the current ledger, never from an older
+	// plan: a member launched a moment ago is not needed again. (Only this
+	// goroutine launches, so the snapshot cannot miss a launch.)
+	var needs []Need
+	inputs := map[string]*Input{}
+	for _, in := range snapshot {
+		out := Plan(*in)
+		if len(out.Needs) == 0 {
+			continue
+		}
+		needs = append(needs, out.Needs...)
+		inputs[out.Needs[0].Key] = in
+	}
 
 	all := make([]mesos.OfferID, len(offers))
 	for i := range offers {
