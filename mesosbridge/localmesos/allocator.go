@@ -101,7 +101,7 @@ func (m *Mesos) offerProto(o *offer) mesos.Offer {
 		allocRole = o.role
 	}
 	a := o.agent
-	port := int32(5051)
+	port := int32(a.port())
 	path := "/slave(1)"
 	off := mesos.Offer{
 		ID:          mesos.OfferID{Value: o.id},

@@ -95,7 +95,7 @@ func (m *Mesos) startExecutor(e *executor) {
 	env := map[string]string{
 		"MESOS_FRAMEWORK_ID":                   e.fw.id,
 		"MESOS_EXECUTOR_ID":                    e.id,
-		"MESOS_AGENT_ENDPOINT":                 m.agentEndpoint(),
+		"MESOS_AGENT_ENDPOINT":                 m.agentEndpoint(e.agent),
 		"MESOS_DIRECTORY":                      dir,
 		"MESOS_SANDBOX":                        dir,
 		"MESOS_AGENT_ID":                       e.agent.id,
@@ -250,8 +250,11 @@ func (m *Mesos) executorShutdown(e *executor) {
 	})
 }
 
-// serveExecutor is the agents' POST /api/v1/executor.
-func (m *Mesos) serveExecutor(w http.ResponseWriter, r *http.Request) {
+// serveExecutor is an agent's POST /api/v1/executor. Each agent (when tasks run for
+// real) listens on its own hostname and port, like a Mesos agent, so that executor
+// ids need only be unique per agent; on a master's address (a == nil) executors are
+// found by framework and executor id alone.
+func (m *Mesos) serveExecutor(a *agent, w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
 		http.Error(w, "Expecting a 'POST' request, received '"+r.Method+"'", http.StatusMethodNotAllowed)
@@ -275,7 +278,11 @@ func (m *Mesos) serveExecutor(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m.mu.Lock()
-	e := m.executors[call.FrameworkID.Value+"/"+call.ExecutorID.Value]
+	key := call.FrameworkID.Value + "/" + call.ExecutorID.Value
+	e := m.executors[key]
+	if a != nil {
+		e = a.executors[key]
+	}
 	if e == nil || e.exited || e.kind != execCustom {
 		m.mu.Unlock()
 		http.Error(w, "Executor "+call.ExecutorID.Value+" of framework "+call.FrameworkID.Value+" cannot be found", http.StatusBadRequest)
@@ -372,7 +379,7 @@ func (m *Mesos) serveExecutorSubscribe(w http.ResponseWriter, r *http.Request, e
 	e.everSubscribed = true
 	info := e.info
 	info.FrameworkID = &mesos.FrameworkID{Value: e.fw.id}
-	port := int32(5051)
+	port := int32(e.agent.port())
 	agentID := mesos.AgentID{Value: e.agent.id}
 	s.send(&execpb.Event{Type: execpb.Event_SUBSCRIBED, Subscribed: &execpb.Event_Subscribed{
 		ExecutorInfo:  info,

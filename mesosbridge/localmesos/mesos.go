@@ -81,6 +81,9 @@ type agent struct {
 	reachable bool
 	tasks     map[*task]struct{}
 	executors map[string]*executor // fwID/execID
+	ln        net.Listener         // the agent's executor API (real tasks only)
+	srv       *http.Server
+	endpoint  string
 }
 
 func (a *agent) available() res {
@@ -315,6 +318,13 @@ func (m *Mesos) Start(ctx context.Context) error {
 		ms.srv = &http.Server{Handler: m.handlerFor(ms), ReadHeaderTimeout: 10 * time.Second}
 	}
 	m.ctx, m.cancel = context.WithCancel(ctx)
+	if !m.opts.Simulate {
+		if err := m.startAgentListeners(host); err != nil {
+			m.closeListeners()
+			m.cancel()
+			return err
+		}
+	}
 	for _, ms := range m.masters {
 		ms := ms
 		m.wg.Add(1)
@@ -342,6 +352,11 @@ func (m *Mesos) closeListeners() {
 			ms.ln.Close()
 		}
 	}
+	for _, a := range m.agents {
+		if a.ln != nil {
+			a.ln.Close()
+		}
+	}
 }
 
 // URL is the leading master's "http://host:port".
@@ -362,9 +377,51 @@ func (m *Mesos) URLs() []string {
 	return out
 }
 
-// AgentEndpoint is the host:port executors reach the agents' executor API at.
-func (m *Mesos) agentEndpoint() string {
+// agentEndpoint is the host:port where a's executors reach its executor API.
+func (m *Mesos) agentEndpoint(a *agent) string {
+	if a.endpoint != "" {
+		return a.endpoint
+	}
 	return m.masters[m.leader].hostport()
+}
+
+// agentPort is the port an agent advertises (offers' url, state's pid).
+func (a *agent) port() int {
+	if a.ln != nil {
+		return a.ln.Addr().(*net.TCPAddr).Port
+	}
+	return 5051
+}
+
+// startAgentListeners gives every agent its own executor API endpoint on its
+// hostname (falling back to the master's host when that address cannot be bound).
+func (m *Mesos) startAgentListeners(host string) error {
+	for _, a := range m.agents {
+		ln, err := net.Listen("tcp", net.JoinHostPort(a.hostname, "0"))
+		if err != nil {
+			ln, err = net.Listen("tcp", net.JoinHostPort(host, "0"))
+			if err != nil {
+				return fmt.Errorf("agent %s listen: %w", a.id, err)
+			}
+		}
+		a.ln = ln
+		a.endpoint = ln.Addr().String()
+		a := a
+		mux := http.NewServeMux()
+		mux.HandleFunc("/api/v1/executor", func(w http.ResponseWriter, r *http.Request) { m.serveExecutor(a, w, r) })
+		a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	}
+	for _, a := range m.agents {
+		a := a
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			if err := a.srv.Serve(a.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				m.log.Error(err, "agent server stopped", "agent", a.id)
+			}
+		}()
+	}
+	return nil
 }
 
 // Close stops the servers, kills every process and ends every stream.
@@ -413,6 +470,12 @@ func (m *Mesos) Close() error {
 			_ = ms.srv.Close()
 		}
 	}
+	for _, a := range m.agents {
+		if a.srv != nil {
+			_ = a.srv.Shutdown(ctx)
+			_ = a.srv.Close()
+		}
+	}
 	for _, p := range procs {
 		p.wait(2 * time.Second)
 	}
@@ -429,7 +492,7 @@ func (m *Mesos) Handler() http.Handler { return m.handlerFor(nil) }
 func (m *Mesos) handlerFor(ms *master) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/api/v1/scheduler", func(w http.ResponseWriter, r *http.Request) { m.serveScheduler(ms, w, r) })
-	mux.HandleFunc("/api/v1/executor", m.serveExecutor)
+	mux.HandleFunc("/api/v1/executor", func(w http.ResponseWriter, r *http.Request) { m.serveExecutor(nil, w, r) })
 	mux.HandleFunc("/master/state", func(w http.ResponseWriter, r *http.Request) { m.serveState(ms, w, r) })
 	mux.HandleFunc("/state", func(w http.ResponseWriter, r *http.Request) { m.serveState(ms, w, r) })
 	mux.HandleFunc("/fault/", m.serveFault)

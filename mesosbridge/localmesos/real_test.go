@@ -349,3 +349,35 @@ func TestKillBeforeExecutorSubscribes(t *testing.T) {
 		t.Fatalf("unexpected update %v", ev.Update.Status)
 	}
 }
+
+// Executor ids are unique per agent only (mesos-go's example scheduler uses
+// "default" everywhere): each agent serves its own executor API endpoint.
+func TestSameExecutorIDOnTwoAgents(t *testing.T) {
+	bin := buildExecutor(t)
+	m := startMesos(t, realOptions(t))
+	s := subscribe(t, m.URL(), jsonCodec, frameworkInfo("fw"))
+	offers := s.offers(2, 2*time.Second)
+	for i, o := range offers[:2] {
+		ti := customTask(bin, fmt.Sprintf("d%d", i), o)
+		ti.Executor.ExecutorID.Value = "default"
+		s.mustCall(launch(o, ti))
+	}
+	for i := range 2 {
+		st := s.reach(fmt.Sprintf("d%d", i), 10*time.Second, mesos.TASK_RUNNING)
+		if st.ExecutorID.GetValue() != "default" {
+			t.Fatalf("%v", st)
+		}
+		s.ack(st)
+	}
+	// Messages reach the executor on the named agent.
+	s.mustCall(calls.Message(offers[1].AgentID.Value, "default", []byte("two")))
+	ev := s.next(scheduler.Event_MESSAGE, 5*time.Second)
+	if ev.Message.AgentID != offers[1].AgentID || string(ev.Message.Data) != "echo:two" {
+		t.Fatalf("message %v", ev.Message)
+	}
+	for _, a := range m.State().Slaves[:2] {
+		if a.Port == 5051 || !strings.HasSuffix(a.PID, strconv.Itoa(a.Port)) {
+			t.Fatalf("agent endpoint %+v", a)
+		}
+	}
+}

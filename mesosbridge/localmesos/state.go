@@ -2,6 +2,7 @@ package localmesos
 
 import (
 	"encoding/json"
+	"net"
 	"net/http"
 	"sort"
 	"strconv"
@@ -169,9 +170,9 @@ func (m *Mesos) stateLocked(self *master) State {
 		}
 		st.Slaves = append(st.Slaves, AgentState{
 			ID:                  a.id,
-			PID:                 "slave(1)@" + a.hostname + ":5051",
+			PID:                 "slave(1)@" + net.JoinHostPort(a.hostname, strconv.Itoa(a.port())),
 			Hostname:            a.hostname,
-			Port:                5051,
+			Port:                a.port(),
 			Resources:           resJSON(a.total),
 			UsedResources:       resJSON(a.used),
 			OfferedResources:    resJSON(a.offered),

@@ -670,8 +670,8 @@ func (m *Mesos) reconcile(fw *framework, tasks []scheduler.Call_Reconcile_Task) 
 
 // frameworkMessage delivers a scheduler MESSAGE to an executor (best effort).
 func (m *Mesos) frameworkMessage(fw *framework, msg *scheduler.Call_Message) {
-	e := m.executors[fw.id+"/"+msg.ExecutorID.Value]
-	if e == nil || e.agent.id != msg.AgentID.Value || !e.agent.reachable || e.exited {
+	e := m.agentExecutor(msg.AgentID.Value, fw.id, msg.ExecutorID.Value)
+	if e == nil || !e.agent.reachable || e.exited {
 		return
 	}
 	switch e.kind {
@@ -680,6 +680,16 @@ func (m *Mesos) frameworkMessage(fw *framework, msg *scheduler.Call_Message) {
 	case execCustom:
 		m.executorMessage(e, msg.Data)
 	}
+}
+
+// agentExecutor finds an executor by agent, framework and executor id (executor ids
+// are unique per agent only).
+func (m *Mesos) agentExecutor(agentID, fwID, execID string) *executor {
+	a := m.agentsByID[agentID]
+	if a == nil {
+		return nil
+	}
+	return a.executors[fwID+"/"+execID]
 }
 
 // executorToScheduler sends an executor's framework message to its scheduler.
@@ -697,8 +707,8 @@ func (m *Mesos) executorToScheduler(e *executor, data []byte) {
 
 // shutdownExecutor runs a SHUTDOWN call.
 func (m *Mesos) shutdownExecutor(fw *framework, agentID, execID string) {
-	e := m.executors[fw.id+"/"+execID]
-	if e == nil || e.agent.id != agentID || e.exited || !e.agent.reachable {
+	e := m.agentExecutor(agentID, fw.id, execID)
+	if e == nil || e.exited || !e.agent.reachable {
 		return
 	}
 	switch e.kind {
