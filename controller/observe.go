@@ -41,7 +41,6 @@ func (c *Controller) handleUpdate(ctx context.Context, st mesos.TaskStatus) {
 			c.killTask(ctx, id, st.GetAgentID().GetValue())
 		}
 		c.terminalSeen(st)
-		DebugDurable(time.Since(received))
 		c.ack(ctx, st, received)
 		return
 	}
@@ -230,5 +229,3 @@ func (c *Controller) handleMessage(m *mesosbridge.Message) {
 	c.mu.Unlock()
 	c.queue.Add(key)
 }
-
-var DebugDurable = func(time.Duration) {}
