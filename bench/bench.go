@@ -62,8 +62,15 @@ type Options struct {
 	Dir string
 	// CPUProfile, when set, receives a CPU profile of first apply to Ready.
 	CPUProfile string
+	// BlockProfile, when set, receives a profile of where goroutines waited
+	// (channels, locks, selects) from first apply to Ready: the profile of a
+	// run that is latency-bound rather than CPU-bound.
+	BlockProfile string
 	// Progress, when set, gets one line per phase (for a human watching).
 	Progress func(format string, args ...any)
+	// Timeline, when > 0, adds a Progress line at this interval during
+	// convergence: clusters ready, ledger tasks by state, acks, queue, writes.
+	Timeline time.Duration
 	Log      logr.Logger
 }
 
@@ -306,6 +313,10 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 		defer stopProf()
 		tracker.onAllReady = stopProf
 	}
+	if o.BlockProfile != "" {
+		runtime.SetBlockProfileRate(int(100 * time.Microsecond))
+		defer runtime.SetBlockProfileRate(0)
+	}
 	cpu0 := cpuTime()
 	stats0 := ctrlStore.Stats()
 	reconciles0 := counter(reg, "converge_controller_reconciles_total")
@@ -320,6 +331,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	res.ApplyWritesExcluded = int64(o.Clusters)
 	o.Progress("applied %d clusters of %d replicas in %.2fs", o.Clusters, o.Replicas, res.ApplySeconds)
 
+	stopTimeline := timeline(o, tracker, reg, ctrlStore, acks, start)
 	select {
 	case <-tracker.allReady:
 	case <-time.After(o.Timeout):
@@ -329,6 +341,13 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 		return res, fmt.Errorf("controller stopped before convergence: %v", cerr)
 	case <-ctx.Done():
 		return res, ctx.Err()
+	}
+	stopTimeline()
+	if o.BlockProfile != "" {
+		if err := writeProfile("block", o.BlockProfile); err != nil {
+			return res, err
+		}
+		runtime.SetBlockProfileRate(0)
 	}
 	readyAt := tracker.readyAt()
 	stats1 := ctrlStore.Stats()
@@ -407,6 +426,18 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 		"etcd_ceiling_writes_per_second: etcd_ceiling_clients goroutines doing sequential single-key puts against the same etcd after the run",
 	}
 	return res, nil
+}
+
+func writeProfile(name, path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("%s profile: %w", name, err)
+	}
+	if err := pprof.Lookup(name).WriteTo(f, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("%s profile: %w", name, err)
+	}
+	return f.Close()
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -248,3 +248,63 @@ func ceiling(ctx context.Context, st *store.Store, clients int, d time.Duration)
 	_, _ = cli.Delete(context.Background(), prefix, clientv3.WithPrefix())
 	return float64(total) / elapsed.Seconds(), nil
 }
+
+// timeline reports convergence progress every o.Timeline until stopped.
+func timeline(o Options, t *tracker, reg *prometheus.Registry, st *store.Store, acks *ackRecorder, start time.Time) (stop func()) {
+	if o.Timeline <= 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tk := time.NewTicker(o.Timeline)
+		defer tk.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tk.C:
+			}
+			states := map[string]float64{}
+			var queue, rsum, rcount float64
+			if fams, err := reg.Gather(); err == nil {
+				for _, f := range fams {
+					switch f.GetName() {
+					case "converge_controller_tasks":
+						for _, m := range f.GetMetric() {
+							for _, l := range m.GetLabel() {
+								states[strings.TrimPrefix(l.GetValue(), "TASK_")] = m.GetGauge().GetValue()
+							}
+						}
+					case "converge_controller_reconcile_duration_seconds":
+						h := f.GetMetric()[0].GetHistogram()
+						rsum, rcount = h.GetSampleSum(), float64(h.GetSampleCount())
+					case "converge_controller_queue_depth":
+						queue = f.GetMetric()[0].GetGauge().GetValue()
+					}
+				}
+			}
+			keys := make([]string, 0, len(states))
+			for k := range states {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			var b strings.Builder
+			for _, k := range keys {
+				fmt.Fprintf(&b, " %s=%.0f", k, states[k])
+			}
+			acks.mu.Lock()
+			na := len(acks.d)
+			acks.mu.Unlock()
+			mean := 0.0
+			if rcount > 0 {
+				mean = 1000 * rsum / rcount
+			}
+			o.Progress("t=%5.1fs ready=%d tasks:%s acks=%d queue=%.0f txns=%d reconciles=%.0f (mean %.1fms)",
+				time.Since(start).Seconds(), t.readyCount(), b.String(), na, queue, st.Stats().Txns, rcount, mean)
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
