@@ -447,8 +447,8 @@ func (p *planner) planMembers() {
 		return
 	}
 	p.rollPending = true
-	if p.electionWanted() && masterID == "" {
-		return // no rolling while there is no master
+	if e := p.in.Election; p.electionWanted() && e != nil && (e.Phase == store.PhaseElecting || (e.Phase == store.PhaseElected && masterID != "")) {
+		return // no rolling while an election or a promotion is under way
 	}
 	maxUnavail := 1
 	if mu := p.c.Spec.Update.MaxUnavailable; mu != nil && *mu > 0 {
@@ -561,11 +561,13 @@ func (p *planner) electionTimeout() time.Duration {
 	return v1alpha1.DefaultElectionTimeout
 }
 
-// candidates are the live RUNNING members, by ordinal.
+// candidates are the live RUNNING members, by ordinal; for the position
+// strategy only those under an executor (which can answer position queries):
+// members of an older template without one are replaced by the rolling update.
 func (p *planner) candidates() []*member {
 	var out []*member
 	for _, m := range p.live {
-		if isReady(m.rec) {
+		if isReady(m.rec) && (p.strategy() != v1alpha1.ElectionPosition || m.rec.ExecutorID != "") {
 			out = append(out, m)
 		}
 	}

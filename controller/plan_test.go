@@ -45,6 +45,9 @@ func rec(c *v1alpha1.Cluster, ord int32, state string, mods ...func(*store.TaskR
 		Hostname: "127.0.0." + string(rune('1'+ord)), Ports: []int32{31000 + ord}, State: state,
 		LaunchedAt: t0.Add(-time.Hour), UpdatedAt: t0.Add(-time.Minute),
 	}
+	if c.Spec.Election.Strategy == v1alpha1.ElectionPosition {
+		r.ExecutorID = r.ID
+	}
 	for _, m := range mods {
 		m(&r)
 	}
@@ -520,5 +523,19 @@ func TestPlanNeedCarriesSpec(t *testing.T) {
 	n := out.Needs[0]
 	if n.Key != "default/db" || n.Role != "db" || n.CPUs != 0.1 || n.MemMB != 64 || n.Ports != 1 || n.Spread != "hostname" || len(n.Peers) != 1 || n.Peers[0].Hostname != "127.0.0.1" || n.MemText != "64Mi" {
 		t.Fatalf("need = %+v", n)
+	}
+}
+
+// A cluster switched to the position strategy rolls its command-executor
+// members (which cannot answer position queries) although it has no master.
+func TestPlanRollsIntoPositionStrategy(t *testing.T) {
+	old := testCluster(3)
+	c := testCluster(3, strategy(v1alpha1.ElectionPosition), func(c *v1alpha1.Cluster) { c.Spec.Election.PositionCommand = "echo 1" })
+	out := Plan(in(c, running(old, 0, 1, 2)))
+	if got := killed(out, true); !reflect.DeepEqual(got, []int32{2}) {
+		t.Fatalf("kills = %v, want [2]", got)
+	}
+	if out.Election != nil || len(out.Queries) != 0 {
+		t.Fatalf("an election among members that cannot answer: %+v", out.Election)
 	}
 }
