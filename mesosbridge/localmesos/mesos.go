@@ -495,6 +495,8 @@ func (m *Mesos) handlerFor(ms *master) http.Handler {
 	mux.HandleFunc("/api/v1/executor", func(w http.ResponseWriter, r *http.Request) { m.serveExecutor(nil, w, r) })
 	mux.HandleFunc("/master/state", func(w http.ResponseWriter, r *http.Request) { m.serveState(ms, w, r) })
 	mux.HandleFunc("/state", func(w http.ResponseWriter, r *http.Request) { m.serveState(ms, w, r) })
+	mux.HandleFunc("/master/redirect", m.serveRedirect)
+	mux.HandleFunc("/redirect", m.serveRedirect)
 	mux.HandleFunc("/fault/", m.serveFault)
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
 	return mux

@@ -201,6 +201,18 @@ func TestRedirectFromNonLeader(t *testing.T) {
 	if resp.StatusCode != 307 || resp.Header.Get("Location") != "//"+strings.TrimPrefix(urls[0], "http://")+"/api/v1/scheduler" {
 		t.Fatalf("non-leader: %d %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
+	// State and /master/redirect point at the leader too.
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, path := range []string{"/master/state", "/master/redirect"} {
+		r, err := noFollow.Get(urls[1] + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		if r.StatusCode != 307 || !strings.HasPrefix(r.Header.Get("Location"), "//"+strings.TrimPrefix(urls[0], "http://")+"/master") {
+			t.Fatalf("%s on a non-leader: %d %q", path, r.StatusCode, r.Header.Get("Location"))
+		}
+	}
 	// mesos-go follows the redirect for SUBSCRIBE.
 	s := subscribe(t, urls[1], pbCodec, frameworkInfo("fw"))
 	if !strings.HasPrefix(s.fwID, m.masters[0].id) {

@@ -7,7 +7,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 )
@@ -285,6 +284,14 @@ func (m *Mesos) serveState(ms *master, w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m.mu.Lock()
+	leader := m.masters[m.leader]
+	if ms != nil && ms != leader {
+		// A non-leading master redirects to the leader, as Mesos's endpoints do.
+		m.mu.Unlock()
+		w.Header().Set("Location", "//"+leader.hostport()+r.URL.Path)
+		w.WriteHeader(http.StatusTemporaryRedirect)
+		return
+	}
 	st := m.stateLocked(ms)
 	m.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
@@ -293,4 +300,11 @@ func (m *Mesos) serveState(ms *master, w http.ResponseWriter, r *http.Request) {
 	_ = enc.Encode(st)
 }
 
-var _ = time.Second
+// serveRedirect is GET /master/redirect: 307 to the leading master ("//host:port/master").
+func (m *Mesos) serveRedirect(w http.ResponseWriter, r *http.Request) {
+	m.mu.Lock()
+	leader := m.masters[m.leader].hostport()
+	m.mu.Unlock()
+	w.Header().Set("Location", "//"+leader+strings.TrimSuffix(r.URL.Path, "/redirect"))
+	w.WriteHeader(http.StatusTemporaryRedirect)
+}
