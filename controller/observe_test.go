@@ -1,0 +1,113 @@
+package controller
+
+import (
+	"testing"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/converge-io/converge/apis/v1alpha1"
+	"github.com/converge-io/converge/store"
+)
+
+func status(state mesos.TaskState, uuid string, ts float64) mesos.TaskStatus {
+	st := mesos.TaskStatus{TaskID: mesos.TaskID{Value: "default.db.0.aa"}, State: state.Enum(), Timestamp: &ts, AgentID: &mesos.AgentID{Value: "S1"}}
+	if uuid != "" {
+		st.UUID = []byte(uuid)
+	}
+	return st
+}
+
+func TestApplyStatus(t *testing.T) {
+	now := t0
+	base := store.TaskRecord{ID: "default.db.0.aa", State: stateStaging, AgentID: "S1"}
+	running := base
+	if ok, _ := applyStatus(&running, status(mesos.TASK_RUNNING, "u-running-000001", 10), now); !ok || running.State != stateRunning || running.StatusTime != 10 {
+		t.Fatalf("RUNNING not applied: %+v", running)
+	}
+	cases := []struct {
+		name    string
+		rec     store.TaskRecord
+		st      mesos.TaskStatus
+		changed bool
+		state   string
+		event   string
+	}{
+		{"STARTING after STAGING is not written", base, status(mesos.TASK_STARTING, "u-starting-00001", 5), false, stateStaging, ""},
+		{"duplicate (same uuid) changes nothing", running, status(mesos.TASK_FAILED, "u-running-000001", 11), false, stateRunning, ""},
+		{"out of order (older) changes nothing", running, status(mesos.TASK_STARTING, "u-older-0000001", 9), false, stateRunning, ""},
+		{"same state again changes nothing", running, status(mesos.TASK_RUNNING, "u-again-0000001", 12), false, stateRunning, ""},
+		{"failure is recorded with an event", running, status(mesos.TASK_FAILED, "u-failed-000001", 12), true, "TASK_FAILED", "TaskFailed"},
+		{"unreachable records since when", running, status(mesos.TASK_UNREACHABLE, "", 12), true, stateUnreachable, "TaskUnreachable"},
+		{"reconciliation answer without uuid applies", running, status(mesos.TASK_LOST, "", 12), true, "TASK_LOST", "TaskFailed"},
+		{"nothing after terminal", func() store.TaskRecord { r := running; r.State = "TASK_KILLED"; return r }(), status(mesos.TASK_RUNNING, "u-late-00000001", 20), false, "TASK_KILLED", ""},
+		{"an expected kill is no failure", func() store.TaskRecord { r := running; r.KillRequested = true; return r }(), status(mesos.TASK_KILLED, "u-killed-000001", 12), true, "TASK_KILLED", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := tc.rec
+			changed, evs := applyStatus(&r, tc.st, now)
+			if changed != tc.changed || r.State != tc.state {
+				t.Fatalf("changed=%v state=%s, want %v %s", changed, r.State, tc.changed, tc.state)
+			}
+			if (tc.event == "") != (len(evs) == 0) || (tc.event != "" && evs[0].Reason != tc.event) {
+				t.Fatalf("events = %+v, want %q", evs, tc.event)
+			}
+			if tc.state == stateUnreachable && r.UnreachableAt == nil {
+				t.Fatalf("no UnreachableAt")
+			}
+		})
+	}
+}
+
+func TestBuildTask(t *testing.T) {
+	c, err := New(Config{Store: &store.Store{}, ExecutorURI: "http://artifacts/converge", Now: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := newCluster("db", 3)
+	cl.Namespace = "prod"
+	n := Need{Key: "prod/db", Namespace: "prod", Cluster: "db", Ordinal: 2}
+	a := Assignment{AgentID: "S1", Hostname: "127.0.0.2", Ports: []uint64{31005, 31006}}
+	ti, rec := c.buildTask(cl, n, a, "prod.db.2.abcd1234")
+	if ti.Name != "prod/db-2" || ti.Command == nil || ti.Executor != nil || !ti.Command.GetShell() || ti.Command.GetValue() != "sleep 1000" {
+		t.Fatalf("task = %+v", ti)
+	}
+	env := map[string]string{}
+	for _, v := range ti.Command.Environment.Variables {
+		env[v.Name] = v.GetValue()
+	}
+	want := map[string]string{EnvNamespace: "prod", EnvCluster: "db", EnvOrdinal: "2", EnvTaskID: "prod.db.2.abcd1234", "PORT0": "31005", "PORT1": "31006", "PORTS": "31005,31006", "DB_PASSWORD": "s3cr3t-value"}
+	for k, v := range want {
+		if env[k] != v {
+			t.Errorf("env %s = %q, want %q", k, env[k], v)
+		}
+	}
+	if rec.State != stateStaging || rec.Ordinal != 2 || rec.TemplateHash != v1alpha1.TemplateHash(&cl.Spec) || rec.ExecutorID != "" || len(rec.Ports) != 2 || rec.Hostname != "127.0.0.2" {
+		t.Fatalf("record = %+v", rec)
+	}
+
+	// Position strategy without an executor: converge executor, env contract on
+	// ExecutorInfo.command, no CommandInfo on the task.
+	positional(cl)
+	q := resource.MustParse("1")
+	cl.Spec.Task.Resources.CPUs = &q
+	ti, rec = c.buildTask(cl, n, a, "prod.db.2.abcd1234")
+	if ti.Command != nil || ti.Executor == nil || ti.Executor.ExecutorID.Value != "prod.db.2.abcd1234" || rec.ExecutorID != "prod.db.2.abcd1234" {
+		t.Fatalf("task = %+v", ti)
+	}
+	cmd := ti.Executor.Command
+	if cmd.GetValue() != DefaultExecutorCommand || len(cmd.URIs) != 1 || cmd.URIs[0].Value != "http://artifacts/converge" || !cmd.URIs[0].GetExecutable() {
+		t.Fatalf("executor command = %+v", cmd)
+	}
+	env = map[string]string{}
+	for _, v := range cmd.Environment.Variables {
+		env[v.Name] = v.GetValue()
+	}
+	for k, v := range map[string]string{EnvTaskCommand: "sleep 1000", EnvPositionCommand: "cat position", EnvPromoteCommand: "touch promoted", EnvElectionStrategy: "position", EnvOrdinal: "2", "PORT0": "31005"} {
+		if env[k] != v {
+			t.Errorf("executor env %s = %q, want %q", k, env[k], v)
+		}
+	}
+}
