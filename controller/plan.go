@@ -635,7 +635,19 @@ func (p *planner) planElection() {
 			}
 		}
 		timedOut := !p.in.Now.Before(cur.Deadline)
-		if (len(cands) > 0 && len(answered) == len(cands)) || (timedOut && len(answered) > 0) {
+		// A cluster's first election also waits (within its timeout) for the
+		// members still starting: the best position may be among them. Later
+		// elections go with the members that run: the master is gone now.
+		starting := 0
+		if cur.Epoch == 1 {
+			for _, m := range p.live {
+				if !isReady(m.rec) {
+					starting++
+				}
+			}
+		}
+		allIn := len(cands) > 0 && len(answered) == len(cands) && starting == 0
+		if allIn || (timedOut && len(answered) > 0) {
 			p.decide(cur, answered)
 			return
 		}

@@ -539,3 +539,21 @@ func TestPlanRollsIntoPositionStrategy(t *testing.T) {
 		t.Fatalf("an election among members that cannot answer: %+v", out.Election)
 	}
 }
+
+func TestPlanFirstElectionWaitsForStartingMembers(t *testing.T) {
+	c := testCluster(3, strategy(v1alpha1.ElectionPosition))
+	tasks := append(running(c, 0, 1), rec(c, 2, stateStarting))
+	for _, epoch := range []int64{1, 2} {
+		e := &store.ElectionRecord{Epoch: epoch, Phase: store.PhaseElecting, StartedAt: t0, Deadline: t0.Add(time.Minute)}
+		answers := []election.Message{answer(c, 0, epoch, "5"), answer(c, 1, epoch, "6")}
+		out := Plan(in(c, tasks, func(i *Input) { i.Election = e; i.Answers = answers; i.Now = t0.Add(time.Second) }))
+		decided := out.Election != nil && out.Election.Phase == store.PhaseElected
+		if decided != (epoch > 1) {
+			t.Fatalf("epoch %d: decided=%v with a member still starting", epoch, decided)
+		}
+		late := Plan(in(c, tasks, func(i *Input) { i.Election = e; i.Answers = answers; i.Now = t0.Add(2 * time.Minute) }))
+		if late.Election == nil || late.Election.Phase != store.PhaseElected || late.Election.MasterOrdinal != 1 {
+			t.Fatalf("epoch %d at the deadline: %+v", epoch, late.Election)
+		}
+	}
+}
