@@ -9,7 +9,7 @@ FUZZTIME ?= 30s
 # The race detector needs cgo and a C compiler; without them tests run without it.
 RACE     ?= $(shell [ "$$($(GO) env CGO_ENABLED)" = 1 ] && command -v "$$($(GO) env CC)" >/dev/null 2>&1 && echo -race)
 
-.PHONY: build run test vet fmt-check bench fuzz clean
+.PHONY: build run test vet fmt-check bench fuzz chaos clean
 
 ## build: compile bin/converge with version and commit stamped in
 build:
@@ -43,6 +43,13 @@ bench: build
 ## fuzz: fuzz decoding and validation of user input (FUZZTIME=30s)
 fuzz:
 	$(GO) test -run '^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./apis/v1alpha1
+
+## chaos: the fault suite, real processes, for CHAOS_DURATION (default 10m):
+## controller/etcd SIGKILLs, agent loss, master failover, update faults;
+## prints the invariants, convergence time and takeover_seconds
+CHAOS_DURATION ?= 10m
+chaos: build
+	./$(BIN) chaos --duration $(CHAOS_DURATION)
 
 ## clean: remove build outputs (converge dev's data in .data/ is kept)
 clean:

@@ -163,7 +163,7 @@ func (r *Report) Print(w io.Writer) {
 		}
 	}
 	if r.Converged {
-		fmt.Fprintf(w, "converged: every cluster Ready and matching Mesos %.1fs after the faults stopped\n", r.ConvergeSeconds)
+		fmt.Fprintf(w, "converged: every cluster Ready and matching Mesos %.1fs after the last blow (leader SIGKILL + a member of each cluster failed + master failover)\n", r.ConvergeSeconds)
 	} else {
 		fmt.Fprintf(w, "converged: NO (gave up after %.0fs)\n", r.ConvergeSeconds)
 	}
@@ -267,6 +267,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	s.faults(ctx, cfg.Duration)
 	s.report.FaultSeconds = time.Since(began).Seconds()
 
+	s.storm(ctx)
 	s.logf("faults stopped; healing everything")
 	s.heal(ctx)
 	d, ok := s.waitConverged(ctx, cfg.ConvergeTimeout)

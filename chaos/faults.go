@@ -41,20 +41,34 @@ func (s *suite) faults(ctx context.Context, d time.Duration) {
 	for _, f := range faultKinds {
 		total += f.weight
 	}
+	// Every kind once first (in a random order), so that even a short run
+	// injects each; then by weight.
+	first := s.rng.Perm(len(faultKinds))
+	tries := 0
 	for time.Now().Before(end) && ctx.Err() == nil {
-		pick := s.rng.Intn(total)
 		var f fault
-		for _, k := range faultKinds {
-			if pick < k.weight {
-				f = k
-				break
+		if len(first) > 0 {
+			f = faultKinds[first[0]]
+		} else {
+			pick := s.rng.Intn(total)
+			for _, k := range faultKinds {
+				if pick < k.weight {
+					f = k
+					break
+				}
+				pick -= k.weight
 			}
-			pick -= k.weight
 		}
-		if err := f.do(ctx, s, &bg); err != nil {
+		err := f.do(ctx, s, &bg)
+		if err != nil {
 			s.logf("fault %s skipped: %v", f.name, err)
 		} else {
 			s.count(f.name)
+		}
+		if len(first) > 0 {
+			if tries++; err == nil || tries == 3 {
+				first, tries = first[1:], 0
+			}
 		}
 		pause := s.cfg.FaultEvery/2 + time.Duration(s.rng.Int63n(int64(s.cfg.FaultEvery)))
 		if rest := time.Until(end); pause > rest {
@@ -337,6 +351,38 @@ func scale(ctx context.Context, s *suite, _ *sync.WaitGroup) error {
 		s.mon.forgetLastExpect(name)
 	}
 	return fmt.Errorf("scale %s: conflicts", name)
+}
+
+// storm is the last blow before the faults stop, so that the convergence
+// time measures a recovery: the leading controller SIGKILLed, a member of
+// every cluster failed and the Mesos master failed over, all at once.
+func (s *suite) storm(ctx context.Context) {
+	if id := s.leaderIdentity(ctx); id != "" {
+		if p := s.ctrl(id); p != nil {
+			p.kill()
+			s.count("controller-kill-leader")
+			s.logf("storm: SIGKILL leading controller %s", id)
+		}
+	}
+	tasks, err := s.liveTasks(ctx)
+	if err == nil {
+		done := map[string]bool{}
+		for _, t := range tasks {
+			_, name, _, ok := controller.ParseTaskID(t.ID)
+			if !ok || done[name] {
+				continue
+			}
+			if s.postFault(ctx, "/fault/task/fail?task="+url.QueryEscape(t.ID)) == nil {
+				done[name] = true
+				s.count("task-fail")
+				s.logf("storm: failed task %s", t.ID)
+			}
+		}
+	}
+	if s.postFault(ctx, "/fault/master/failover") == nil {
+		s.count("master-failover")
+		s.logf("storm: Mesos master failover")
+	}
 }
 
 // heal ends every fault: agents restored, update faults off, every process
