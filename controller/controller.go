@@ -702,11 +702,15 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 			requeue = d
 		}
 	}
-	if out.Endpoints != nil && !sameJSON(out.Endpoints, published) {
+	// Where the strategy elects a master, nothing is published before the first
+	// master: clients of such a service need it.
+	noMasterYet := in.Cluster.Spec.Election.Strategy != v1alpha1.ElectionNone && out.Endpoints != nil &&
+		out.Endpoints.Master == nil && (published == nil || published.Master == nil)
+	if out.Endpoints != nil && !noMasterYet && !sameJSON(out.Endpoints, published) {
 		// A master change, or the cluster becoming Ready, is published at once;
 		// other member changes at most every writeMinInterval, so members coming
 		// up together cost one write.
-		masterChanged := published == nil || published.Epoch != out.Endpoints.Epoch || !sameJSON(published.Master, out.Endpoints.Master)
+		masterChanged := published == nil || !sameJSON(published.Master, out.Endpoints.Master)
 		if wait := c.sinceLast(c.lastEP, key); masterChanged || wait <= 0 || readyTrue(&out.Status) {
 			op.endpoints = map[string]store.Endpoints{key: *out.Endpoints}
 		} else {

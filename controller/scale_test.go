@@ -1,7 +1,12 @@
 package controller
 
 import (
+	"context"
 	"fmt"
+	"strings"
+	"sync"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"os"
 	"strconv"
 	"testing"
@@ -26,6 +31,24 @@ func TestScaleSmoke(t *testing.T) {
 		e.cfg.Workers = v
 	}
 	e.start()
+	kinds := map[string]int{}
+	var kmu sync.Mutex
+	wctx, wcancel := context.WithCancel(context.Background())
+	defer wcancel()
+	wch := e.etcd.Client().Watch(wctx, "/converge/", clientv3.WithPrefix())
+	go func() {
+		for resp := range wch {
+			kmu.Lock()
+			for _, ev := range resp.Events {
+				k := strings.Split(strings.TrimPrefix(string(ev.Kv.Key), "/converge/"), "/")[0]
+				if ev.Type == clientv3.EventTypePut && ev.Kv.Version == 1 && k == "clusters" {
+					k = "clusters(create)"
+				}
+				kinds[k]++
+			}
+			kmu.Unlock()
+		}
+	}()
 	start := time.Now()
 	before := e.st.Stats()
 	for i := 0; i < clusters; i++ {
@@ -45,6 +68,10 @@ func TestScaleSmoke(t *testing.T) {
 	puts := after.Puts - before.Puts - createWrites
 	t.Logf("%d clusters x %d replicas: converged in %s; %d puts (%.2f per task), %d txns, %d creates",
 		clusters, replicas, elapsed.Round(time.Millisecond), puts, float64(puts)/float64(tasks), after.Txns-before.Txns, createWrites)
+	time.Sleep(500 * time.Millisecond)
+	kmu.Lock()
+	t.Logf("writes by key kind: %v", kinds)
+	kmu.Unlock()
 	if per := float64(puts) / float64(tasks); per > 5 {
 		t.Errorf("%.2f etcd writes per task", per)
 	}
