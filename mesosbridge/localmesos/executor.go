@@ -203,10 +203,18 @@ func (m *Mesos) executorExited(e *executor, status int32, msg string) {
 	m.log.V(1).Info("executor exited", "framework", e.fw.id, "executor", e.id, "status", status)
 }
 
+// executorAcknowledged tells an executor that the agent has stored its update, as
+// Slave::___statusUpdate does once the status update manager has handled it
+// (also for a duplicate, so that a re-sent update is acknowledged again). The
+// scheduler's acknowledgement is the agent's business: the agent keeps resending
+// the update until the scheduler acknowledges it. As on the agent, the event is
+// dropped if the executor is not connected; it re-sends unacknowledged updates
+// when it subscribes again and is acknowledged then.
 func (m *Mesos) executorAcknowledged(e *executor, st mesos.TaskStatus) {
-	e.deliver(func(s *stream) {
-		s.send(&execpb.Event{Type: execpb.Event_ACKNOWLEDGED, Acknowledged: &execpb.Event_Acknowledged{TaskID: st.TaskID, UUID: st.UUID}})
-	})
+	if e.exited || e.stream == nil || !e.subscribed {
+		return
+	}
+	e.stream.send(&execpb.Event{Type: execpb.Event_ACKNOWLEDGED, Acknowledged: &execpb.Event_Acknowledged{TaskID: st.TaskID, UUID: st.UUID}})
 }
 
 func (m *Mesos) executorKill(e *executor, t *task, kp *mesos.KillPolicy) {
@@ -351,6 +359,7 @@ func (m *Mesos) executorUpdate(e *executor, st mesos.TaskStatus) string {
 		st.Timestamp = ptrFloat(now())
 	}
 	m.agentUpdate(t, st)
+	m.executorAcknowledged(e, st)
 	return ""
 }
 

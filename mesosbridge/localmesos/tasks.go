@@ -474,7 +474,8 @@ func (m *Mesos) resendLoop() {
 }
 
 // acknowledge passes an ACKNOWLEDGE to the agent: the oldest pending update is
-// dropped, the executor told, and the next update forwarded.
+// dropped and the next one forwarded. The executor is not told: it got its
+// ACKNOWLEDGED when the agent stored the update (see executorUpdate).
 func (m *Mesos) acknowledge(fw *framework, ack *scheduler.Call_Acknowledge) {
 	t := fw.tasks[ack.TaskID.Value]
 	if t == nil || t.agent.id != ack.AgentID.Value || !t.agent.reachable {
@@ -485,9 +486,6 @@ func (m *Mesos) acknowledge(fw *framework, ack *scheduler.Call_Acknowledge) {
 	}
 	acked := t.pending[0]
 	t.pending = t.pending[1:]
-	if e := t.exec; e != nil && e.kind == execCustom && acked.GetSource() == mesos.SOURCE_EXECUTOR {
-		m.executorAcknowledged(e, acked)
-	}
 	if len(t.pending) > 0 {
 		t.resendIval = m.opts.ResendInterval
 		m.forward(t)
