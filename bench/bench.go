@@ -164,6 +164,7 @@ type Result struct {
 	HeapMB               float64 `json:"heap_mb"`
 
 	// Converged and idle.
+	SettleSeconds       float64 `json:"settle_seconds"`
 	IdleSeconds         float64 `json:"idle_seconds"`
 	SettleWrites        int64   `json:"settle_writes"`
 	IdleWritesPerSecond float64 `json:"idle_writes_per_second"`
@@ -183,6 +184,11 @@ type Result struct {
 
 	EtcdCeilingWritesPerSecond float64 `json:"etcd_ceiling_writes_per_second"`
 	EtcdCeilingClients         int     `json:"etcd_ceiling_clients"`
+
+	// LoadAverage1m at the start and the end of the run (/proc/loadavg): the
+	// machine is shared, and other load shows in every latency.
+	LoadAverageStart float64 `json:"load_average_1m_start"`
+	LoadAverageEnd   float64 `json:"load_average_1m_end"`
 
 	Notes []string `json:"notes"`
 }
@@ -208,6 +214,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 		AllocationIntervalMS: ms(o.AllocationInterval), LaunchDelayMS: ms(o.LaunchDelay),
 		ControllerWorkers: o.Workers, GOMAXPROCS: runtime.GOMAXPROCS(0),
 		EtcdCeilingClients: o.CeilingClients,
+		LoadAverageStart:   loadAverage(),
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -373,6 +380,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	o.Progress("converged in %.2fs: %d tasks Ready, masters elected", res.ConvergeSeconds, res.Tasks)
 
 	// Idle.
+	res.SettleSeconds = o.Settle.Seconds()
 	time.Sleep(o.Settle)
 	stats2 := ctrlStore.Stats()
 	res.SettleWrites = diff(stats1, stats2).Txns
@@ -413,6 +421,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 		o.Progress("etcd ceiling: %.0f writes/s (%d clients, sequential single-key puts)", res.EtcdCeilingWritesPerSecond, o.CeilingClients)
 	}
 
+	res.LoadAverageEnd = loadAverage()
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
 		res.PeakRSSMB = float64(ru.Maxrss) / 1024 // kilobytes on Linux
@@ -438,6 +447,17 @@ func writeProfile(name, path string) error {
 		return fmt.Errorf("%s profile: %w", name, err)
 	}
 	return f.Close()
+}
+
+// loadAverage is the 1-minute load average (0 where /proc/loadavg is absent).
+func loadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	var l float64
+	_, _ = fmt.Sscan(string(b), &l)
+	return l
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -90,6 +90,7 @@ func printBench(w io.Writer, r bench.Result) {
 	fmt.Fprintf(w, "  process          %.2fs CPU to converge, peak RSS %.0f MB, heap at converge %.0f MB\n", r.ControllerCPUSeconds, r.PeakRSSMB, r.HeapMB)
 	fmt.Fprintf(w, "  idle             %.1f writes/s, %.1f%% CPU, %d offers, %d declines, offers suppressed: %v\n",
 		r.IdleWritesPerSecond, r.IdleCPUPercent, r.IdleOffers, r.IdleDeclines, r.OffersSuppressed)
+	fmt.Fprintf(w, "  machine          load average %.2f at the start, %.2f at the end\n", r.LoadAverageStart, r.LoadAverageEnd)
 	if r.OneFailureTask != "" {
 		fmt.Fprintf(w, "  one failure      %d reconciles, %d key writes in %d txns, %d cluster(s) touched, recovered in %.2fs\n",
 			r.OneFailureReconciles, r.OneFailureWrites, r.OneFailureTxns, r.OneFailureClustersTouched, r.OneFailureRecoverSeconds)

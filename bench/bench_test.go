@@ -1,0 +1,79 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+)
+
+// TestBenchSmoke runs the whole benchmark small: real embedded etcd, simulated
+// localmesos over HTTP and the controller. It checks that convergence happened
+// and that the JSON carries every field, never how fast anything was.
+func TestBenchSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd, local Mesos and the controller")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res, err := Run(ctx, Options{
+		Clusters: 20, Replicas: 3, Agents: 20,
+		AllocationInterval: 200 * time.Millisecond,
+		Timeout:            2 * time.Minute,
+		Idle:               500 * time.Millisecond,
+		Settle:             200 * time.Millisecond,
+		CeilingFor:         300 * time.Millisecond,
+		CeilingClients:     8,
+		Dir:                t.TempDir(),
+		Progress:           t.Logf,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Clusters != 20 || res.Tasks != 60 {
+		t.Errorf("clusters %d tasks %d, want 20 and 60", res.Clusters, res.Tasks)
+	}
+	if res.ConvergeSeconds <= 0 || res.TasksPerSecond <= 0 {
+		t.Errorf("no convergence recorded: converge_seconds %v tasks_per_second %v", res.ConvergeSeconds, res.TasksPerSecond)
+	}
+	// Every task was launched and written at least once, and its updates acknowledged.
+	if res.EtcdWrites.Puts < int64(res.Tasks) || res.EtcdWritesPerTask <= 0 {
+		t.Errorf("etcd writes %+v (%.2f per task): fewer than one per task", res.EtcdWrites, res.EtcdWritesPerTask)
+	}
+	if res.Acks < res.Tasks {
+		t.Errorf("%d acks for %d tasks", res.Acks, res.Tasks)
+	}
+	if res.ApplyWritesExcluded != 20 {
+		t.Errorf("apply_writes_excluded %d, want 20", res.ApplyWritesExcluded)
+	}
+	if res.OneFailureTask == "" || res.OneFailureClustersTouched < 1 || res.OneFailureReconciles < 1 {
+		t.Errorf("one failure not measured: task %q, %d clusters touched, %d reconciles",
+			res.OneFailureTask, res.OneFailureClustersTouched, res.OneFailureReconciles)
+	}
+	if res.EtcdCeilingWritesPerSecond <= 0 || res.PeakRSSMB <= 0 || res.HeapMB <= 0 || res.ControllerCPUSeconds <= 0 {
+		t.Errorf("missing figures: ceiling %v rss %v heap %v cpu %v", res.EtcdCeilingWritesPerSecond, res.PeakRSSMB, res.HeapMB, res.ControllerCPUSeconds)
+	}
+
+	b, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fields map[string]any
+	if err := json.Unmarshal(b, &fields); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{
+		// DESIGN.md section 5.
+		"clusters", "tasks", "converge_seconds", "tasks_per_second", "etcd_writes_per_task",
+		"ack_latency_p99_ms", "controller_cpu_seconds", "peak_rss_mb", "etcd_ceiling_writes_per_second",
+		// Issue 8.
+		"etcd_txns_per_task", "apply_writes_excluded", "heap_mb", "idle_writes_per_second",
+		"offers_suppressed", "one_failure_reconciles", "one_failure_writes", "one_failure_clusters_touched",
+		"notes",
+	} {
+		if _, ok := fields[f]; !ok {
+			t.Errorf("JSON has no %q: %s", f, b)
+		}
+	}
+	t.Logf("%s", b)
+}
