@@ -3,6 +3,7 @@ package localmesos
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -107,13 +108,10 @@ func FuzzSchedulerCall(f *testing.F) {
 	f.Add(false, []byte{0x08, 0x0b, 0x12, 0x00}, uint8(0))
 	f.Add(true, []byte(`null`), uint8(0))
 
-	m := startMesos(f, testOptions())
-	s := subscribe(f, m.URL(), pbCodec, &mesos.FrameworkInfo{User: "u", Name: "fuzz", ID: &mesos.FrameworkID{Value: fuzzFrameworkID}})
-	m.mu.Lock()
-	streamID := m.frameworks[s.fwID].stream.id
-	m.mu.Unlock()
-	h := m.Handler()
+	w := &fuzzWorld{}
+	f.Cleanup(w.close)
 	f.Fuzz(func(t *testing.T, jsonCT bool, body []byte, streamSel uint8) {
+		h, streamID := w.ensure(t)
 		stream := ""
 		switch streamSel % 3 {
 		case 0:
@@ -123,6 +121,75 @@ func FuzzSchedulerCall(f *testing.F) {
 		}
 		fuzzPost(t, h, "/api/v1/scheduler", jsonCT, stream, body)
 	})
+}
+
+// fuzzWorld is a local Mesos with the framework fuzzFrameworkID subscribed
+// over a real HTTP stream. An input that tears the framework down or takes
+// its stream over would leave later inputs nothing to reach, so ensure
+// starts a fresh world whenever the framework is no longer connected.
+type fuzzWorld struct {
+	m      *Mesos
+	h      http.Handler
+	stream string
+	cancel context.CancelFunc
+}
+
+func (w *fuzzWorld) connected() bool {
+	if w.m == nil {
+		return false
+	}
+	w.m.mu.Lock()
+	defer w.m.mu.Unlock()
+	fw := w.m.frameworks[fuzzFrameworkID]
+	return fw != nil && fw.connected && fw.stream != nil && fw.stream.id == w.stream
+}
+
+func (w *fuzzWorld) close() {
+	if w.cancel != nil {
+		w.cancel()
+	}
+	if w.m != nil {
+		_ = w.m.Close()
+	}
+	w.m, w.h, w.cancel = nil, nil, nil
+}
+
+func (w *fuzzWorld) ensure(t *testing.T) (http.Handler, string) {
+	if w.connected() {
+		return w.h, w.stream
+	}
+	w.close()
+	o := testOptions()
+	o.WorkDir = filepath.Join(os.TempDir(), "localmesos-fuzz")
+	m, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	body, err := encode(pbCodec, calls.Subscribe(&mesos.FrameworkInfo{User: "u", Name: "fuzz", ID: &mesos.FrameworkID{Value: fuzzFrameworkID}}).With(calls.SubscribeTo(fuzzFrameworkID)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, m.URL()+"/api/v1/scheduler", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		cancel()
+		t.Fatalf("subscribe: %v", err)
+	}
+	go func() {
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+	}()
+	w.m, w.h, w.cancel = m, m.Handler(), cancel
+	w.stream = resp.Header.Get(headerStreamID)
+	if !w.connected() {
+		t.Fatalf("fuzz framework not connected after SUBSCRIBE (%s)", resp.Status)
+	}
+	return w.h, w.stream
 }
 
 // FuzzExecutorCall posts arbitrary bodies, in both codecs, to an agent's
