@@ -137,6 +137,8 @@ type Controller struct {
 	promoted   map[string]*election.Message            // key -> latest promoted message
 	unplaced   map[string]*Unplaced                    // key -> why needs found no offer
 	needy      map[string]bool                         // keys with members to launch
+	needySince map[string]time.Time                    // key -> when it came to need offers
+	lastOffers time.Time                               // when the last offers arrived
 	lastSent   map[string]time.Time                    // key -> last election message round
 	sentMsgs   map[string]map[string]bool              // key -> election messages sent this round
 	lastStatus map[string]time.Time                    // key -> last status write
@@ -202,6 +204,7 @@ func New(cfg Config) (*Controller, error) {
 		promoted:   map[string]*election.Message{},
 		unplaced:   map[string]*Unplaced{},
 		needy:      map[string]bool{},
+		needySince: map[string]time.Time{},
 		lastSent:   map[string]time.Time{},
 		sentMsgs:   map[string]map[string]bool{},
 		lastStatus: map[string]time.Time{},
@@ -524,6 +527,7 @@ func (c *Controller) forgetCluster(ctx context.Context, key string) {
 	delete(c.promoted, key)
 	delete(c.unplaced, key)
 	delete(c.needy, key)
+	delete(c.needySince, key)
 	delete(c.lastSent, key)
 	delete(c.sentMsgs, key)
 	delete(c.lastStatus, key)
@@ -781,12 +785,27 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 
 	c.mu.Lock()
 	if len(out.Needs) > 0 {
+		now := c.now()
 		if !c.needy[key] {
 			c.newDemand = true
+			c.needySince[key] = now
 		}
 		c.needy[key] = true
+		// No offer round at all for a while (every agent's resources in use):
+		// that is a diagnosis too, since no matching ever runs to give one.
+		since := c.needySince[key]
+		if c.lastOffers.After(since) {
+			since = c.lastOffers
+		}
+		if idle := now.Sub(since); c.unplaced[key] == nil && idle >= c.cfg.StallAfter {
+			c.unplaced[key] = &Unplaced{Since: since, Reason: fmt.Sprintf("no offers from Mesos for %s: every agent's resources are in use, or no agent serves role %q", idle.Round(time.Second), in.Cluster.Spec.Role)}
+			deferTo(10 * time.Millisecond)
+		} else if c.unplaced[key] == nil {
+			deferTo(c.cfg.StallAfter - idle)
+		}
 	} else {
 		delete(c.needy, key)
+		delete(c.needySince, key)
 		delete(c.unplaced, key)
 	}
 	c.mu.Unlock()

@@ -52,6 +52,7 @@ func (c *Controller) runOffers(ctx context.Context) {
 func (c *Controller) handleOffers(ctx context.Context, offers []mesos.Offer) {
 	c.m.offers.Add(float64(len(offers)))
 	c.mu.Lock()
+	c.lastOffers = c.now()
 	for i := range offers {
 		c.agents[offers[i].AgentID.Value] = offers[i].Attributes
 	}
