@@ -350,6 +350,12 @@ func (m *Mesos) executorUpdate(e *executor, st mesos.TaskStatus) string {
 	}
 	t := e.tasks[st.TaskID.Value]
 	if t == nil {
+		if _, ok := e.completed[st.TaskID.Value]; ok {
+			// A re-sent update of a task whose terminal update was acknowledged
+			// and which the agent has forgotten: acknowledge it, forward nothing.
+			m.executorAcknowledged(e, st)
+			return ""
+		}
 		return "Task " + st.TaskID.Value + " is unknown to executor " + e.id
 	}
 	st.Source = mesos.SOURCE_EXECUTOR.Enum()
@@ -403,10 +409,10 @@ func (m *Mesos) serveExecutorSubscribe(w http.ResponseWriter, r *http.Request, e
 		ContainerID: &mesos.ContainerID{Value: uuidString(newUUID())},
 	}})
 	if call.Subscribe != nil {
+		// As Slave::subscribe: each is handled as an UPDATE, so one the agent
+		// already has is acknowledged again but not forwarded again.
 		for _, u := range call.Subscribe.UnacknowledgedUpdates {
-			if t := e.tasks[u.Status.TaskID.Value]; t != nil && !isTerminal(t.agentState) {
-				_ = m.executorUpdate(e, u.Status)
-			}
+			_ = m.executorUpdate(e, u.Status)
 		}
 	}
 	queued := e.queued

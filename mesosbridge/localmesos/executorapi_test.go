@@ -214,3 +214,73 @@ func TestExecutorAcknowledgedWhenAgentStoresUpdate(t *testing.T) {
 		return m.frameworks[s.fwID].tasks["acked"] == nil
 	})
 }
+
+// An update the agent already received (the executor re-sends it, in an UPDATE or
+// in the unacknowledged updates of a re-subscription) is acknowledged to the
+// executor again but never delivered to the scheduler again: not while it is
+// pending, not after the scheduler acknowledged it, not after the task was
+// forgotten.
+func TestDuplicateExecutorUpdatesDeliveredOnce(t *testing.T) {
+	o := realOptions(t)
+	o.ResendInterval = time.Hour // every delivery below is a first delivery or a bug
+	m := startMesos(t, o)
+	s := subscribe(t, m.URL(), jsonCodec, frameworkInfo("fw"))
+	off := s.offers(1, 2*time.Second)[0]
+	s.mustCall(launch(off, placeholderTask("dup", "dupex", off)))
+	x := newAPIExecutor(t, m, off.AgentID.Value, s.fwID, "dupex", pbCodec)
+	x.subscribe()
+	x.next(execpb.Event_LAUNCH, 5*time.Second)
+
+	// Forwarded, acknowledged by the scheduler, then re-sent by the executor.
+	running := executorStatus("dup", mesos.TASK_RUNNING)
+	x.update(running)
+	if x.acknowledged(running.UUID, 2*time.Second) == nil {
+		t.Fatal("no ACKNOWLEDGED for TASK_RUNNING")
+	}
+	s.ack(s.update("dup", 2*time.Second, mesos.TASK_RUNNING))
+	x.subscribe(running)
+	if x.acknowledged(running.UUID, 2*time.Second) == nil {
+		t.Fatal("an update re-sent on re-subscription was not acknowledged again")
+	}
+	x.update(running)
+	if x.acknowledged(running.UUID, 2*time.Second) == nil {
+		t.Fatal("a re-sent UPDATE was not acknowledged again")
+	}
+	if n := s.countUpdates(running.UUID, time.Second); n != 0 {
+		t.Fatalf("an acknowledged update re-sent by the executor reached the scheduler %d more times", n)
+	}
+
+	// Re-sent while still unacknowledged by the scheduler.
+	finished := executorStatus("dup", mesos.TASK_FINISHED)
+	x.update(finished)
+	x.acknowledged(finished.UUID, 2*time.Second)
+	st := s.update("dup", 2*time.Second, mesos.TASK_FINISHED)
+	x.subscribe(finished)
+	if x.acknowledged(finished.UUID, 2*time.Second) == nil {
+		t.Fatal("a pending update re-sent on re-subscription was not acknowledged again")
+	}
+	if n := s.countUpdates(finished.UUID, time.Second); n != 0 {
+		t.Fatalf("a pending update re-sent by the executor reached the scheduler %d more times", n)
+	}
+
+	// Re-sent after the task was forgotten (its terminal update acknowledged).
+	s.ack(st)
+	waitFor(t, 2*time.Second, func() bool {
+		ts := m.State().Frameworks[0].CompletedTasks
+		return len(ts) == 1 && ts[0].ID == "dup"
+	})
+	x.subscribe(finished)
+	if x.acknowledged(finished.UUID, 2*time.Second) == nil {
+		t.Fatal("an update of a forgotten task re-sent on re-subscription was not acknowledged")
+	}
+	x.update(finished) // 202, as the agent answers
+	if x.acknowledged(finished.UUID, 2*time.Second) == nil {
+		t.Fatal("an UPDATE of a forgotten task was not acknowledged")
+	}
+	if n := s.countUpdates(finished.UUID, time.Second); n != 0 {
+		t.Fatalf("an update of a forgotten task reached the scheduler %d more times", n)
+	}
+	if st := m.State().Frameworks[0]; len(st.Tasks) != 0 || len(st.CompletedTasks) != 1 || st.CompletedTasks[0].State != "TASK_FINISHED" {
+		t.Fatalf("state %+v", st)
+	}
+}

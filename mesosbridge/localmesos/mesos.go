@@ -150,6 +150,30 @@ type executor struct {
 	subscribed     bool
 	everSubscribed bool
 	exited         bool
+	// ids of this executor's forgotten tasks (bounded), whose re-sent updates
+	// are acknowledged and dropped
+	completed      map[string]struct{}
+	completedOrder []string
+}
+
+// maxReceivedUUIDs bounds the uuids an agent remembers per task, and the
+// forgotten task ids it remembers per executor, to recognise re-sent updates.
+const maxReceivedUUIDs = 1024
+
+// rememberCompleted records a forgotten task of the executor.
+func (e *executor) rememberCompleted(id string) {
+	if e.completed == nil {
+		e.completed = map[string]struct{}{}
+	}
+	if _, ok := e.completed[id]; ok {
+		return
+	}
+	if len(e.completedOrder) >= maxReceivedUUIDs {
+		delete(e.completed, e.completedOrder[0])
+		e.completedOrder = e.completedOrder[1:]
+	}
+	e.completed[id] = struct{}{}
+	e.completedOrder = append(e.completedOrder, id)
 }
 
 type task struct {
@@ -172,6 +196,26 @@ type task struct {
 	forgotten  bool
 	unreach    *mesos.TimeInfo
 	delivered  bool // a custom executor got its LAUNCH
+	// uuids of every update the agent received for the task, oldest first
+	// (at most maxReceivedUUIDs; dropped when the task is forgotten), as the
+	// status update stream's received set
+	received [][16]byte
+}
+
+// receive records an update's uuid; false if the agent already received it.
+func (t *task) receive(uuid []byte) bool {
+	var k [16]byte
+	copy(k[:], uuid)
+	for _, r := range t.received {
+		if r == k {
+			return false
+		}
+	}
+	if len(t.received) >= maxReceivedUUIDs {
+		t.received = append(t.received[:0:0], t.received[1:]...)
+	}
+	t.received = append(t.received, k)
+	return true
 }
 
 // New validates the options and builds the cluster; Start makes it listen.

@@ -371,15 +371,17 @@ func (m *Mesos) agentStatus(t *task, state mesos.TaskState, reason *mesos.TaskSt
 }
 
 // agentUpdate queues a status update on the task's agent-side stream and, if it is
-// the oldest unacknowledged one, forwards it through the master.
+// the oldest unacknowledged one, forwards it through the master. As the agent's
+// status update stream does, it ignores an update whose uuid it has already
+// received for the task (an executor re-sending it, say when it re-subscribes),
+// whether or not that one was since forwarded and acknowledged.
 func (m *Mesos) agentUpdate(t *task, st mesos.TaskStatus) {
 	if t.forgotten || t.fw == nil {
 		return
 	}
-	for _, p := range t.pending {
-		if bytes.Equal(p.UUID, st.UUID) {
-			return // a duplicate from an executor's re-subscription
-		}
+	if !t.receive(st.UUID) {
+		m.log.V(1).Info("ignoring duplicate status update", "task", t.id, "uuid", uuidString(st.UUID))
+		return
 	}
 	if isTerminal(t.agentState) {
 		return // the agent's update stream is closed after a terminal update
@@ -503,6 +505,7 @@ func (m *Mesos) forgetTask(t *task) {
 		return
 	}
 	t.forgotten = true
+	t.received = nil
 	m.freeTask(t)
 	if t.simTimer != nil {
 		t.simTimer.Stop()
@@ -515,6 +518,9 @@ func (m *Mesos) forgetTask(t *task) {
 	m.addCompleted(t.fw, t)
 	if e := t.exec; e != nil {
 		delete(e.tasks, t.id)
+		if e.kind == execCustom {
+			e.rememberCompleted(t.id)
+		}
 		if e.kind != execCustom && len(e.tasks) == 0 {
 			m.removeExecutor(e)
 		}
