@@ -66,6 +66,9 @@ type Options struct {
 	// (channels, locks, selects) from first apply to Ready: the profile of a
 	// run that is latency-bound rather than CPU-bound.
 	BlockProfile string
+	// MemProfile, when set, receives a heap profile taken at Ready (after a
+	// GC), to tell the controller's share of heap_mb from etcd's and localmesos's.
+	MemProfile string
 	// Progress, when set, gets one line per phase (for a human watching).
 	Progress func(format string, args ...any)
 	// Timeline, when > 0, adds a Progress line at this interval during
@@ -162,6 +165,9 @@ type Result struct {
 	ControllerCPUSeconds float64 `json:"controller_cpu_seconds"`
 	PeakRSSMB            float64 `json:"peak_rss_mb"`
 	HeapMB               float64 `json:"heap_mb"`
+	// ControllerHeapMB: the controller's share of HeapMB, from the heap
+	// profile (see controllerHeapMB).
+	ControllerHeapMB float64 `json:"controller_heap_mb"`
 
 	// Converged and idle.
 	SettleSeconds       float64 `json:"settle_seconds"`
@@ -377,6 +383,13 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	var mem runtime.MemStats
 	runtime.ReadMemStats(&mem)
 	res.HeapMB = float64(mem.HeapAlloc) / (1 << 20)
+	runtime.GC() // the heap profile is as of the last completed cycle
+	res.ControllerHeapMB = controllerHeapMB()
+	if o.MemProfile != "" {
+		if err := writeProfile("heap", o.MemProfile); err != nil {
+			return res, err
+		}
+	}
 	o.Progress("converged in %.2fs: %d tasks Ready, masters elected", res.ConvergeSeconds, res.Tasks)
 
 	// Idle.
@@ -427,7 +440,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 		res.PeakRSSMB = float64(ru.Maxrss) / 1024 // kilobytes on Linux
 	}
 	res.Notes = []string{
-		"etcd, localmesos and the controller run in one process: controller_cpu_seconds (first apply to Ready), peak_rss_mb and heap_mb (after GC at Ready) are the whole process's, an upper bound on the controller's",
+		"etcd, localmesos and the controller run in one process: controller_cpu_seconds (first apply to Ready), peak_rss_mb and heap_mb (after GC at Ready) are the whole process's, an upper bound on the controller's; controller_heap_mb is the live heap allocated in the controller, store and mesosbridge packages (runtime heap profile, scaled for sampling), without etcd's server, localmesos and the benchmark's",
 		"etcd_writes_per_task counts key writes (puts+deletes) of the controller's store client from the first apply to Ready; etcd_txns_per_task counts its write requests (a batch is one); the applies (apply_writes_excluded, one create per cluster through another client) are excluded",
 		"ack latency: a status update's arrival at the controller to its ACKNOWLEDGE call returning, which follows the durable ledger write",
 		"idle: measured after settle_seconds; offers_suppressed means no offer reached the controller and none was outstanding",

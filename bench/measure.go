@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -307,4 +308,61 @@ func timeline(o Options, t *tracker, reg *prometheus.Registry, st *store.Store, 
 		}
 	}()
 	return func() { close(done); wg.Wait() }
+}
+
+// controllerHeapMB estimates the live heap of the controller's side of the
+// process from the runtime's heap profile (as of the last GC, scaled for
+// sampling as pprof does): allocations made in the controller, store and
+// mesosbridge packages, leaving out those made on behalf of etcd's server and
+// raft, localmesos, and this benchmark. The store's watch decodes for the
+// benchmark's own tracker count as the controller's, so the figure leans high.
+func controllerHeapMB() float64 {
+	var recs []runtime.MemProfileRecord
+	n, _ := runtime.MemProfile(nil, false)
+	for {
+		recs = make([]runtime.MemProfileRecord, n+50)
+		var ok bool
+		n, ok = runtime.MemProfile(recs, false)
+		if ok {
+			recs = recs[:n]
+			break
+		}
+	}
+	const mod = "github.com/converge-io/converge/"
+	rate := int64(runtime.MemProfileRate)
+	var total float64
+	for i := range recs {
+		r := &recs[i]
+		count, bytes := r.InUseObjects(), r.InUseBytes()
+		if count == 0 || bytes == 0 {
+			continue
+		}
+		ours, other := false, false
+		frames := runtime.CallersFrames(r.Stack())
+		for {
+			f, more := frames.Next()
+			fn := f.Function
+			switch {
+			case strings.HasPrefix(fn, mod+"mesosbridge/localmesos."), strings.HasPrefix(fn, mod+"bench."),
+				strings.HasPrefix(fn, "go.etcd.io/etcd/server/"), strings.HasPrefix(fn, "go.etcd.io/raft/"):
+				other = true
+			case strings.HasPrefix(fn, mod+"controller."), strings.HasPrefix(fn, mod+"store."),
+				strings.HasPrefix(fn, mod+"mesosbridge."):
+				ours = true
+			}
+			if !more || other {
+				break
+			}
+		}
+		if !ours || other {
+			continue
+		}
+		scaled := float64(bytes)
+		if rate > 1 {
+			avg := float64(bytes) / float64(count)
+			scaled /= 1 - math.Exp(-avg/float64(rate))
+		}
+		total += scaled
+	}
+	return total / (1 << 20)
 }

@@ -69,6 +69,7 @@ figure reads as a ratio to what this machine can do.`,
 	f.BoolVar(&asJSON, "json", false, "print one JSON object instead of a summary")
 	f.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of first apply to Ready to this file")
 	f.StringVar(&o.BlockProfile, "blockprofile", "", "write a profile of where goroutines waited (first apply to Ready) to this file")
+	f.StringVar(&o.MemProfile, "memprofile", "", "write a heap profile taken at Ready (after GC) to this file")
 	f.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "give up when not converged within this")
 	f.DurationVar(&o.AllocationInterval, "allocation-interval", time.Second, "local Mesos offer round interval (a real master's default is 1s)")
 	f.DurationVar(&o.LaunchDelay, "launch-delay", 50*time.Millisecond, "simulated time from TASK_STARTING to TASK_RUNNING")
