@@ -408,10 +408,16 @@ func (c *Controller) mesosLoop(ctx context.Context, b mesosbridge.Bridge) error 
 			return err
 		case ev, ok := <-events:
 			if !ok {
-				if ctx.Err() != nil {
+				// The bridge closes its events when it stops; when that is
+				// because ctx ended, ctx says so a moment later at most (a
+				// parent's cancellation reaches derived contexts after its own
+				// Done channel closes).
+				select {
+				case <-ctx.Done():
 					return ctx.Err()
+				case <-time.After(time.Second):
+					return errors.New("the Mesos client stopped")
 				}
-				return errors.New("mesos event stream closed")
 			}
 			if err := c.handleMesos(ctx, b, ev); err != nil {
 				return err
