@@ -575,8 +575,8 @@ func (p *planner) candidates() []*member {
 }
 
 func (p *planner) planElection() {
-	if !p.electionWanted() {
-		p.masterOK = true
+	if !p.electionWanted() || p.replicas() == 0 {
+		p.masterOK = true // no master to elect (none wanted, or no member)
 		return
 	}
 	rec := p.in.Election
@@ -850,8 +850,8 @@ func (p *planner) status(deleting, invalid bool) {
 			if noFit {
 				msg += "; " + p.in.Unplaced.Reason
 			}
-		case int(st.Replicas) > desired:
-			reason, msg = ReasonScalingDown, fmt.Sprintf("%d members, scaling down to %d", st.Replicas, desired)
+		case int(st.Replicas) > desired || p.dying() > 0:
+			reason, msg = ReasonScalingDown, fmt.Sprintf("%s; %d stopping", running, p.dying())
 		case int(st.ReadyReplicas) < desired:
 			reason, msg = ReasonMembersNotReady, running
 		case int(st.UpdatedReplicas) < desired:
@@ -906,6 +906,17 @@ func (p *planner) rolling() bool {
 		}
 	}
 	return false
+}
+
+// dying counts members being killed that still hold their ordinal.
+func (p *planner) dying() int {
+	n := 0
+	for i := range p.members {
+		if p.members[i].occupying && !p.members[i].live {
+			n++
+		}
+	}
+	return n
 }
 
 // collectLiveFromRecords fills p.live when planMembers did not run.

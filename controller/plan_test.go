@@ -167,21 +167,21 @@ func TestPlanMembers(t *testing.T) {
 		{name: "scale up launches the next ordinals",
 			in: in(testCluster(5), running(c3, 0, 1, 2)), needs: []int32{3, 4}, ready: metav1.ConditionFalse, reason: ReasonLaunching},
 		{name: "scale down kills the highest ordinals",
-			in: in(testCluster(1), running(c3, 0, 1, 2)), newKills: []int32{2, 1}, allKills: []int32{2, 1}, ready: metav1.ConditionTrue, reason: ReasonReady},
+			in: in(testCluster(1), running(c3, 0, 1, 2)), newKills: []int32{2, 1}, allKills: []int32{2, 1}, ready: metav1.ConditionFalse, reason: ReasonScalingDown},
 		{name: "scale down spares the master",
 			in: in(ordOf(ord, 1), running(ord, 0, 1, 2), func(i *Input) {
 				i.Election = elected(ord, rec(ord, 2, stateRunning), 3, store.PhasePromoted)
-			}), newKills: []int32{1, 0}, allKills: []int32{1, 0}, ready: metav1.ConditionTrue, reason: ReasonReady},
+			}), newKills: []int32{1, 0}, allKills: []int32{1, 0}, ready: metav1.ConditionFalse, reason: ReasonScalingDown},
 		{name: "scale to zero kills the master too",
 			in: in(ordOf(ord, 0), running(ord, 0, 1), func(i *Input) {
 				i.Election = elected(ord, rec(ord, 0, stateRunning), 3, store.PhasePromoted)
-			}), newKills: []int32{1, 0}, allKills: []int32{1, 0}, ready: metav1.ConditionFalse, reason: ReasonWaitingForMembers},
+			}), newKills: []int32{1, 0}, allKills: []int32{1, 0}, ready: metav1.ConditionFalse, reason: ReasonScalingDown},
 		{name: "a killed ordinal waits for its task to die before relaunch",
 			in:      in(c3, append(running(newTemplate, 0, 1), rec(c3, 2, stateRunning, func(r *store.TaskRecord) { r.KillRequested = true; r.KillReason = "rolling update" }))),
 			waiting: 1, allKills: []int32{2}, ready: metav1.ConditionFalse, reason: ReasonRollingUpdate},
 		{name: "decided kills are re-issued",
 			in:       in(c3, append(running(c3, 0, 1, 2), rec(c3, 3, stateRunning, func(r *store.TaskRecord) { r.KillRequested = true }))),
-			allKills: []int32{3}, ready: metav1.ConditionTrue, reason: ReasonReady},
+			allKills: []int32{3}, ready: metav1.ConditionFalse, reason: ReasonScalingDown},
 		{name: "rolling update: one non-master at a time, highest ordinal first",
 			in: in(ordNew, old(0, 1, 2), func(i *Input) {
 				i.Election = elected(ord, rec(ord, 0, stateRunning), 1, store.PhasePromoted)
@@ -200,7 +200,7 @@ func TestPlanMembers(t *testing.T) {
 			}), newKills: []int32{2, 0}, allKills: []int32{2, 0}, ready: metav1.ConditionFalse, reason: ReasonRollingUpdate},
 		{name: "duplicate live ordinal: the running one stays",
 			in:       in(c3, append(running(c3, 0, 1, 2), rec(c3, 1, stateStaging, func(r *store.TaskRecord) { r.ID = TaskID("default", "db", 1, "dup") }))),
-			newKills: []int32{1}, allKills: []int32{1}, ready: metav1.ConditionTrue, reason: ReasonReady},
+			newKills: []int32{1}, allKills: []int32{1}, ready: metav1.ConditionFalse, reason: ReasonScalingDown},
 		{name: "invalid spec: nothing done to the tasks",
 			in: in(testCluster(1), running(c3, 0, 1, 2), func(i *Input) {
 				i.SpecErrors = field.ErrorList{field.Invalid(field.NewPath("spec", "task", "resources", "mem"), "-1", "must be positive")}
