@@ -243,6 +243,39 @@ func (s *Store) UpdateStatus(ctx context.Context, c *v1alpha1.Cluster) (*v1alpha
 	return next, nil
 }
 
+// UpdateStatusOf writes status onto base in one round trip, without reading
+// the stored object first (UpdateStatus reads it to keep the stored spec and
+// metadata). base must be the object as the store returned it (Get, List,
+// Watch or a previous write): its spec and metadata are written back as they
+// are. The write is conditioned on base's resourceVersion still being the
+// stored one, so a stale base is a Conflict error and never overwrites a
+// newer object; a fenced store refuses a deposed leader with ErrNotLeader.
+// The generation is never bumped. The controller, which holds every cluster
+// as last read, writes status this way.
+func (s *Store) UpdateStatusOf(ctx context.Context, base *v1alpha1.Cluster, status v1alpha1.ClusterStatus) (*v1alpha1.Cluster, error) {
+	ns, name := base.Namespace, base.Name
+	if err := validateNsName(ns, name); err != nil {
+		return nil, fmt.Errorf("update status of cluster: %w", err)
+	}
+	rv, err := parseRV(base)
+	if err != nil {
+		return nil, fmt.Errorf("update status of cluster %s/%s: %w", ns, name, err)
+	}
+	next := base.DeepCopy()
+	next.Status = v1alpha1.ClusterStatus{}
+	status.DeepCopyInto(&next.Status)
+	val, err := encode(next)
+	if err != nil {
+		return nil, fmt.Errorf("update status of cluster %s/%s: %w", ns, name, err)
+	}
+	rev, err := s.writeIfRev(ctx, ns, name, rv, []clientv3.Op{clientv3.OpPut(s.clusterKey(ns, name), string(val))})
+	if err != nil {
+		return nil, fmt.Errorf("update status of cluster %s/%s: %w", ns, name, err)
+	}
+	next.ResourceVersion = strconv.FormatInt(rev, 10)
+	return next, nil
+}
+
 // Delete deletes a Cluster. With finalizers it sets deletionTimestamp
 // (idempotent) and returns the object; the controller removes the
 // finalizer once the tasks are gone, and that Update deletes the object.
