@@ -117,7 +117,7 @@ func (m *Mesos) offerProto(o *offer) mesos.Offer {
 		Attributes: a.attrs,
 	}
 	for _, e := range a.executors {
-		if e.fw == o.fw && e.kind == execCustom && !e.exited {
+		if e.fw == o.fw && e.hasExecutorID() && !e.exited {
 			off.ExecutorIDs = append(off.ExecutorIDs, mesos.ExecutorID{Value: e.id})
 		}
 	}

@@ -131,7 +131,12 @@ const (
 	execCommand execKind = iota // the command executor, one per task
 	execSim                     // a simulated executor
 	execCustom                  // a custom executor process speaking /api/v1/executor
+	execDefault                 // Mesos's default executor: a task group's commands run as processes
 )
+
+// hasExecutorID is whether the executor's id shows in offers, state and
+// reconciliation (the command executor's, named after its task, does not).
+func (e *executor) hasExecutorID() bool { return e.kind == execCustom || e.kind == execDefault }
 
 type executor struct {
 	kind   execKind
@@ -195,7 +200,8 @@ type task struct {
 	simTimer   *time.Timer
 	forgotten  bool
 	unreach    *mesos.TimeInfo
-	delivered  bool // a custom executor got its LAUNCH
+	delivered  bool       // a custom executor got its LAUNCH
+	group      *taskGroup // its task group, under the default executor
 	// uuids of every update the agent received for the task, oldest first
 	// (at most maxReceivedUUIDs; dropped when the task is forgotten), as the
 	// status update stream's received set

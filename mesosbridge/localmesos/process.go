@@ -175,12 +175,21 @@ func commandArgv(c *mesos.CommandInfo) ([]string, error) {
 
 // startCommandTask runs a task.command the way Mesos's command executor does:
 // fetch URIs into a fresh sandbox, TASK_STARTING, `sh -c` the command, TASK_RUNNING;
-// exit 0 is TASK_FINISHED, anything else TASK_FAILED; a kill is TASK_KILLED.
+// exit 0 is TASK_FINISHED, anything else TASK_FAILED; a kill is TASK_KILLED. Under
+// the default executor (a task of a group) the task's sandbox is
+// tasks/<task id> in the executor's, as the default executor's nested containers
+// have it, and a task without a command fails to launch.
 func (m *Mesos) startCommandTask(t *task) {
 	m.agentStatus(t, mesos.TASK_STARTING, nil, "", mesos.SOURCE_EXECUTOR)
 	dir := m.sandboxDir(t.agent, t.fw.id, t.exec.id)
 	t.exec.dir = dir
-	uris := append([]mesos.CommandInfo_URI(nil), t.info.Command.URIs...)
+	if t.exec.kind == execDefault {
+		dir = filepath.Join(dir, "tasks", t.id)
+	}
+	var uris []mesos.CommandInfo_URI
+	if t.info.Command != nil {
+		uris = append(uris, t.info.Command.URIs...)
+	}
 	go func() {
 		err := os.MkdirAll(dir, 0o755)
 		if err == nil {

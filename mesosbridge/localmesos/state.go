@@ -258,7 +258,7 @@ func taskState(t *task) TaskState {
 	} else {
 		ts.SlaveID = t.info.AgentID.Value
 	}
-	if t.exec != nil && t.exec.kind == execCustom {
+	if t.exec != nil && t.exec.hasExecutorID() {
 		ts.ExecutorID = t.exec.id
 	}
 	if t.last.State != nil {

@@ -106,23 +106,14 @@ func (m *Mesos) launchGroup(fw *framework, a *agent, role string, group *mesos.E
 	newExec := map[string]bool{}
 	errMsg := ""
 	if group != nil {
-		if len(tasks) == 0 {
-			errMsg = "Task group is empty"
-		}
-		for i := range tasks {
-			if tasks[i].Executor != nil {
-				errMsg = "'TaskInfo.executor' must not be set for a task in a task group"
-			}
-			ex := *group
-			tasks[i].Executor = &ex
-		}
+		errMsg = validateTaskGroup(fw, group, tasks)
 	}
 	for i := range tasks {
 		if errMsg != "" {
 			break
 		}
 		ti := &tasks[i]
-		need, msg := m.validateTask(fw, a, ti, batch, newExec)
+		need, msg := m.validateTask(fw, a, ti, group != nil, batch, newExec)
 		if msg == "" && !avail.contains(need) {
 			msg = fmt.Sprintf("Task uses more resources %s than available %s", describe(need), describe(avail))
 		}
@@ -141,9 +132,14 @@ func (m *Mesos) launchGroup(fw *framework, a *agent, role string, group *mesos.E
 		return
 	}
 	var launched []*task
+	var tg *taskGroup
+	if group != nil && group.Type == mesos.ExecutorInfo_DEFAULT {
+		tg = &taskGroup{}
+	}
 	for i := range tasks {
 		remaining.sub(needs[i])
-		launched = append(launched, m.launch(fw, a, tasks[i], group != nil))
+		t := m.launch(fw, a, tasks[i], group != nil, tg)
+		launched = append(launched, t)
 	}
 	if group != nil && len(launched) > 0 && launched[0].exec.kind == execCustom {
 		e := launched[0].exec
@@ -153,6 +149,48 @@ func (m *Mesos) launchGroup(fw *framework, a *agent, role string, group *mesos.E
 		}
 		m.launchGroupOnExecutor(e, infos)
 	}
+}
+
+// validateTaskGroup is the master's task group validation (validation.cpp,
+// task::group): the executor's type must be set, a DEFAULT executor has no
+// command and a CUSTOM one has; a task may carry an ExecutorInfo only if it is the
+// group's. Like the master, it then puts the group's ExecutorInfo (with the
+// framework id filled in) into every task. Tasks may carry a CommandInfo: the
+// default executor runs each task's command in a nested container.
+func validateTaskGroup(fw *framework, group *mesos.ExecutorInfo, tasks []mesos.TaskInfo) string {
+	if len(tasks) == 0 {
+		return "Task group is empty"
+	}
+	ex := *group
+	if ex.FrameworkID == nil {
+		ex.FrameworkID = &mesos.FrameworkID{Value: fw.id}
+	}
+	switch ex.Type {
+	case mesos.ExecutorInfo_DEFAULT:
+		if ex.Command != nil {
+			return "'ExecutorInfo.command' must not be set for 'DEFAULT' executor"
+		}
+	case mesos.ExecutorInfo_CUSTOM:
+		if ex.Command == nil {
+			return "'ExecutorInfo.command' must be set for 'CUSTOM' executor"
+		}
+	default:
+		return "'ExecutorInfo.type' must be set"
+	}
+	for i := range tasks {
+		if own := tasks[i].Executor; own != nil {
+			o := *own
+			if o.FrameworkID == nil {
+				o.FrameworkID = ex.FrameworkID
+			}
+			if !o.Equal(&ex) {
+				return "The `ExecutorInfo` of task '" + tasks[i].TaskID.Value + "' is different from executor '" + ex.ExecutorID.Value + "'"
+			}
+		}
+		e := ex
+		tasks[i].Executor = &e
+	}
+	return ""
 }
 
 func describe(r res) string {
@@ -170,7 +208,7 @@ func describe(r res) string {
 // validateTask is Mesos's task validation: id, agent, command xor executor,
 // resources and executor compatibility. It returns what the task takes (its own
 // resources plus a new executor's).
-func (m *Mesos) validateTask(fw *framework, a *agent, ti *mesos.TaskInfo, batch, newExec map[string]bool) (res, string) {
+func (m *Mesos) validateTask(fw *framework, a *agent, ti *mesos.TaskInfo, inGroup bool, batch, newExec map[string]bool) (res, string) {
 	id := ti.TaskID.Value
 	if id == "" || strings.ContainsAny(id, "/\x00") || strings.TrimSpace(id) != id || strings.ContainsAny(id, " \t\n") {
 		return res{}, "Task ID '" + id + "' is invalid"
@@ -181,8 +219,13 @@ func (m *Mesos) validateTask(fw *framework, a *agent, ti *mesos.TaskInfo, batch,
 	if ti.AgentID.Value != a.id {
 		return res{}, "Task uses invalid agent: " + ti.AgentID.Value
 	}
-	if (ti.Command == nil) == (ti.Executor == nil) {
+	if !inGroup && (ti.Command == nil) == (ti.Executor == nil) {
+		// Only for LAUNCH: a task of a group has the group's ExecutorInfo and may
+		// have a CommandInfo too.
 		return res{}, "Task should have at least one (but not both) of CommandInfo or ExecutorInfo present"
+	}
+	if !inGroup && ti.Executor != nil && ti.Executor.Type == mesos.ExecutorInfo_DEFAULT {
+		return res{}, "'ExecutorInfo.type' must be 'CUSTOM'"
 	}
 	if len(ti.Resources) == 0 {
 		return res{}, "Task uses no resources"
@@ -205,14 +248,14 @@ func (m *Mesos) validateTask(fw *framework, a *agent, ti *mesos.TaskInfo, batch,
 				return res{}, "ExecutorInfo is not compatible with ExecutorInfo of existing executor " + ex.ExecutorID.Value
 			}
 		} else if !newExec[key] {
-			if m.opts.Simulate || ex.Command != nil {
+			if m.opts.Simulate || ex.Command != nil || ex.Type == mesos.ExecutorInfo_DEFAULT {
 				er, err := fromProto(ex.Resources)
 				if err != nil {
 					return res{}, "Executor uses invalid resources: " + err.Error()
 				}
 				need.add(er)
 			}
-			if !m.opts.Simulate && ex.Command == nil {
+			if !m.opts.Simulate && ex.Command == nil && ex.Type != mesos.ExecutorInfo_DEFAULT {
 				return res{}, "ExecutorInfo has no CommandInfo"
 			}
 			newExec[key] = true
@@ -229,12 +272,13 @@ func compatibleExecutor(a, b *mesos.ExecutorInfo) bool {
 	if ca != nil && ca.GetValue() != cb.GetValue() {
 		return false
 	}
-	return a.ExecutorID.Value == b.ExecutorID.Value
+	return a.ExecutorID.Value == b.ExecutorID.Value && a.Type == b.Type
 }
 
 // launch books a validated task on agent a and starts it. Tasks of a group are sent
-// to a custom executor together, by the caller.
-func (m *Mesos) launch(fw *framework, a *agent, ti mesos.TaskInfo, inGroup bool) *task {
+// to a custom executor together, by the caller; tasks of a group under the default
+// executor share tg.
+func (m *Mesos) launch(fw *framework, a *agent, ti mesos.TaskInfo, inGroup bool, tg *taskGroup) *task {
 	r, _ := fromProto(ti.Resources)
 	t := &task{
 		id:         ti.TaskID.Value,
@@ -244,6 +288,10 @@ func (m *Mesos) launch(fw *framework, a *agent, ti mesos.TaskInfo, inGroup bool)
 		res:        r,
 		state:      mesos.TASK_STAGING,
 		agentState: mesos.TASK_STAGING,
+		group:      tg,
+	}
+	if tg != nil {
+		tg.tasks = append(tg.tasks, t)
 	}
 	if old := fw.tasks[t.id]; old != nil {
 		m.forgetTask(old)
@@ -261,6 +309,9 @@ func (m *Mesos) launch(fw *framework, a *agent, ti mesos.TaskInfo, inGroup bool)
 		execID = ti.Executor.ExecutorID.Value
 		if !m.opts.Simulate {
 			kind = execCustom
+			if ti.Executor.Type == mesos.ExecutorInfo_DEFAULT {
+				kind = execDefault
+			}
 		}
 	}
 	key := fw.id + "/" + execID
@@ -286,7 +337,7 @@ func (m *Mesos) launch(fw *framework, a *agent, ti mesos.TaskInfo, inGroup bool)
 	switch e.kind {
 	case execSim:
 		m.simLaunch(t)
-	case execCommand:
+	case execCommand, execDefault:
 		m.startCommandTask(t)
 	case execCustom:
 		if inGroup {
@@ -394,6 +445,26 @@ func (m *Mesos) agentUpdate(t *task, st mesos.TaskStatus) {
 	if len(t.pending) == 1 {
 		t.resendIval = m.opts.ResendInterval
 		m.forward(t)
+	}
+	if g := t.group; g != nil && !g.killing && (t.agentState == mesos.TASK_FAILED || t.agentState == mesos.TASK_KILLED) {
+		m.killTaskGroup(t)
+	}
+}
+
+// taskGroup is a task group launched under the default executor.
+type taskGroup struct {
+	tasks   []*task
+	killing bool
+}
+
+// killTaskGroup is the default executor's restart policy: when a task of a group
+// fails or is killed, the other live tasks of the group are killed.
+func (m *Mesos) killTaskGroup(t *task) {
+	t.group.killing = true
+	for _, o := range t.group.tasks {
+		if o != t && !o.forgotten && !o.killing && !isTerminal(o.agentState) && o.agent.reachable {
+			m.killTask(o, nil)
+		}
 	}
 }
 
@@ -594,7 +665,7 @@ func (m *Mesos) killTask(t *task, kp *mesos.KillPolicy) {
 			m.agentStatus(t, mesos.TASK_KILLING, nil, "", mesos.SOURCE_EXECUTOR)
 		}
 		m.agentStatus(t, mesos.TASK_KILLED, nil, "Command terminated with signal Terminated", mesos.SOURCE_EXECUTOR)
-	case execCommand:
+	case execCommand, execDefault:
 		if killingState {
 			m.agentStatus(t, mesos.TASK_KILLING, nil, "", mesos.SOURCE_EXECUTOR)
 		}
@@ -627,7 +698,7 @@ func (m *Mesos) reconcile(fw *framework, tasks []scheduler.Call_Reconcile_Task) 
 			Timestamp: ptrFloat(now()),
 			Healthy:   t.last.Healthy,
 		}
-		if t.exec != nil && t.exec.kind == execCustom {
+		if t.exec != nil && t.exec.hasExecutorID() {
 			st.ExecutorID = &mesos.ExecutorID{Value: t.exec.id}
 		}
 		if t.state == mesos.TASK_UNREACHABLE {
