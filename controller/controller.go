@@ -39,6 +39,10 @@ type Config struct {
 	// StallAfter: needs that no offer fits for this long make a cluster Stalled
 	// with reason NoOfferFits (default 10s).
 	StallAfter time.Duration
+	// Roles are the framework's roles (Run sets them from the Mesos config);
+	// a cluster whose spec.role is not among them can get no offer and is
+	// Stalled saying so. Empty: not checked.
+	Roles []string
 	// ExecutorURI is where agents fetch `converge executor` from (executable), for
 	// clusters with election strategy position and no executor of their own.
 	ExecutorURI string
@@ -231,6 +235,13 @@ func Run(ctx context.Context, cfg Config, mcfg mesosbridge.Config) error {
 	}
 	if err := c.load(ctx); err != nil {
 		return err
+	}
+	if len(c.cfg.Roles) == 0 {
+		role := mcfg.Role
+		if role == "" {
+			role = v1alpha1.DefaultRole
+		}
+		c.cfg.Roles = []string{role}
 	}
 	mcfg.State = cfg.Store
 	mcfg.ReconcileTasks = c.ReconcileTasks
@@ -768,9 +779,9 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 			if c.failpoint(FailpointStatusBefore) {
 				return 0, errFailpoint
 			}
-			obj := raw.DeepCopy()
-			obj.Status = out.Status
-			upd, err := c.cfg.Store.UpdateStatus(ctx, obj)
+			// raw is the object as the store last returned it: one round trip,
+			// conditioned on its resourceVersion (a conflict re-reads it).
+			upd, err := c.cfg.Store.UpdateStatusOf(ctx, raw, out.Status)
 			c.m.statusWrites.Inc()
 			if err != nil {
 				return 0, c.storeErr(ctx, key, fmt.Errorf("write status: %w", err))
