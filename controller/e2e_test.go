@@ -214,3 +214,16 @@ func TestInvalidObjectIsStalledAndUntouched(t *testing.T) {
 	}
 	e.checkConverged("db", 2) // tasks untouched
 }
+
+func TestUnknownRoleStalls(t *testing.T) {
+	e := newEnv(t, localmesos.Options{Simulate: true})
+	e.start()
+	e.create(newCluster("web", 1, func(c *v1alpha1.Cluster) { c.Spec.Role = "analytics" }))
+	c := e.waitFor("web", 20*time.Second, "Stalled", func(c *v1alpha1.Cluster) bool {
+		s := v1alpha1.FindCondition(c.Status.Conditions, v1alpha1.ConditionStalled)
+		return s != nil && s.Status == "True"
+	})
+	if s := v1alpha1.FindCondition(c.Status.Conditions, v1alpha1.ConditionStalled); s.Reason != ReasonNoOfferFits || !strings.Contains(s.Message, `role "analytics" is not a role of this framework`) {
+		t.Fatalf("stalled = %+v", s)
+	}
+}

@@ -81,7 +81,7 @@ func newEnv(t *testing.T, o localmesos.Options) *env {
 	e.mesos = m
 	e.cfg = Config{
 		Store: e.st, Workers: 4, ResyncInterval: 300 * time.Millisecond,
-		UnreachableTimeout: time.Second, StallAfter: time.Second,
+		UnreachableTimeout: time.Second, StallAfter: time.Second, Roles: []string{"*"},
 		Log: testLogger(t).WithName("controller"),
 	}
 	t.Cleanup(func() {

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -76,20 +77,27 @@ func (c *Controller) handleOffers(ctx context.Context, offers []mesos.Offer) {
 	// goroutine launches, so the snapshot cannot miss a launch.)
 	var needs []Need
 	inputs := map[string]*Input{}
+	roleless := map[string]string{} // key -> why: the framework has no such role
 	for _, in := range snapshot {
 		out := Plan(*in)
 		if len(out.Needs) == 0 {
 			continue
 		}
+		key := out.Needs[0].Key
+		inputs[key] = in
+		if role := out.Needs[0].Role; len(c.cfg.Roles) > 0 && !slices.Contains(c.cfg.Roles, role) {
+			roleless[key] = fmt.Sprintf("role %q is not a role of this framework (%s): Mesos offers it nothing; change spec.role or run converge with that role",
+				role, strings.Join(c.cfg.Roles, ", "))
+			continue
+		}
 		needs = append(needs, out.Needs...)
-		inputs[out.Needs[0].Key] = in
 	}
 
 	all := make([]mesos.OfferID, len(offers))
 	for i := range offers {
 		all[i] = offers[i].ID
 	}
-	if len(needs) == 0 {
+	if len(needs) == 0 && len(roleless) == 0 {
 		refuse := float64(refuseUnneeded)
 		if !ready {
 			refuse = refuseShort
@@ -99,6 +107,9 @@ func (c *Controller) handleOffers(ctx context.Context, offers []mesos.Offer) {
 	}
 
 	res := MatchOffers(needs, offers, c.agents)
+	for key, why := range roleless {
+		res.Unplaced[key] = why
+	}
 	now := c.now()
 	op := &writeOp{}
 	byOffer := map[int][]mesos.TaskInfo{}
