@@ -190,6 +190,9 @@ type Result struct {
 
 	EtcdCeilingWritesPerSecond float64 `json:"etcd_ceiling_writes_per_second"`
 	EtcdCeilingClients         int     `json:"etcd_ceiling_clients"`
+	// EtcdCeilingRatio: etcd_txns_per_second / etcd_ceiling_writes_per_second,
+	// how much of the same etcd's raw write rate convergence used.
+	EtcdCeilingRatio float64 `json:"etcd_ceiling_ratio"`
 
 	// LoadAverage1m at the start and the end of the run (/proc/loadavg): the
 	// machine is shared, and other load shows in every latency.
@@ -431,6 +434,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 		if err != nil {
 			return res, err
 		}
+		res.EtcdCeilingRatio = res.EtcdTxnsPerSecond / res.EtcdCeilingWritesPerSecond
 		o.Progress("etcd ceiling: %.0f writes/s (%d clients, sequential single-key puts)", res.EtcdCeilingWritesPerSecond, o.CeilingClients)
 	}
 
@@ -445,7 +449,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 		"ack latency: a status update's arrival at the controller to its ACKNOWLEDGE call returning, which follows the durable ledger write",
 		"idle: measured after settle_seconds; offers_suppressed means no offer reached the controller and none was outstanding",
 		"one failure: a cluster's elected master is failed through localmesos's fault API; counted until the cluster is Ready again with a new master and all replicas",
-		"etcd_ceiling_writes_per_second: etcd_ceiling_clients goroutines doing sequential single-key puts against the same etcd after the run",
+		"etcd_ceiling_writes_per_second: etcd_ceiling_clients goroutines doing sequential single-key puts against the same etcd after the run; etcd_ceiling_ratio = etcd_txns_per_second / etcd_ceiling_writes_per_second",
 	}
 	return res, nil
 }

@@ -86,7 +86,8 @@ func printBench(w io.Writer, r bench.Result) {
 	fmt.Fprintf(w, "  converged        %.2fs after the first apply (applies took %.2fs): %.0f tasks/s\n", r.ConvergeSeconds, r.ApplySeconds, r.TasksPerSecond)
 	fmt.Fprintf(w, "  etcd writes      %.2f key writes/task, %.2f write requests/task (%d txns, %d puts, %d deletes; %d applies excluded); %.0f txns/s\n",
 		r.EtcdWritesPerTask, r.EtcdTxnsPerTask, r.EtcdWrites.Txns, r.EtcdWrites.Puts, r.EtcdWrites.Deletes, r.ApplyWritesExcluded, r.EtcdTxnsPerSecond)
-	fmt.Fprintf(w, "  etcd ceiling     %.0f writes/s (%d clients, sequential single-key puts)\n", r.EtcdCeilingWritesPerSecond, r.EtcdCeilingClients)
+	fmt.Fprintf(w, "  etcd ceiling     %.0f writes/s (%d clients, sequential single-key puts); convergence used %.0f%% of it\n",
+		r.EtcdCeilingWritesPerSecond, r.EtcdCeilingClients, 100*r.EtcdCeilingRatio)
 	fmt.Fprintf(w, "  acks             %d; update to ACKNOWLEDGE p50 %.1fms, p99 %.1fms, max %.1fms\n", r.Acks, r.AckLatencyP50MS, r.AckLatencyP99MS, r.AckLatencyMaxMS)
 	fmt.Fprintf(w, "  process          %.2fs CPU to converge, peak RSS %.0f MB, heap at converge %.0f MB\n", r.ControllerCPUSeconds, r.PeakRSSMB, r.HeapMB)
 	fmt.Fprintf(w, "  idle             %.1f writes/s, %.1f%% CPU, %d offers, %d declines, offers suppressed: %v\n",
