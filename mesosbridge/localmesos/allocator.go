@@ -240,6 +240,12 @@ func (m *Mesos) revive(fw *framework, roles []string) {
 			}
 		}
 	}
+	// As Mesos's allocator (HierarchicalAllocatorProcess::reviveOffers ends
+	// with generateOffers()): a REVIVE allocates now rather than at the next
+	// interval, so a framework with new demand gets offers at once.
+	if !m.closed {
+		m.allocate(time.Now())
+	}
 }
 
 func (m *Mesos) suppress(fw *framework, roles []string) {
