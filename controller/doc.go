@@ -42,6 +42,13 @@
 //   - A member gone (FAILED, LOST, GONE, DROPPED, ERROR, KILLED, FINISHED; or
 //     UNREACHABLE/UNKNOWN past Config.UnreachableTimeout) frees its ordinal; the
 //     replacement takes the lowest free ordinal, after the old task is terminal.
+//   - readyReplicas counts live RUNNING members. Under an executor, RUNNING is
+//     the executor's own report (its proof of life); an agent that stops
+//     answering turns its tasks UNREACHABLE. An UNREACHABLE master is kept until
+//     UnreachableTimeout: electing another while it may still serve would risk
+//     two masters of the data.
+//   - A spec.role that is not one of the framework's roles (Config.Roles) can
+//     get no offer: the cluster is Stalled/NoOfferFits saying so.
 //
 // # Task ids
 //
