@@ -227,3 +227,32 @@ func TestUnknownRoleStalls(t *testing.T) {
 		t.Fatalf("stalled = %+v", s)
 	}
 }
+
+// TestDroppedAndDuplicatedUpdates: agents' updates dropped (resent until
+// acknowledged) and duplicated change nothing but timing.
+func TestDroppedAndDuplicatedUpdates(t *testing.T) {
+	e := newEnv(t, localmesos.Options{Simulate: true})
+	if err := e.mesos.SetUpdateFaults(0.3, 0.5); err != nil {
+		t.Fatal(err)
+	}
+	e.start()
+	e.create(newCluster("db", 3, func(c *v1alpha1.Cluster) { c.Spec.Election.Strategy = v1alpha1.ElectionOrdinal }))
+	c := e.waitFor("db", 30*time.Second, "Ready", clusterReady)
+	victim := taskOf(c, 2).ID
+	if err := e.mesos.FailTask(victim); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("db", 30*time.Second, "replacement", func(c *v1alpha1.Cluster) bool {
+		return clusterReady(c) && taskOf(c, 2).ID != victim
+	})
+	e.checkConverged("db", 3)
+	failed := 0
+	for _, ev := range e.events("db") {
+		if ev.Reason == "TaskFailed" {
+			failed++
+		}
+	}
+	if failed != 1 {
+		t.Fatalf("%d TaskFailed events for one failure (duplicates counted?)", failed)
+	}
+}
