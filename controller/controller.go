@@ -755,11 +755,11 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 		c.log.Info("election", "cluster", key, "epoch", out.Election.Epoch, "phase", out.Election.Phase, "master", out.Election.MasterTaskID)
 	}
 
-	// Act: kills, election messages.
+	// Act: kills (election messages go after the status: a promoted master is
+	// in status.master before it is told).
 	for _, k := range out.Kills {
 		c.killTask(ctx, k.TaskID, k.AgentID)
 	}
-	c.sendElectionMessages(ctx, key, out)
 
 	if len(op.endpoints) > 0 {
 		c.mu.Lock()
@@ -768,9 +768,10 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	}
 
 	// Status, only when it changed, and at most every writeMinInterval unless
-	// it becomes Ready (progress reports coalesce; the outcome is prompt).
+	// it becomes Ready or the master changes (progress reports coalesce; the
+	// outcome is prompt).
 	if !sameJSON(&raw.Status, &out.Status) {
-		if wait := c.sinceLast(c.lastStatus, key); wait > 0 && !readyTrue(&out.Status) {
+		if wait := c.sinceLast(c.lastStatus, key); wait > 0 && !readyTrue(&out.Status) && sameJSON(raw.Status.Master, out.Status.Master) {
 			deferTo(wait)
 		} else {
 			c.mu.Lock()
@@ -790,6 +791,8 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 			raw = upd
 		}
 	}
+
+	c.sendElectionMessages(ctx, key, out)
 
 	if out.RemoveFinalizer {
 		obj := raw.DeepCopy()
