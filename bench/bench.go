@@ -148,6 +148,9 @@ type Result struct {
 	EtcdTxnsPerTask     float64 `json:"etcd_txns_per_task"`
 	EtcdWrites          Writes  `json:"etcd_writes"`
 	ApplyWritesExcluded int64   `json:"apply_writes_excluded"`
+	// EtcdPutsByKind at Ready: puts per key kind (clusters, tasks, elections,
+	// endpoints, events), from etcd's key versions; cluster creates included.
+	EtcdPutsByKind map[string]int64 `json:"etcd_puts_by_kind"`
 	// EtcdTxnsPerSecond: the controller's write requests per second during
 	// convergence, to read against EtcdCeilingWritesPerSecond.
 	EtcdTxnsPerSecond float64 `json:"etcd_txns_per_second"`
@@ -377,6 +380,9 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	res.EtcdWritesPerTask = float64(w.Puts+w.Deletes) / float64(res.Tasks)
 	res.EtcdTxnsPerTask = float64(w.Txns) / float64(res.Tasks)
 	res.EtcdTxnsPerSecond = float64(w.Txns) / conv.Seconds()
+	if res.EtcdPutsByKind, err = writesByKind(ctx, userStore); err != nil {
+		return res, err
+	}
 	res.StatusWrites = int64(counter(reg, "converge_controller_status_writes_total") - statusWrites0)
 	res.Reconciles = int64(counter(reg, "converge_controller_reconciles_total") - reconciles0)
 	res.ControllerCPUSeconds = (cpu1 - cpu0).Seconds()

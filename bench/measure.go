@@ -366,3 +366,19 @@ func controllerHeapMB() float64 {
 	}
 	return total / (1 << 20)
 }
+
+// writesByKind counts the puts every live key under the store's prefix has
+// had (etcd's key version), by kind: the second path element (clusters,
+// tasks, elections, endpoints, events, framework). Cluster creates count.
+func writesByKind(ctx context.Context, st *store.Store) (map[string]int64, error) {
+	resp, err := st.Client().Get(ctx, st.Prefix()+"/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, fmt.Errorf("count writes by key kind: %w", err)
+	}
+	out := map[string]int64{}
+	for _, kv := range resp.Kvs {
+		kind, _, _ := strings.Cut(strings.TrimPrefix(string(kv.Key), st.Prefix()+"/"), "/")
+		out[kind] += kv.Version
+	}
+	return out, nil
+}

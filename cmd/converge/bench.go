@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -86,6 +88,7 @@ func printBench(w io.Writer, r bench.Result) {
 	fmt.Fprintf(w, "  converged        %.2fs after the first apply (applies took %.2fs): %.0f tasks/s\n", r.ConvergeSeconds, r.ApplySeconds, r.TasksPerSecond)
 	fmt.Fprintf(w, "  etcd writes      %.2f key writes/task, %.2f write requests/task (%d txns, %d puts, %d deletes; %d applies excluded); %.0f txns/s\n",
 		r.EtcdWritesPerTask, r.EtcdTxnsPerTask, r.EtcdWrites.Txns, r.EtcdWrites.Puts, r.EtcdWrites.Deletes, r.ApplyWritesExcluded, r.EtcdTxnsPerSecond)
+	fmt.Fprintf(w, "  puts by key      %s (at Ready, cluster creates included)\n", byKind(r.EtcdPutsByKind))
 	fmt.Fprintf(w, "  etcd ceiling     %.0f writes/s (%d clients, sequential single-key puts); convergence used %.0f%% of it\n",
 		r.EtcdCeilingWritesPerSecond, r.EtcdCeilingClients, 100*r.EtcdCeilingRatio)
 	fmt.Fprintf(w, "  acks             %d; update to ACKNOWLEDGE p50 %.1fms, p99 %.1fms, max %.1fms\n", r.Acks, r.AckLatencyP50MS, r.AckLatencyP99MS, r.AckLatencyMaxMS)
@@ -97,4 +100,17 @@ func printBench(w io.Writer, r bench.Result) {
 		fmt.Fprintf(w, "  one failure      %d reconciles, %d key writes in %d txns, %d cluster(s) touched, recovered in %.2fs\n",
 			r.OneFailureReconciles, r.OneFailureWrites, r.OneFailureTxns, r.OneFailureClustersTouched, r.OneFailureRecoverSeconds)
 	}
+}
+
+func byKind(m map[string]int64) string {
+	kinds := make([]string, 0, len(m))
+	for k := range m {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	parts := make([]string, len(kinds))
+	for i, k := range kinds {
+		parts[i] = fmt.Sprintf("%s %d", k, m[k])
+	}
+	return strings.Join(parts, ", ")
 }
