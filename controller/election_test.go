@@ -85,3 +85,28 @@ func TestOrdinalElectionNoMessages(t *testing.T) {
 		t.Fatalf("master = %+v", c.Status.Master)
 	}
 }
+
+// TestSwitchToPositionStrategy: a running cluster switched to position
+// elections rolls its members onto converge executor, then elects a master.
+func TestSwitchToPositionStrategy(t *testing.T) {
+	e := newEnv(t, localmesos.Options{Simulate: true})
+	e.start()
+	e.create(newCluster("db", 3))
+	e.waitReady("db")
+	e.update("db", positional)
+	c := e.waitFor("db", 30*time.Second, "rolled and elected", func(c *v1alpha1.Cluster) bool {
+		return clusterReady(c) && c.Status.UpdatedReplicas == 3 && c.Status.Master != nil
+	})
+	ledger, err := e.st.ListTasks(context.Background(), "default", "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ts := range c.Status.Tasks {
+		for _, r := range ledger {
+			if r.ID == ts.ID && r.ExecutorID == "" {
+				t.Errorf("member %s runs without an executor", r.ID)
+			}
+		}
+	}
+	e.checkConverged("db", 3)
+}
