@@ -162,6 +162,10 @@ type Result struct {
 	AckLatencyP50MS float64 `json:"ack_latency_p50_ms"`
 	AckLatencyP99MS float64 `json:"ack_latency_p99_ms"`
 	AckLatencyMaxMS float64 `json:"ack_latency_max_ms"`
+	// The part of it until the ledger write was durable and the ACKNOWLEDGE
+	// queued; the rest is the wait for an acknowledger and the HTTP call.
+	AckDurableP50MS float64 `json:"ack_durable_p50_ms"`
+	AckDurableP99MS float64 `json:"ack_durable_p99_ms"`
 
 	// Process figures: etcd, localmesos and the controller share the process,
 	// so these bound the controller's own from above.
@@ -284,7 +288,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 
 	// Controller.
 	reg := prometheus.NewRegistry()
-	acks := &ackRecorder{}
+	acks, durable := &ackRecorder{}, &ackRecorder{}
 	ctrlCtx, stopCtrl := context.WithCancel(ctx)
 	ctrlDone := make(chan error, 1)
 	go func() {
@@ -293,7 +297,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 			Workers:     o.Workers,
 			Log:         o.Log.WithName("controller"),
 			Registerer:  reg,
-			AckObserver: acks.observe,
+			AckObserver: func(total, d time.Duration) { acks.observe(total); durable.observe(d) },
 		}, mesosbridge.Config{
 			Masters:       m.URLs(),
 			FrameworkName: "converge-bench",
@@ -371,7 +375,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	readyAt := tracker.readyAt()
 	stats1 := ctrlStore.Stats()
 	cpu1 := cpuTime()
-	ackSamples := acks.snapshot()
+	ackSamples, durableSamples := acks.snapshot(), durable.snapshot()
 	conv := readyAt.Sub(start)
 	res.ConvergeSeconds = conv.Seconds()
 	res.TasksPerSecond = float64(res.Tasks) / conv.Seconds()
@@ -388,6 +392,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	res.ControllerCPUSeconds = (cpu1 - cpu0).Seconds()
 	res.Acks = len(ackSamples)
 	res.AckLatencyP50MS, res.AckLatencyP99MS, res.AckLatencyMaxMS = quantileMS(ackSamples, 0.5), quantileMS(ackSamples, 0.99), quantileMS(ackSamples, 1)
+	res.AckDurableP50MS, res.AckDurableP99MS = quantileMS(durableSamples, 0.5), quantileMS(durableSamples, 0.99)
 	runtime.GC()
 	var mem runtime.MemStats
 	runtime.ReadMemStats(&mem)
@@ -452,7 +457,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	res.Notes = []string{
 		"etcd, localmesos and the controller run in one process: controller_cpu_seconds (first apply to Ready), peak_rss_mb and heap_mb (after GC at Ready) are the whole process's, an upper bound on the controller's; controller_heap_mb is the live heap allocated in the controller, store and mesosbridge packages (runtime heap profile, scaled for sampling), without etcd's server, localmesos and the benchmark's",
 		"etcd_writes_per_task counts key writes (puts+deletes) of the controller's store client from the first apply to Ready; etcd_txns_per_task counts its write requests (a batch is one); the applies (apply_writes_excluded, one create per cluster through another client) are excluded",
-		"ack latency: a status update's arrival at the controller to its ACKNOWLEDGE call returning, which follows the durable ledger write",
+		"ack latency: a status update's arrival at the controller to its ACKNOWLEDGE call returning, which follows the durable ledger write; ack_durable_* is the part until the write was durable and the ACKNOWLEDGE queued",
 		"idle: measured after settle_seconds; offers_suppressed means no offer reached the controller and none was outstanding",
 		"one failure: a cluster's elected master is failed through localmesos's fault API; counted until the cluster is Ready again with a new master and all replicas",
 		"etcd_ceiling_writes_per_second: etcd_ceiling_clients goroutines doing sequential single-key puts against the same etcd after the run; etcd_ceiling_ratio = etcd_txns_per_second / etcd_ceiling_writes_per_second",

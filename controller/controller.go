@@ -52,11 +52,13 @@ type Config struct {
 	Registerer      prometheus.Registerer
 	// Now is the clock (default time.Now).
 	Now func() time.Time
-	// AckObserver, when set, is called with the time from a status update's
-	// arrival at the controller to the return of its ACKNOWLEDGE call (which
-	// follows the durable ledger write), for every acknowledged update. It must
-	// not block. The same figure feeds converge_controller_ack_latency_seconds.
-	AckObserver func(time.Duration)
+	// AckObserver, when set, is called for every acknowledged update with
+	// total, the time from its arrival at the controller to the return of its
+	// ACKNOWLEDGE call, and durable, the part until its ledger write was
+	// durable and the ACKNOWLEDGE queued (the rest waits for a free
+	// acknowledger and the HTTP round trip). It must not block. total also
+	// feeds converge_controller_ack_latency_seconds.
+	AckObserver func(total, durable time.Duration)
 	// Failpoint, when set, is called at each checkpoint boundary with its name
 	// (the Failpoint* constants). A non-nil error stops the controller there as
 	// a crash would: the step in progress is abandoned and Run returns the

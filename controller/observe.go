@@ -75,6 +75,7 @@ func (c *Controller) terminalSeen(st mesos.TaskStatus) {
 type pendingAck struct {
 	st       mesos.TaskStatus
 	received time.Time
+	queued   time.Time // when the update was durable and its ack queued
 }
 
 func (c *Controller) ack(ctx context.Context, st mesos.TaskStatus, received time.Time) {
@@ -82,7 +83,7 @@ func (c *Controller) ack(ctx context.Context, st mesos.TaskStatus, received time
 		return
 	}
 	select {
-	case c.acks <- pendingAck{st: st, received: received}:
+	case c.acks <- pendingAck{st: st, received: received, queued: time.Now()}:
 	case <-ctx.Done():
 	}
 }
@@ -108,7 +109,7 @@ func (c *Controller) runAcks(ctx context.Context) {
 			c.m.acks.Inc()
 			c.m.ackSeconds.Observe(d.Seconds())
 			if c.cfg.AckObserver != nil {
-				c.cfg.AckObserver(d)
+				c.cfg.AckObserver(d, p.queued.Sub(p.received))
 			}
 		}
 	}
