@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -31,7 +32,11 @@ func converge(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "converge")
-		cmd := exec.Command("go", "build", "-o", binPath, "github.com/converge-io/converge/cmd/converge")
+		goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
+		if _, err := os.Stat(goTool); err != nil {
+			goTool = "go"
+		}
+		cmd := exec.Command(goTool, "build", "-o", binPath, "github.com/converge-io/converge/cmd/converge")
 		buildOut, buildErr = cmd.CombinedOutput()
 	})
 	if buildErr != nil {
