@@ -45,6 +45,22 @@ func (c *Controller) handleUpdate(ctx context.Context, st mesos.TaskStatus) {
 		return
 	}
 	now := c.now()
+	// What the ledger already holds (durably: the cache holds only committed
+	// records) needs no write: acknowledge at once, without a trip through the
+	// writer. (Duplicates, and STARTING, which is not written.)
+	c.mu.Lock()
+	noop := false
+	if r := c.ledger[key][id]; r != nil {
+		cp := *r
+		changed, _ := applyStatus(&cp, st, now)
+		noop = !changed
+	}
+	c.mu.Unlock()
+	if noop {
+		c.terminalSeen(st)
+		c.ack(ctx, st, received)
+		return
+	}
 	op := &writeOp{tasks: []taskWrite{{key: key, id: id, mut: func(r *store.TaskRecord) (bool, []store.Event) {
 		return applyStatus(r, st, now)
 	}}}}
