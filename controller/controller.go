@@ -836,7 +836,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 }
 
 // writeMinInterval spaces a cluster's progress writes (status, member lists).
-const writeMinInterval = 200 * time.Millisecond
+const writeMinInterval = time.Second
 
 // sinceLast returns how long to wait before the next write of key tracked by m
 // (<= 0: now).

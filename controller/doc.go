@@ -37,7 +37,7 @@
 //     published master is never one that is not persisted; promote is sent after
 //     it and re-sent (each second) until the executor answers "promoted".
 //   - Status is written only when it changes; progress (not Ready) and member-list
-//     changes are spaced by 200ms per cluster so members coming up together cost
+//     changes are spaced by 1s per cluster so members coming up together cost
 //     one write; becoming Ready and master changes are written at once.
 //   - A member gone (FAILED, LOST, GONE, DROPPED, ERROR, KILLED, FINISHED; or
 //     UNREACHABLE/UNKNOWN past Config.UnreachableTimeout) frees its ordinal; the
