@@ -24,6 +24,7 @@ type fault struct {
 var faultKinds = []fault{
 	{"controller-kill-leader", 3, killLeader},
 	{"controller-kill-standby", 1, killStandby},
+	{"controller-pause-leader", 2, pauseLeader},
 	{"task-fail", 3, failTask},
 	{"agent-lose", 2, loseAgent},
 	{"master-failover", 2, masterFailover},
@@ -186,6 +187,42 @@ func (s *suite) measureTakeover(ctx context.Context, old string, t0 time.Time) {
 	s.report.TakeoverSeconds = append(s.report.TakeoverSeconds, 60)
 	s.report.TakeoverMaxSeconds = 60
 	s.mu.Unlock()
+}
+
+// pauseLeader freezes the leading controller (SIGSTOP) for longer than its
+// lease, so a standby takes over, then lets it run again (SIGCONT): the
+// deposed leader wakes up with a plan it may no longer carry out. Its etcd
+// writes must be refused by the fence and it must stand down; the
+// invariants (one master per epoch, no task outside the ledger) say whether
+// it did.
+func pauseLeader(ctx context.Context, s *suite, bg *sync.WaitGroup) error {
+	if s.anyDown("ctrl") {
+		return fmt.Errorf("a controller is already down")
+	}
+	id := s.leaderIdentity(ctx)
+	p := s.ctrl(id)
+	if p == nil || !s.mon.frameworkConnected() {
+		return fmt.Errorf("no subscribed leader to pause (leader %q)", id)
+	}
+	s.setDown("ctrl/"+id, true)
+	if !p.pause() {
+		s.setDown("ctrl/"+id, false)
+		return fmt.Errorf("SIGSTOP %s failed", id)
+	}
+	t0 := time.Now()
+	d := 7*time.Second + time.Duration(s.rng.Int63n(int64(3*time.Second)))
+	s.logf("SIGSTOP leading controller %s for %s", id, d.Round(time.Second))
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		s.measureTakeover(ctx, id, t0)
+	}()
+	later(ctx, bg, d, func() {
+		p.resume()
+		s.setDown("ctrl/"+id, false)
+		s.logf("SIGCONT controller %s (deposed while frozen)", id)
+	})
+	return nil
 }
 
 func killStandby(ctx context.Context, s *suite, bg *sync.WaitGroup) error {
@@ -393,6 +430,7 @@ func (s *suite) heal(ctx context.Context) {
 		_ = s.postFault(ctx, "/fault/agent/restore?agent="+agentHost(i))
 	}
 	for _, p := range append(append([]*proc{}, s.etcd...), s.ctrls...) {
+		p.resume()
 		if !p.running() {
 			_ = p.start()
 		}

@@ -105,3 +105,18 @@ func (p *proc) signal(sig syscall.Signal, wait time.Duration) bool {
 	p.mu.Unlock()
 	return true
 }
+
+// pause freezes the process group (SIGSTOP), as a long GC pause, a stalled
+// VM or a swapped-out machine would; resume continues it (SIGCONT).
+func (p *proc) pause() bool  { return p.sendOnly(syscall.SIGSTOP) }
+func (p *proc) resume() bool { return p.sendOnly(syscall.SIGCONT) }
+
+func (p *proc) sendOnly(sig syscall.Signal) bool {
+	p.mu.Lock()
+	cmd := p.cmd
+	p.mu.Unlock()
+	if cmd == nil {
+		return false
+	}
+	return syscall.Kill(-cmd.Process.Pid, sig) == nil
+}
