@@ -67,11 +67,14 @@ func (s *suite) faults(ctx context.Context, d time.Duration) {
 			s.count(f.name)
 		}
 		if len(first) > 0 {
-			if tries++; err == nil || tries == 3 {
+			if tries++; err == nil || tries == 20 {
 				first, tries = first[1:], 0
 			}
 		}
 		pause := s.cfg.FaultEvery/2 + time.Duration(s.rng.Int63n(int64(s.cfg.FaultEvery)))
+		if err != nil {
+			pause = 500 * time.Millisecond // skipped (e.g. a controller is down): try again soon
+		}
 		if rest := time.Until(end); pause > rest {
 			pause = rest
 		}
