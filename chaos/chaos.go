@@ -14,6 +14,7 @@
 package chaos
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -189,6 +190,27 @@ func floats(v []float64) string {
 
 const prefix = store.DefaultPrefix
 
+// chaosSecret is the value of a password in every cluster's task env: no
+// process log may ever contain it, whatever the faults made them log.
+const chaosSecret = "chaos-db-pa55w0rd-never-logged"
+
+// secretInLogs lists the process logs of dir that contain chaosSecret.
+func secretInLogs(dir string) []string {
+	var out []string
+	logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	for _, l := range logs {
+		b, err := os.ReadFile(l)
+		if err != nil {
+			out = append(out, fmt.Sprintf("%s: %v", l, err))
+			continue
+		}
+		if n := bytes.Count(b, []byte(chaosSecret)); n > 0 {
+			out = append(out, fmt.Sprintf("%s: %d occurrences", filepath.Base(l), n))
+		}
+	}
+	return out
+}
+
 // suite is one run.
 type suite struct {
 	cfg     Config
@@ -279,6 +301,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	<-monDone
 	s.report.Injected = s.injected
 	s.report.Invariants = s.mon.verdicts(ctx, ok)
+	leaks := secretInLogs(cfg.Dir)
+	s.report.Invariants = append(s.report.Invariants, Invariant{Name: "no secret in any process log", Held: len(leaks) == 0,
+		Violations: leaks, Detail: "task env DB_PASSWORD of every cluster"})
 	return &s.report, nil
 }
 
@@ -369,7 +394,7 @@ func (s *suite) startControllers() {
 		p := newProc(s.cfg.Dir, "serve-"+id, s.cfg.Binary, "serve",
 			"--etcd-endpoints", strings.Join(s.etcdEP, ","),
 			"--mesos-master", strings.Join(s.masters, ","),
-			"--identity", id, "--http=", "--failover-timeout", "1h")
+			"--identity", id, "--http=", "--failover-timeout", "1h", "-v", "2")
 		if err := p.start(); err != nil {
 			s.logf("start %s: %v", id, err)
 		}
@@ -404,6 +429,7 @@ func (s *suite) createClusters(ctx context.Context) error {
 		c.Labels = map[string]string{"suite": "chaos"}
 		c.Spec.Replicas = &r
 		c.Spec.Task.Command = "sleep 100000"
+		c.Spec.Task.Env = map[string]string{"DB_PASSWORD": chaosSecret}
 		cpu, mem := resource.MustParse("100m"), resource.MustParse("32Mi")
 		c.Spec.Task.Resources = v1alpha1.Resources{CPUs: &cpu, Mem: &mem, Ports: 1}
 		c.Spec.Election.Timeout = &metav1.Duration{Duration: 5 * time.Second}
