@@ -7,6 +7,8 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 
+	"github.com/converge-io/converge/cli"
+	"github.com/converge-io/converge/mesosbridge"
 	"github.com/converge-io/converge/mesosbridge/localmesos"
 )
 
@@ -46,6 +48,7 @@ func newLocalMesosCmd(g *globals) *cobra.Command {
 		workDir string
 		masters int
 		verbose int
+		auth    mesosAuthFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "local-mesos",
@@ -60,7 +63,11 @@ any v1 framework.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			m, err := localmesos.New(lm.options(listen, workDir, masters, newLogger(g.errOut, verbose).WithName("localmesos")))
+			opts := lm.options(listen, workDir, masters, newLogger(g.errOut, verbose).WithName("localmesos"))
+			if err := auth.apply(&opts); err != nil {
+				return err
+			}
+			m, err := localmesos.New(opts)
 			if err != nil {
 				return err
 			}
@@ -85,5 +92,28 @@ any v1 framework.`,
 	cmd.Flags().StringVar(&workDir, "work-dir", "", "directory for task sandboxes (default: a temporary one, removed on exit)")
 	cmd.Flags().IntVarP(&verbose, "verbose", "v", 0, "log verbosity (0: info and errors)")
 	cmd.Flags().IntVar(&masters, "masters", 1, "number of masters; one leads, the others redirect to it")
+	cmd.Flags().StringVar(&auth.principal, "principal", "", "require HTTP basic authentication of schedulers as this principal")
+	cmd.Flags().StringVar(&auth.secretFile, "secret-file", "", "file holding the principal's secret (with --principal)")
 	return cmd
+}
+
+// mesosAuthFlags make the local Mesos require framework authentication, as a
+// master started with --authenticate_http_frameworks does.
+type mesosAuthFlags struct {
+	principal, secretFile string
+}
+
+func (f mesosAuthFlags) apply(o *localmesos.Options) error {
+	if (f.principal == "") != (f.secretFile == "") {
+		return cli.Usage("--principal and --secret-file go together")
+	}
+	if f.principal == "" {
+		return nil
+	}
+	secret, err := mesosbridge.ReadSecretFile(f.secretFile)
+	if err != nil {
+		return fmt.Errorf("--secret-file: %w", err)
+	}
+	o.Principal, o.Secret = f.principal, secret
+	return nil
 }

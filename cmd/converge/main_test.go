@@ -848,3 +848,68 @@ func TestEtcdUserAndPassword(t *testing.T) {
 	}
 	expect(t, e.run("", "get", "clusters"), 1, "refused access")
 }
+
+// local-mesos --principal/--secret-file makes the scheduler API require HTTP
+// basic authentication, as a master with --authenticate_http_frameworks does.
+func TestLocalMesosRequiresAuthentication(t *testing.T) {
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secretFile, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Half the pair is a usage error.
+	if code := run(context.Background(), []string{"local-mesos", "--principal", "fw"},
+		streams{in: strings.NewReader(""), out: &syncBuffer{}, errOut: &syncBuffer{}}); code != 2 {
+		t.Fatalf("--principal without --secret-file exited %d, want 2", code)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &syncBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"local-mesos", "--listen", "127.0.0.1:0", "--agents", "1", "--simulate",
+			"--principal", "fw", "--secret-file", secretFile},
+			streams{in: strings.NewReader(""), out: out, errOut: &syncBuffer{}})
+	}()
+	waitFor(t, func() bool { return strings.Contains(out.String(), "Press Ctrl-C") })
+	s := out.String()
+	i := strings.Index(s, "curl ")
+	if i < 0 {
+		t.Fatalf("no state URL in:\n%s", s)
+	}
+	api := strings.TrimSuffix(strings.Fields(s[i+len("curl "):])[0], "/master/state") + "/api/v1/scheduler"
+	call := func(user, pass string) int {
+		req, err := http.NewRequest(http.MethodPost, api, strings.NewReader(`{"type":"SUBSCRIBE","subscribe":{"framework_info":{"user":"u","name":"n","principal":"fw"}}}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if user != "" {
+			req.SetBasicAuth(user, pass)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close() // a 200 is a SUBSCRIBE stream: closing ends it
+		return resp.StatusCode
+	}
+	if code := call("", ""); code != http.StatusUnauthorized {
+		t.Errorf("no credentials: %d, want 401", code)
+	}
+	if code := call("fw", "wrong"); code != http.StatusUnauthorized {
+		t.Errorf("wrong secret: %d, want 401", code)
+	}
+	if code := call("fw", "s3cret"); code != http.StatusOK {
+		t.Errorf("right secret: %d, want 200", code)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("local-mesos exited %d", code)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("local-mesos did not stop")
+	}
+}

@@ -68,12 +68,9 @@ The framework's secret is read from --secret-file, never from a flag value.`,
 			}
 			secret := ""
 			if secretFile != "" {
-				b, err := os.ReadFile(secretFile)
-				if err != nil {
+				var err error
+				if secret, err = mesosbridge.ReadSecretFile(secretFile); err != nil {
 					return fmt.Errorf("--secret-file: %w", err)
-				}
-				if secret = strings.TrimSpace(string(b)); secret == "" {
-					return fmt.Errorf("--secret-file %s is empty", secretFile)
 				}
 				if principal == "" {
 					return cli.Usage("--secret-file needs --principal")
