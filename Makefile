@@ -37,9 +37,11 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -benchmem ./controller/... ./mesosbridge/localmesos/
 	./$(BIN) bench --clusters 1000 --replicas 10 --agents 1000 --json
 
-## fuzz: fuzz decoding and validation of user input (FUZZTIME=30s)
+## fuzz: fuzz user input decoding and localmesos's HTTP handlers, each for FUZZTIME (30s)
 fuzz:
-	$(GO) test -run '^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./apis/v1alpha1
+	$(GO) test -run '^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./apis/v1alpha1
+	$(GO) test -run '^$$' -fuzz='^FuzzSchedulerCall$$' -fuzztime=$(FUZZTIME) ./mesosbridge/localmesos
+	$(GO) test -run '^$$' -fuzz='^FuzzExecutorCall$$' -fuzztime=$(FUZZTIME) ./mesosbridge/localmesos
 
 ## chaos: the fault suite, real processes, for CHAOS_DURATION (default 10m):
 ## controller/etcd SIGKILLs, agent loss, master failover, update faults;
