@@ -125,23 +125,10 @@ func (s *Store) List(ctx context.Context, ns string, sel labels.Selector) ([]*v1
 // being deleted.
 func (s *Store) Update(ctx context.Context, c *v1alpha1.Cluster) (*v1alpha1.Cluster, error) {
 	ns, name := c.Namespace, c.Name
-	if err := validateNsName(ns, name); err != nil {
-		return nil, fmt.Errorf("update cluster: %w", err)
-	}
-	rv, err := parseRV(c)
-	if err != nil {
-		return nil, fmt.Errorf("update cluster %s/%s: %w", ns, name, err)
-	}
-	cur, curRev, err := s.getCluster(ctx, ns, name)
+	cur, rv, stale, err := s.readForWrite(ctx, c, "update cluster")
 	if err != nil {
 		return nil, err
 	}
-	stale := curRev != rv
-	if stale && s.fence == nil {
-		return nil, conflict(ns, name, rv, curRev)
-	}
-	// A fenced write goes on to its transaction even when stale, so that a
-	// deposed leader learns ErrNotLeader rather than a conflict.
 	in, err := clone(c)
 	if err != nil {
 		return nil, fmt.Errorf("update cluster %s/%s: %w", ns, name, err)
@@ -168,7 +155,6 @@ func (s *Store) Update(ctx context.Context, c *v1alpha1.Cluster) (*v1alpha1.Clus
 	if changedSpec {
 		next.Generation = cur.Generation + 1
 	}
-	key := s.clusterKey(ns, name)
 	if next.DeletionTimestamp != nil && len(next.Finalizers) == 0 {
 		rev, err := s.writeIfRev(ctx, ns, name, rv, s.deleteOps(ns, name))
 		if err != nil {
@@ -184,16 +170,49 @@ func (s *Store) Update(ctx context.Context, c *v1alpha1.Cluster) (*v1alpha1.Clus
 	if !changed && !stale {
 		return cur, nil
 	}
+	return s.putIfRev(ctx, ns, name, rv, next, "update cluster")
+}
+
+// putIfRev writes next as cluster ns/name if the stored mod revision is
+// still rv, and returns next with the new resourceVersion. Errors are
+// prefixed with op and ns/name.
+func (s *Store) putIfRev(ctx context.Context, ns, name string, rv int64, next *v1alpha1.Cluster, op string) (*v1alpha1.Cluster, error) {
 	val, err := encode(next)
 	if err != nil {
-		return nil, fmt.Errorf("update cluster %s/%s: %w", ns, name, err)
+		return nil, fmt.Errorf("%s %s/%s: %w", op, ns, name, err)
 	}
-	rev, err := s.writeIfRev(ctx, ns, name, rv, []clientv3.Op{clientv3.OpPut(key, string(val))})
+	rev, err := s.writeIfRev(ctx, ns, name, rv, []clientv3.Op{clientv3.OpPut(s.clusterKey(ns, name), string(val))})
 	if err != nil {
-		return nil, fmt.Errorf("update cluster %s/%s: %w", ns, name, err)
+		return nil, fmt.Errorf("%s %s/%s: %w", op, ns, name, err)
 	}
 	next.ResourceVersion = strconv.FormatInt(rev, 10)
 	return next, nil
+}
+
+// readForWrite checks c's namespace, name and resourceVersion and reads the
+// stored object with its mod revision. stale is whether that revision is no
+// longer c's: an unfenced store answers a Conflict error at once, while a
+// fenced write goes on to its transaction even when stale, so that a deposed
+// leader learns ErrNotLeader rather than a conflict. Errors are prefixed
+// with op ("update cluster", "update status of cluster").
+func (s *Store) readForWrite(ctx context.Context, c *v1alpha1.Cluster, op string) (cur *v1alpha1.Cluster, rv int64, stale bool, err error) {
+	ns, name := c.Namespace, c.Name
+	if err := validateNsName(ns, name); err != nil {
+		return nil, 0, false, fmt.Errorf("%s: %w", op, err)
+	}
+	rv, err = parseRV(c)
+	if err != nil {
+		return nil, 0, false, fmt.Errorf("%s %s/%s: %w", op, ns, name, err)
+	}
+	cur, curRev, err := s.getCluster(ctx, ns, name)
+	if err != nil {
+		return nil, 0, false, err
+	}
+	stale = curRev != rv
+	if stale && s.fence == nil {
+		return nil, 0, false, conflict(ns, name, rv, curRev)
+	}
+	return cur, rv, stale, nil
 }
 
 // UpdateStatus writes only status; c.ResourceVersion must match (Conflict
@@ -201,23 +220,10 @@ func (s *Store) Update(ctx context.Context, c *v1alpha1.Cluster) (*v1alpha1.Clus
 // writes nothing.
 func (s *Store) UpdateStatus(ctx context.Context, c *v1alpha1.Cluster) (*v1alpha1.Cluster, error) {
 	ns, name := c.Namespace, c.Name
-	if err := validateNsName(ns, name); err != nil {
-		return nil, fmt.Errorf("update status of cluster: %w", err)
-	}
-	rv, err := parseRV(c)
-	if err != nil {
-		return nil, fmt.Errorf("update status of cluster %s/%s: %w", ns, name, err)
-	}
-	cur, curRev, err := s.getCluster(ctx, ns, name)
+	cur, rv, stale, err := s.readForWrite(ctx, c, "update status of cluster")
 	if err != nil {
 		return nil, err
 	}
-	stale := curRev != rv
-	if stale && s.fence == nil {
-		return nil, conflict(ns, name, rv, curRev)
-	}
-	// A fenced write goes on to its transaction even when stale, so that a
-	// deposed leader learns ErrNotLeader rather than a conflict.
 	in, err := clone(c)
 	if err != nil {
 		return nil, fmt.Errorf("update status of cluster %s/%s: %w", ns, name, err)
@@ -231,16 +237,7 @@ func (s *Store) UpdateStatus(ctx context.Context, c *v1alpha1.Cluster) (*v1alpha
 	}
 	next := cur
 	next.Status = in.Status
-	val, err := encode(next)
-	if err != nil {
-		return nil, fmt.Errorf("update status of cluster %s/%s: %w", ns, name, err)
-	}
-	rev, err := s.writeIfRev(ctx, ns, name, rv, []clientv3.Op{clientv3.OpPut(s.clusterKey(ns, name), string(val))})
-	if err != nil {
-		return nil, fmt.Errorf("update status of cluster %s/%s: %w", ns, name, err)
-	}
-	next.ResourceVersion = strconv.FormatInt(rev, 10)
-	return next, nil
+	return s.putIfRev(ctx, ns, name, rv, next, "update status of cluster")
 }
 
 // UpdateStatusOf writes status onto base in one round trip, without reading
@@ -264,16 +261,7 @@ func (s *Store) UpdateStatusOf(ctx context.Context, base *v1alpha1.Cluster, stat
 	next := base.DeepCopy()
 	next.Status = v1alpha1.ClusterStatus{}
 	status.DeepCopyInto(&next.Status)
-	val, err := encode(next)
-	if err != nil {
-		return nil, fmt.Errorf("update status of cluster %s/%s: %w", ns, name, err)
-	}
-	rev, err := s.writeIfRev(ctx, ns, name, rv, []clientv3.Op{clientv3.OpPut(s.clusterKey(ns, name), string(val))})
-	if err != nil {
-		return nil, fmt.Errorf("update status of cluster %s/%s: %w", ns, name, err)
-	}
-	next.ResourceVersion = strconv.FormatInt(rev, 10)
-	return next, nil
+	return s.putIfRev(ctx, ns, name, rv, next, "update status of cluster")
 }
 
 // Delete deletes a Cluster. With finalizers it sets deletionTimestamp
