@@ -70,11 +70,7 @@ unchanged (nothing written).`,
 			if wait && dry {
 				return cli.Usage("--wait cannot be used with --dry-run")
 			}
-			srcs, err := cli.ReadSources(files, g.in)
-			if err != nil {
-				return err
-			}
-			ms, err := cli.DecodeSources(srcs, cli.DecodeOptions{Namespace: g.ns(), NamespaceSet: g.namespaceSet()})
+			ms, err := g.readManifests(files)
 			if err != nil {
 				return err
 			}

@@ -38,11 +38,7 @@ removes the finalizer and the object goes; --wait waits until it has gone.`,
 				if len(args) > 0 || selector != "" {
 					return cli.Usage("give -f, or names, or -l; not several")
 				}
-				srcs, err := cli.ReadSources(files, g.in)
-				if err != nil {
-					return err
-				}
-				ms, err := cli.DecodeSources(srcs, cli.DecodeOptions{Namespace: ns, NamespaceSet: g.namespaceSet()})
+				ms, err := g.readManifests(files)
 				if err != nil {
 					return err
 				}

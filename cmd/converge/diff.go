@@ -22,11 +22,7 @@ Exit status, as kubectl's: 0 no differences, 1 differences found, 2 error.`,
 				if len(files) == 0 {
 					return cli.Usage("must give at least one file with -f (a file, a directory or - for stdin)")
 				}
-				srcs, err := cli.ReadSources(files, g.in)
-				if err != nil {
-					return err
-				}
-				ms, err := cli.DecodeSources(srcs, cli.DecodeOptions{Namespace: g.ns(), NamespaceSet: g.namespaceSet()})
+				ms, err := g.readManifests(files)
 				if err != nil {
 					return err
 				}

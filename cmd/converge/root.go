@@ -117,6 +117,16 @@ func (g *globals) namespaceSet() bool {
 	return g.root.PersistentFlags().Changed("namespace")
 }
 
+// readManifests reads and decodes every document of files (files,
+// directories or - for stdin) into the namespace of -n.
+func (g *globals) readManifests(files []string) ([]cli.Manifest, error) {
+	srcs, err := cli.ReadSources(files, g.in)
+	if err != nil {
+		return nil, err
+	}
+	return cli.DecodeSources(srcs, cli.DecodeOptions{Namespace: g.ns(), NamespaceSet: g.namespaceSet()})
+}
+
 func (g *globals) etcdOptions() cli.EtcdOptions {
 	return cli.EtcdOptions{
 		Endpoints: cli.SplitEndpoints(g.etcdEndpoints),
