@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/converge-io/converge/apis/v1alpha1"
 	"github.com/converge-io/converge/cli"
 	"github.com/converge-io/converge/store"
 )
@@ -70,11 +71,7 @@ removes the finalizer and the object goes; --wait waits until it has gone.`,
 			}
 			defer cli.Disconnect(st)
 			if selector != "" {
-				sel, err := labels.Parse(selector)
-				if err != nil {
-					return fmt.Errorf("selector %q: %w", selector, err)
-				}
-				items, _, err := st.List(ctx, ns, sel)
+				items, err := listSelected(ctx, st, ns, selector)
 				if err != nil {
 					return err
 				}
@@ -123,4 +120,15 @@ removes the finalizer and the object goes; --wait waits until it has gone.`,
 	f.DurationVar(&timeout, "timeout", defaultApplyWait, "how long --wait waits")
 	f.BoolVar(&ignoreNotFound, "ignore-not-found", false, "a cluster that does not exist is not an error")
 	return cmd
+}
+
+// listSelected lists the clusters of namespace ns matching the label
+// selector (a bad selector is an error naming it).
+func listSelected(ctx context.Context, st *store.Store, ns, selector string) ([]*v1alpha1.Cluster, error) {
+	sel, err := labels.Parse(selector)
+	if err != nil {
+		return nil, fmt.Errorf("selector %q: %w", selector, err)
+	}
+	items, _, err := st.List(ctx, ns, sel)
+	return items, err
 }

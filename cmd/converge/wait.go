@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/converge-io/converge/cli"
 )
@@ -61,11 +60,7 @@ etcd watch.`,
 			defer cli.Disconnect(st)
 			ns := g.ns()
 			if selector != "" {
-				sel, err := labels.Parse(selector)
-				if err != nil {
-					return fmt.Errorf("selector %q: %w", selector, err)
-				}
-				items, _, err := st.List(ctx, ns, sel)
+				items, err := listSelected(ctx, st, ns, selector)
 				if err != nil {
 					return err
 				}
