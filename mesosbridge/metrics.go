@@ -28,36 +28,42 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	const ns, sub = "converge", "mesos"
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help})
+	}
+	gauge := func(name, help string) prometheus.Gauge {
+		return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help})
+	}
 	m := &metrics{
-		subscribed: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
-			Name: "subscribed", Help: "1 while the scheduler event stream to the leading Mesos master is up."}),
-		frameworkRemoved: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
-			Name: "framework_removed", Help: "1 when the master said the framework was removed; an operator must start a new framework."}),
+		subscribed: gauge("subscribed",
+			"1 while the scheduler event stream to the leading Mesos master is up."),
+		frameworkRemoved: gauge("framework_removed",
+			"1 when the master said the framework was removed; an operator must start a new framework."),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "events_total", Help: "Scheduler events received from the master, by type."}, []string{"type"}),
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "calls_total", Help: "Scheduler calls sent to the master, by type and result (ok, error, redirect)."}, []string{"type", "result"}),
-		offersAccepted: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "offers_accepted_total", Help: "Offers accepted (ACCEPT calls' offer ids)."}),
-		offersDeclined: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "offers_declined_total", Help: "Offers declined (DECLINE calls' offer ids)."}),
-		reconcileRounds: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "reconciliation_rounds_total", Help: "Explicit reconciliation rounds completed (every listed task answered)."}),
+		offersAccepted: counter("offers_accepted_total",
+			"Offers accepted (ACCEPT calls' offer ids)."),
+		offersDeclined: counter("offers_declined_total",
+			"Offers declined (DECLINE calls' offer ids)."),
+		reconcileRounds: counter("reconciliation_rounds_total",
+			"Explicit reconciliation rounds completed (every listed task answered)."),
 		reconcileDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
 			Name: "reconciliation_duration_seconds", Help: "Duration of completed explicit reconciliation rounds.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 2, 16)}),
-		reconnects: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "subscribe_attempts_total", Help: "SUBSCRIBE attempts."}),
-		heartbeatTimeouts: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "heartbeat_timeouts_total", Help: "Streams dropped because heartbeats stopped."}),
-		leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "leader_changes_total", Help: "Times the bridge moved to another master."}),
-		killsOutstanding: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
-			Name: "kills_outstanding", Help: "Tasks being killed that have not reported a terminal state yet."}),
-		revivesCoalesced: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "revives_coalesced_total", Help: "REVIVE requests folded into another because of the rate limit."}),
-		authenticationFails: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "authentication_failures_total", Help: "SUBSCRIBE attempts the master refused (401/403)."}),
+		reconnects: counter("subscribe_attempts_total",
+			"SUBSCRIBE attempts."),
+		heartbeatTimeouts: counter("heartbeat_timeouts_total",
+			"Streams dropped because heartbeats stopped."),
+		leaderChanges: counter("leader_changes_total",
+			"Times the bridge moved to another master."),
+		killsOutstanding: gauge("kills_outstanding",
+			"Tasks being killed that have not reported a terminal state yet."),
+		revivesCoalesced: counter("revives_coalesced_total",
+			"REVIVE requests folded into another because of the rate limit."),
+		authenticationFails: counter("authentication_failures_total",
+			"SUBSCRIBE attempts the master refused (401/403)."),
 	}
 	if reg == nil {
 		return m, nil
