@@ -457,14 +457,9 @@ func (c *Controller) handleMesos(ctx context.Context, b mesosbridge.Bridge, ev m
 		c.log.Info("reconciliation done: launching what is missing")
 		c.mu.Lock()
 		c.reconciled = true
-		keys := make([]string, 0, len(c.clusters))
-		for k := range c.clusters {
-			keys = append(keys, k)
-		}
+		keys := c.clusterKeysLocked()
 		c.mu.Unlock()
-		for _, k := range keys {
-			c.queue.Add(k)
-		}
+		c.enqueue(keys)
 		// One implicit reconciliation: Mesos then reports every task it runs for
 		// the framework, so tasks the ledger does not know (orphans) are found
 		// and killed now rather than at the next periodic round.
@@ -573,6 +568,22 @@ func (c *Controller) killTask(ctx context.Context, id, agentID string) {
 	}
 }
 
+// clusterKeysLocked returns the keys of every known cluster; c.mu is held.
+func (c *Controller) clusterKeysLocked() []string {
+	keys := make([]string, 0, len(c.clusters))
+	for k := range c.clusters {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// enqueue adds keys to the work queue.
+func (c *Controller) enqueue(keys []string) {
+	for _, k := range keys {
+		c.queue.Add(k)
+	}
+}
+
 func (c *Controller) resync(ctx context.Context) {
 	t := time.NewTicker(c.cfg.ResyncInterval)
 	defer t.Stop()
@@ -583,14 +594,9 @@ func (c *Controller) resync(ctx context.Context) {
 		case <-t.C:
 		}
 		c.mu.Lock()
-		keys := make([]string, 0, len(c.clusters))
-		for k := range c.clusters {
-			keys = append(keys, k)
-		}
+		keys := c.clusterKeysLocked()
 		c.mu.Unlock()
-		for _, k := range keys {
-			c.queue.Add(k)
-		}
+		c.enqueue(keys)
 	}
 }
 
