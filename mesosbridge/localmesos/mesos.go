@@ -10,7 +10,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math/big"
 	mrand "math/rand"
 	"net"
 	"net/http"
@@ -308,14 +307,6 @@ func uuidString(b []byte) string {
 	}
 	h := hex.EncodeToString(b)
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
-}
-
-func randInt(n int64) int64 {
-	v, err := rand.Int(rand.Reader, big.NewInt(n))
-	if err != nil {
-		return 0
-	}
-	return v.Int64()
 }
 
 // Start listens on every master's address and starts the allocator and the status

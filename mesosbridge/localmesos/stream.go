@@ -74,12 +74,6 @@ func (s *stream) close() {
 	}
 }
 
-func (s *stream) isClosing() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closing
-}
-
 // serve writes the stream to w until it is closed, the client goes away or stop
 // is closed. Headers must already be set; serve writes 200 and flushes at once so
 // clients see a chunked response without Content-Length.
