@@ -36,6 +36,19 @@ type EtcdOptions struct {
 	Timeout time.Duration
 }
 
+// String prints the options with the password redacted, so they may be logged.
+func (o EtcdOptions) String() string {
+	pw := ""
+	if o.Password != "" {
+		pw = "<redacted>"
+	}
+	return fmt.Sprintf("{Endpoints:%v Prefix:%s CACert:%s Cert:%s Key:%s Username:%s Password:%s Timeout:%s}",
+		o.Endpoints, o.Prefix, o.CACert, o.Cert, o.Key, o.Username, pw, o.Timeout)
+}
+
+// GoString redacts the password for %#v too.
+func (o EtcdOptions) GoString() string { return "cli.EtcdOptions" + o.String() }
+
 // SplitEndpoints turns "a,b , c" into a list, dropping empty items.
 func SplitEndpoints(s string) []string {
 	var out []string

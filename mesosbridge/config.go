@@ -222,13 +222,18 @@ func normalizeMaster(m string) (string, error) {
 	}
 	u, err := url.Parse(m)
 	if err != nil {
-		return "", fmt.Errorf("mesosbridge: bad master URL %q: %w", m, err)
+		// url.Error repeats the whole URL, credentials included: keep only its reason.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return "", fmt.Errorf("mesosbridge: bad master URL %q: %w", redactUserinfo(m), err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return "", fmt.Errorf("mesosbridge: bad master URL %q: scheme must be http or https", m)
+		return "", fmt.Errorf("mesosbridge: bad master URL %q: scheme must be http or https", u.Redacted())
 	}
 	if u.Host == "" {
-		return "", fmt.Errorf("mesosbridge: bad master URL %q: no host", m)
+		return "", fmt.Errorf("mesosbridge: bad master URL %q: no host", u.Redacted())
 	}
 	if u.User != nil {
 		return "", fmt.Errorf("mesosbridge: master URL %s must not carry credentials: use Principal and Secret", u.Redacted())
@@ -284,4 +289,18 @@ func ReadSecretFile(path string) (string, error) {
 		return "", fmt.Errorf("secret file %s holds more than one line", path)
 	}
 	return s, nil
+}
+
+// redactUserinfo masks whatever stands between "scheme://" and the last "@" of a
+// URL that did not parse, so an error never repeats a password.
+func redactUserinfo(raw string) string {
+	at := strings.LastIndex(raw, "@")
+	if at < 0 {
+		return raw
+	}
+	start := 0
+	if i := strings.Index(raw, "://"); i >= 0 && i < at {
+		start = i + len("://")
+	}
+	return raw[:start] + "xxxxx" + raw[at:]
 }

@@ -298,3 +298,23 @@ func TestReadSecretFile(t *testing.T) {
 		t.Fatal("missing file: no error")
 	}
 }
+
+// A master URL that is refused never has its password repeated in the error.
+func TestBadMasterURLErrorsHideCredentials(t *testing.T) {
+	for _, m := range []string{
+		"ftp://user:pa55word@mesos:5050",      // wrong scheme
+		"http://user:pa55word@mesos:5050/%zz", // does not parse
+		"http://user:pa55word@:5050",          // no host
+		"http://user:pa55word@mesos:5050",     // credentials in the URL
+		"user:pa55word@mesos:5050/\x7f",       // control character
+	} {
+		_, err := normalizeMaster(m)
+		if err == nil {
+			t.Errorf("%q accepted", m)
+			continue
+		}
+		if strings.Contains(err.Error(), "pa55word") {
+			t.Errorf("%q: the error shows the password: %v", m, err)
+		}
+	}
+}

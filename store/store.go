@@ -36,6 +36,19 @@ type Options struct {
 	Username, Password string
 }
 
+// String prints the options with the password redacted, so they may be logged.
+func (o Options) String() string {
+	pw := ""
+	if o.Password != "" {
+		pw = "<redacted>"
+	}
+	return fmt.Sprintf("{Endpoints:%v Prefix:%s DialTimeout:%s TLS:%t Username:%s Password:%s}",
+		o.Endpoints, o.Prefix, o.DialTimeout, o.TLS != nil, o.Username, pw)
+}
+
+// GoString redacts the password for %#v too.
+func (o Options) GoString() string { return "store.Options" + o.String() }
+
 // Store is converge's etcd-backed store. It is safe for concurrent use.
 // A fenced view (Fenced) shares the client and the Stats counters.
 type Store struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -102,7 +103,7 @@ The framework's secret is read from --secret-file, never from a flag value.`,
 			defer ops.Close()
 
 			fmt.Fprintf(g.out, "converge serve %s: etcd %s (prefix %s), Mesos %s, framework %q role %q\n",
-				identity, g.etcdEndpoints, st.Prefix(), strings.Join(ms, ","), frameworkName, role)
+				identity, redactEndpoints(g.etcdEndpoints), st.Prefix(), strings.Join(ms, ","), frameworkName, role)
 			if u := ops.URL(); u != "" {
 				fmt.Fprintf(g.out, "  metrics %s/metrics, health %s/healthz, %s/readyz\n", u, u, u)
 			}
@@ -185,4 +186,17 @@ func (t *termGatherer) Gather() ([]*dto.MetricFamily, error) {
 		return nil, nil
 	}
 	return r.Gather()
+}
+
+// redactEndpoints masks passwords in comma-separated URLs before they are printed.
+func redactEndpoints(list string) string {
+	parts := cli.SplitEndpoints(list)
+	for i, p := range parts {
+		if u, err := url.Parse(p); err == nil {
+			parts[i] = u.Redacted()
+		} else if strings.Contains(p, "@") {
+			parts[i] = "<unparsable URL>"
+		}
+	}
+	return strings.Join(parts, ",")
 }
