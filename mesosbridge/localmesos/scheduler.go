@@ -148,10 +148,18 @@ func readBody(w http.ResponseWriter, r *http.Request) (encoding.Codec, []byte, b
 	return codec, body, true
 }
 
-func decodeMessage(codec encoding.Codec, body []byte, u encoding.Unmarshaler) error {
+func decodeMessage(codec encoding.Codec, body []byte, u encoding.Unmarshaler) (err error) {
 	if len(bytes.TrimSpace(body)) == 0 && codec.Type == codecs.MediaTypeJSON {
 		return fmt.Errorf("empty body")
 	}
+	// mesos-go's generated protobuf decoders panic on some malformed input (a
+	// length varint that overflows to a negative slice bound); a master answers
+	// such a body with 400, never by dying.
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("malformed %s body: %v", codec.Type, p)
+		}
+	}()
 	return codec.NewDecoder(encoding.SourceReader(bytes.NewReader(body))).Decode(u)
 }
 
