@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -143,6 +144,7 @@ func envList(base []string, extra map[string]string, ce *mesos.CommandInfo) []st
 	for k := range extra {
 		keys = append(keys, k)
 	}
+	sort.Strings(keys) // a stable environment, the same on every launch
 	for _, k := range keys {
 		env = append(env, k+"="+extra[k])
 	}
