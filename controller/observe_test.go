@@ -68,7 +68,7 @@ func TestBuildTask(t *testing.T) {
 	}
 	cl := newCluster("db", 3)
 	cl.Namespace = "prod"
-	n := Need{Key: "prod/db", Namespace: "prod", Cluster: "db", Ordinal: 2}
+	n := Need{Key: "prod/db", Namespace: "prod", Cluster: "db", Ordinal: 2, TemplateHash: v1alpha1.TemplateHash(&cl.Spec)}
 	a := Assignment{AgentID: "S1", Hostname: "127.0.0.2", Ports: []uint64{31005, 31006}}
 	ti, rec := c.buildTask(cl, n, a, "prod.db.2.abcd1234")
 	if ti.Name != "prod/db-2" || ti.Command == nil || ti.Executor != nil || !ti.Command.GetShell() || ti.Command.GetValue() != "sleep 1000" {

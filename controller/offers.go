@@ -58,13 +58,13 @@ func (c *Controller) handleOffers(ctx context.Context, offers []mesos.Offer) {
 		c.agents[offers[i].AgentID.Value] = offers[i].Attributes
 	}
 	ready := c.subscribed && c.reconciled
-	keys := make([]string, 0, len(c.needy))
-	for k := range c.needy {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	var snapshot []*Input
 	if ready {
+		keys := make([]string, 0, len(c.needy))
+		for k := range c.needy {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
 		for _, k := range keys {
 			if in := c.inputLocked(k); in != nil && len(in.SpecErrors) == 0 && in.Cluster.DeletionTimestamp == nil {
 				snapshot = append(snapshot, in)
@@ -290,7 +290,7 @@ func (c *Controller) buildTask(cl *v1alpha1.Cluster, n Need, a Assignment, id st
 	}
 	rec := store.TaskRecord{
 		ID: id, Namespace: n.Namespace, Cluster: n.Cluster, Ordinal: n.Ordinal,
-		TemplateHash: v1alpha1.TemplateHash(spec), Generation: cl.Generation,
+		TemplateHash: n.TemplateHash, Generation: cl.Generation,
 		AgentID: a.AgentID, Hostname: a.Hostname, Ports: ports,
 		State: stateStaging, LaunchedAt: c.now(), UpdatedAt: c.now(),
 	}

@@ -143,6 +143,8 @@ type Need struct {
 	Peers []Peer
 	// Human-readable requests for diagnoses ("64Gi").
 	MemText, DiskText, CPUText string
+	// TemplateHash of the spec the member is launched from (computed once per plan).
+	TemplateHash string
 }
 
 // Peer is a live member's placement, for constraints.
@@ -518,7 +520,7 @@ func (p *planner) need(ord int32, peers []Peer) Need {
 		Key: p.c.Namespace + "/" + p.c.Name, Namespace: p.c.Namespace, Cluster: p.c.Name,
 		Ordinal: ord, Role: s.Role, CPUs: cpus, MemMB: mem, DiskMB: disk,
 		Ports: int(s.Task.Resources.Ports), Spread: s.Placement.Spread,
-		Constraints: s.Placement.Constraints, Peers: peers,
+		Constraints: s.Placement.Constraints, Peers: peers, TemplateHash: p.hash,
 	}
 	if n.Role == "" {
 		n.Role = v1alpha1.DefaultRole

@@ -524,6 +524,10 @@ func TestPlanNeedCarriesSpec(t *testing.T) {
 	if n.Key != "default/db" || n.Role != "db" || n.CPUs != 0.1 || n.MemMB != 64 || n.Ports != 1 || n.Spread != "hostname" || len(n.Peers) != 1 || n.Peers[0].Hostname != "127.0.0.1" || n.MemText != "64Mi" {
 		t.Fatalf("need = %+v", n)
 	}
+	// The launched record's hash is the spec's: a member launched now is up to date.
+	if n.TemplateHash != v1alpha1.TemplateHash(&c.Spec) {
+		t.Fatalf("need template hash %q, want the spec's %q", n.TemplateHash, v1alpha1.TemplateHash(&c.Spec))
+	}
 }
 
 // A cluster switched to the position strategy rolls its command-executor
