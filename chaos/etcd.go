@@ -40,7 +40,6 @@ func RunEtcdMember(ctx context.Context, o MemberOptions) error {
 	cfg.InitialCluster = o.InitialCluster
 	cfg.InitialClusterToken = "converge-chaos"
 	cfg.ClusterState = embed.ClusterStateFlagNew
-	cfg.MaxTxnOps = 1024
 	cfg.ListenMetricsUrls = nil
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 	// Short election timings make a lost member's leadership move quickly on

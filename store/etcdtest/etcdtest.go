@@ -21,10 +21,6 @@ import (
 	"go.uber.org/zap"
 )
 
-// MaxTxnOps is the per-transaction operation limit of the servers started
-// here (etcd's default is 128); store.Commit splits batches below it.
-const MaxTxnOps = 1024
-
 // readyTimeout bounds how long a server may take to become ready.
 const readyTimeout = 30 * time.Second
 
@@ -44,7 +40,9 @@ type Server struct {
 }
 
 // Start runs a single-member etcd in t.TempDir() on free loopback ports for
-// client and peer traffic and registers its shutdown with t.Cleanup.
+// client and peer traffic and registers its shutdown with t.Cleanup. Its
+// limits are etcd's defaults, never raised: code that passes here passes
+// against a stock etcd.
 // Clients reach it through a TCP proxy on its own port (Endpoints), so
 // Stop, Restart and Partition cut client connections the way a crash or a
 // network failure does.
@@ -108,7 +106,6 @@ func (s *Server) config() *embed.Config {
 	cfg.ListenPeerUrls = []url.URL{s.peerURL}
 	cfg.AdvertisePeerUrls = []url.URL{s.peerURL}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	cfg.MaxTxnOps = MaxTxnOps
 	quietLogger(cfg)
 	cfg.ListenMetricsUrls = nil
 	// Tests do not need durability across power loss, only across Restart,
@@ -227,7 +224,8 @@ func (s *Server) Restart(t testing.TB) {
 
 // StartEmbedded runs a single-member etcd with its data in dir, serving
 // clients at clientURL (e.g. "http://127.0.0.1:2379"), on a free loopback
-// peer port it chooses itself, with quiet logs and MaxTxnOps 1024. It
+// peer port it chooses itself, with quiet logs and etcd's default limits
+// (128 operations per transaction, 1.5 MiB per request), as a stock etcd. It
 // returns once the server is ready (or fails within 30 s). Unlike Start,
 // it keeps fsync on: `converge dev` data and benchmark figures are real.
 func StartEmbedded(dir, clientURL string) (*embed.Etcd, error) {
@@ -251,7 +249,6 @@ func StartEmbedded(dir, clientURL string) (*embed.Etcd, error) {
 	cfg.ListenPeerUrls = []url.URL{pu}
 	cfg.AdvertisePeerUrls = []url.URL{pu}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	cfg.MaxTxnOps = MaxTxnOps
 	quietLogger(cfg)
 	cfg.ListenMetricsUrls = nil
 	e, err := embed.StartEtcd(cfg)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/converge-io/converge/store/etcdtest"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 )
 
@@ -37,10 +38,11 @@ func TestRestartKeepsDataAndEndpoints(t *testing.T) {
 	}
 }
 
-func TestMaxTxnOps(t *testing.T) {
+// The test servers keep etcd's default limit, as a stock etcd does.
+func TestDefaultTxnOpsLimit(t *testing.T) {
 	srv := etcdtest.Start(t)
 	ctx := ctxT(t, 20*time.Second)
-	ops := make([]clientv3.Op, etcdtest.MaxTxnOps)
+	ops := make([]clientv3.Op, embed.DefaultMaxTxnOps)
 	for i := range ops {
 		ops[i] = clientv3.OpPut(fmt.Sprintf("k%d", i), "v")
 	}
