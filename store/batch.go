@@ -3,28 +3,43 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// MaxBatchOps is the most operations Commit puts in one transaction; larger
-// batches are split, in order, into several transactions. It stays below
-// the etcd servers' --max-txn-ops (etcdtest and StartEmbedded use 1024;
-// a fenced transaction nests the batch one level down, costing one op).
-const MaxBatchOps = 1000
+// ErrTxnTooLarge is returned by Commit for a batch over the etcd servers'
+// transaction limits; nothing is sent.
+var ErrTxnTooLarge = errors.New("transaction over etcd's limits")
+
+// opOverhead is what one operation adds to an etcd request besides its key
+// and value (protobuf tags and lengths); txnOverhead is the request's own,
+// the fence's compare included.
+const (
+	opOverhead  = 16
+	txnOverhead = 1024
+)
 
 // Batch collects ledger, election, endpoints and event writes to commit as
 // one etcd transaction, so one reconcile step is one durable write. Writing
 // the same key twice keeps the last write, in the position of the first
 // (etcd refuses a transaction that writes a key twice). An invalid name or
-// task id makes Commit fail, writing nothing. A Batch is not safe for
-// concurrent use.
+// task id makes Commit fail, writing nothing. A batch is atomic, so it must
+// fit in one transaction (Fits); callers split their work where atomicity is
+// not needed. A Batch is not safe for concurrent use.
 type Batch struct {
-	s     *Store
-	ops   []clientv3.Op
-	index map[string]int // key -> position in ops
-	err   error
+	s      *Store
+	writes []write
+	index  map[string]int // key -> position in writes
+	bytes  int            // sum of the writes' sizes
+	err    error
+}
+
+type write struct {
+	key  string
+	op   clientv3.Op
+	size int // estimated encoded size
 }
 
 // NewBatch returns an empty batch of keys under s's prefix.
@@ -36,13 +51,15 @@ func (b *Batch) fail(err error) {
 	}
 }
 
-func (b *Batch) add(key string, op clientv3.Op) {
-	if i, ok := b.index[key]; ok {
-		b.ops[i] = op
+func (b *Batch) add(w write) {
+	if i, ok := b.index[w.key]; ok {
+		b.bytes += w.size - b.writes[i].size
+		b.writes[i] = w
 		return
 	}
-	b.index[key] = len(b.ops)
-	b.ops = append(b.ops, op)
+	b.index[w.key] = len(b.writes)
+	b.writes = append(b.writes, w)
+	b.bytes += w.size
 }
 
 func (b *Batch) put(key string, v any) {
@@ -51,10 +68,10 @@ func (b *Batch) put(key string, v any) {
 		b.fail(fmt.Errorf("encode %s: %w", key, err))
 		return
 	}
-	b.add(key, clientv3.OpPut(key, string(val)))
+	b.add(write{key, clientv3.OpPut(key, string(val)), len(key) + len(val) + opOverhead})
 }
 
-func (b *Batch) del(key string) { b.add(key, clientv3.OpDelete(key)) }
+func (b *Batch) del(key string) { b.add(write{key, clientv3.OpDelete(key), len(key) + opOverhead}) }
 
 func (b *Batch) checkTask(ns, name, id string) bool {
 	if err := validateNsName(ns, name); err != nil {
@@ -133,14 +150,46 @@ func (b *Batch) AppendEvents(ns, name string, existing []Event, add ...Event) {
 }
 
 // Len is the number of writes in the batch.
-func (b *Batch) Len() int { return len(b.ops) }
+func (b *Batch) Len() int { return len(b.writes) }
+
+// Size is the batch's estimated encoded size in bytes.
+func (b *Batch) Size() int { return b.bytes + txnOverhead }
+
+// Err is the first error met while building the batch.
+func (b *Batch) Err() error { return b.err }
+
+// Fits reports whether b and o together (o's writes replacing b's to the same
+// keys) fit in one transaction of the store that made b.
+func (b *Batch) Fits(o *Batch) bool {
+	ops, bytes := len(b.writes), b.bytes
+	for _, w := range o.writes {
+		if j, ok := b.index[w.key]; ok {
+			bytes -= b.writes[j].size
+		} else {
+			ops++
+		}
+		bytes += w.size
+	}
+	return ops <= b.s.limits.ops && bytes+txnOverhead <= b.s.limits.bytes
+}
+
+// Merge adds o's writes to b, in o's order; a write to a key b already
+// writes replaces b's.
+func (b *Batch) Merge(o *Batch) {
+	if o.err != nil {
+		b.fail(o.err)
+	}
+	for _, w := range o.writes {
+		b.add(w)
+	}
+}
 
 // Commit writes the batch as one etcd transaction (fenced when s is) and
-// returns its revision. Batches over MaxBatchOps are split, in order, into
-// several transactions: each is atomic, the whole is not, and a failure
-// leaves the earlier parts written. An empty batch writes nothing and
-// returns 0. The batch must be committed through a view of the store that
-// created it (the same prefix); Fenced views qualify.
+// returns its revision: all of it or none. A batch over the etcd servers'
+// limits (see Options) is refused with ErrTxnTooLarge before anything is
+// sent. An empty batch writes nothing and returns 0. The batch must be
+// committed through a view of the store that created it (the same prefix);
+// Fenced views qualify.
 func (s *Store) Commit(ctx context.Context, b *Batch) (rev int64, err error) {
 	if b.err != nil {
 		return 0, fmt.Errorf("commit: %w", b.err)
@@ -148,16 +197,21 @@ func (s *Store) Commit(ctx context.Context, b *Batch) (rev int64, err error) {
 	if b.s.prefix != s.prefix {
 		return 0, fmt.Errorf("commit: batch built for prefix %s, store has %s", b.s.prefix, s.prefix)
 	}
-	for start := 0; start < len(b.ops); start += MaxBatchOps {
-		end := min(start+MaxBatchOps, len(b.ops))
-		r, _, _, err := s.write(ctx, nil, b.ops[start:end], nil)
-		if err != nil {
-			if len(b.ops) > MaxBatchOps {
-				return rev, fmt.Errorf("commit writes %d-%d of %d: %w", start+1, end, len(b.ops), err)
-			}
-			return rev, fmt.Errorf("commit %d writes: %w", len(b.ops), err)
-		}
-		rev = r
+	n := len(b.writes)
+	if n == 0 {
+		return 0, nil
+	}
+	if n > s.limits.ops || b.Size() > s.limits.bytes {
+		return 0, fmt.Errorf("commit %d writes of %d bytes (limits %d writes, %d bytes): %w",
+			n, b.Size(), s.limits.ops, s.limits.bytes, ErrTxnTooLarge)
+	}
+	ops := make([]clientv3.Op, n)
+	for i, w := range b.writes {
+		ops[i] = w.op
+	}
+	rev, _, _, err = s.write(ctx, nil, ops, nil)
+	if err != nil {
+		return 0, fmt.Errorf("commit %d writes: %w", n, err)
 	}
 	return rev, nil
 }

@@ -25,6 +25,13 @@ const DefaultEndpoint = "http://127.0.0.1:2379"
 // DefaultDialTimeout bounds New's connection check when Options.DialTimeout is 0.
 const DefaultDialTimeout = 5 * time.Second
 
+// A stock etcd's limits (its --max-txn-ops and --max-request-bytes defaults).
+// The store never sends a transaction over the limits it is configured with.
+const (
+	DefaultTxnOpsLimit       = 128
+	DefaultRequestBytesLimit = 1536 * 1024
+)
+
 // Options configure New.
 type Options struct {
 	Endpoints   []string
@@ -34,6 +41,10 @@ type Options struct {
 	// Username and Password authenticate with etcd auth (the password is never
 	// logged or put into an error).
 	Username, Password string
+	// TxnOpsLimit and RequestBytesLimit are the etcd servers' --max-txn-ops and
+	// --max-request-bytes; 0 means etcd's defaults. Raise them only for an etcd
+	// configured so.
+	TxnOpsLimit, RequestBytesLimit int
 }
 
 // String prints the options with the password redacted, so they may be logged.
@@ -42,8 +53,8 @@ func (o Options) String() string {
 	if o.Password != "" {
 		pw = "<redacted>"
 	}
-	return fmt.Sprintf("{Endpoints:%v Prefix:%s DialTimeout:%s TLS:%t Username:%s Password:%s}",
-		o.Endpoints, o.Prefix, o.DialTimeout, o.TLS != nil, o.Username, pw)
+	return fmt.Sprintf("{Endpoints:%v Prefix:%s DialTimeout:%s TLS:%t Username:%s Password:%s TxnOpsLimit:%d RequestBytesLimit:%d}",
+		o.Endpoints, o.Prefix, o.DialTimeout, o.TLS != nil, o.Username, pw, o.TxnOpsLimit, o.RequestBytesLimit)
 }
 
 // GoString redacts the password for %#v too.
@@ -57,7 +68,12 @@ type Store struct {
 	owned  bool // Close closes cli
 	fence  *fence
 	stats  *counters
+	limits txnLimits
 }
+
+// txnLimits bound one transaction: operations at one nesting level, and the
+// encoded request.
+type txnLimits struct{ ops, bytes int }
 
 type fence struct {
 	key string
@@ -109,6 +125,7 @@ func New(ctx context.Context, o Options) (*Store, error) {
 	}
 	s := NewFromClient(cli, o.Prefix)
 	s.owned = true
+	s.SetTxnLimits(o.TxnOpsLimit, o.RequestBytesLimit)
 	cctx, cancel := context.WithTimeout(ctx, dt)
 	defer cancel()
 	if _, err := cli.Get(cctx, s.frameworkKey()); err != nil {
@@ -176,7 +193,19 @@ func NewFromClient(cli *clientv3.Client, prefix string) *Store {
 	if prefix == "" {
 		prefix = DefaultPrefix
 	}
-	return &Store{cli: cli, prefix: prefix, stats: &counters{}}
+	return &Store{cli: cli, prefix: prefix, stats: &counters{},
+		limits: txnLimits{ops: DefaultTxnOpsLimit, bytes: DefaultRequestBytesLimit}}
+}
+
+// SetTxnLimits sets the etcd servers' per-transaction operation and request
+// size limits (0 keeps etcd's default). Call it before using the store.
+func (s *Store) SetTxnLimits(ops, bytes int) {
+	if ops > 0 {
+		s.limits.ops = ops
+	}
+	if bytes > 0 {
+		s.limits.bytes = bytes
+	}
 }
 
 // Close closes the etcd client if New created it.

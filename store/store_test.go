@@ -497,7 +497,10 @@ func TestBatchCommit(t *testing.T) {
 	t.Parallel()
 	s, _ := newStore(t)
 	ctx := ctxT(t)
-	const n = 2500
+	// A stock etcd takes at most 128 operations in a transaction; the test
+	// server keeps that default, so a batch of exactly 128 proves the store's
+	// limit is not below etcd's, and 129 proves the store refuses, unsent.
+	n := store.DefaultTxnOpsLimit
 	b := s.NewBatch()
 	for i := range n {
 		b.PutTask(store.TaskRecord{ID: fmt.Sprintf("default.big.%d.x", i), Namespace: "default", Cluster: "big", Ordinal: int32(i), State: "TASK_STAGING"})
@@ -507,16 +510,28 @@ func TestBatchCommit(t *testing.T) {
 	if b.Len() != n {
 		t.Fatalf("Len %d", b.Len())
 	}
+	over := s.NewBatch()
+	over.Merge(b)
+	over.PutTask(store.TaskRecord{ID: "default.big.999.x", Namespace: "default", Cluster: "big", State: "TASK_STAGING"})
 	before := s.Stats()
+	if _, err := s.Commit(ctx, over); !errors.Is(err, store.ErrTxnTooLarge) {
+		t.Fatalf("commit of %d writes: %v, want ErrTxnTooLarge", over.Len(), err)
+	}
+	if got := s.Stats().Txns - before.Txns; got != 0 {
+		t.Errorf("a refused batch sent %d transactions", got)
+	}
+	if tasks, _ := s.ListTasks(ctx, "default", "big"); len(tasks) != 0 {
+		t.Fatalf("a refused batch wrote %d tasks", len(tasks))
+	}
 	rev, err := s.Commit(ctx, b)
 	if err != nil {
 		t.Fatal(err)
 	}
 	after := s.Stats()
-	if got := after.Txns - before.Txns; got != 3 {
-		t.Errorf("2500 writes took %d transactions, want 3", got)
+	if got := after.Txns - before.Txns; got != 1 {
+		t.Errorf("%d writes took %d transactions, want 1", n, got)
 	}
-	if got := after.Puts - before.Puts; got != n {
+	if got := after.Puts - before.Puts; got != int64(n) {
 		t.Errorf("Puts counted %d, want %d", got, n)
 	}
 	tasks, err := s.ListTasks(ctx, "default", "big")
@@ -524,8 +539,8 @@ func TestBatchCommit(t *testing.T) {
 		t.Fatalf("ListTasks: %d %v", len(tasks), err)
 	}
 	resp, _ := s.Client().Get(ctx, prefix+"/tasks/default/big/default.big.0.x")
-	if len(resp.Kvs) != 1 || resp.Kvs[0].ModRevision != rev-2 {
-		t.Errorf("first part is not the first transaction")
+	if len(resp.Kvs) != 1 || resp.Kvs[0].ModRevision != rev {
+		t.Errorf("the batch was not one transaction")
 	}
 	var r0 store.TaskRecord
 	_ = json.Unmarshal(resp.Kvs[0].Value, &r0)
@@ -958,5 +973,47 @@ func TestObjectSizeLimit(t *testing.T) {
 	}
 	if _, err := s.Get(ctx, "default", "big"); !store.IsNotFound(err) {
 		t.Fatalf("oversized object was written: %v", err)
+	}
+}
+
+// Fits must never say yes to a batch a stock etcd refuses for its request
+// size (1.5 MiB): fill a batch with large event histories as far as Fits
+// allows, and etcd at its default limits takes it.
+func TestBatchFitsRequestBytes(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	ctx := ctxT(t)
+	events := func(n, size int) []store.Event {
+		var h []store.Event
+		for i := range n {
+			h = append(h, store.Event{Reason: fmt.Sprint(i), Message: strings.Repeat("m", size)})
+		}
+		return h
+	}
+	// Large writes until the next does not fit, then small ones: the batch
+	// ends within a few hundred bytes of what Fits allows.
+	b := s.NewBatch()
+	fill := func(hist []store.Event) {
+		for i := 0; ; i++ {
+			next := s.NewBatch()
+			next.AppendEvents("default", fmt.Sprintf("c%d-%d-%d", len(hist), len(hist[0].Message), i), hist)
+			if !b.Fits(next) {
+				return
+			}
+			b.Merge(next)
+		}
+	}
+	fill(events(store.MaxEvents, 400))
+	fill(events(8, 200))
+	fill(events(1, 200))
+	if b.Len() >= store.DefaultTxnOpsLimit {
+		t.Fatalf("the byte limit never bound: %d writes", b.Len())
+	}
+	if _, err := s.Commit(ctx, b); err != nil {
+		t.Fatalf("commit of %d writes, %d bytes, that Fits allowed: %v", b.Len(), b.Size(), err)
+	}
+	b.AppendEvents("default", "one-more", events(store.MaxEvents, 400))
+	if _, err := s.Commit(ctx, b); !errors.Is(err, store.ErrTxnTooLarge) {
+		t.Fatalf("commit over the byte limit: %v, want ErrTxnTooLarge", err)
 	}
 }
