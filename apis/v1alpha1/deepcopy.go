@@ -75,6 +75,7 @@ func (s *ClusterSpec) DeepCopyInto(out *ClusterSpec) {
 	s.Placement.DeepCopyInto(&out.Placement)
 	s.Election.DeepCopyInto(&out.Election)
 	s.Update.DeepCopyInto(&out.Update)
+	s.Restart.DeepCopyInto(&out.Restart)
 }
 
 // DeepCopy returns a copy of s that shares nothing with it.
@@ -158,6 +159,31 @@ func (u *Update) DeepCopyInto(out *Update) {
 		v := *u.MaxUnavailable
 		out.MaxUnavailable = &v
 	}
+	if u.MinReadySeconds != nil {
+		v := *u.MinReadySeconds
+		out.MinReadySeconds = &v
+	}
+	out.ProgressDeadline = copyDuration(u.ProgressDeadline)
+}
+
+// DeepCopyInto copies r into out; nothing is shared.
+func (r *Restart) DeepCopyInto(out *Restart) {
+	*out = *r
+	out.Backoff = copyDuration(r.Backoff)
+	if r.BackoffFactor != nil {
+		v := *r.BackoffFactor
+		out.BackoffFactor = &v
+	}
+	out.MaxBackoff = copyDuration(r.MaxBackoff)
+	out.ResetAfter = copyDuration(r.ResetAfter)
+}
+
+func copyDuration(d *metav1.Duration) *metav1.Duration {
+	if d == nil {
+		return nil
+	}
+	v := *d
+	return &v
 }
 
 // DeepCopyInto copies s into out; nothing is shared.
@@ -178,6 +204,9 @@ func (s *ClusterStatus) DeepCopyInto(out *ClusterStatus) {
 		for i := range s.Conditions {
 			s.Conditions[i].DeepCopyInto(&out.Conditions[i])
 		}
+	}
+	if s.LastProgressTime != nil {
+		out.LastProgressTime = s.LastProgressTime.DeepCopy()
 	}
 }
 

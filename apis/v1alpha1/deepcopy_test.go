@@ -29,6 +29,7 @@ func full() *Cluster {
 		Tasks:  []TaskStatus{{ID: "t", Ordinal: 1, State: "TASK_RUNNING", AgentID: "a", Hostname: "h", Ports: []int32{1}, Message: "m"}},
 		Conditions: []metav1.Condition{{Type: ConditionReady, Status: metav1.ConditionTrue, Reason: "R", Message: "m",
 			LastTransitionTime: now, ObservedGeneration: 2}},
+		LastProgressTime: &now,
 	}
 	return c
 }

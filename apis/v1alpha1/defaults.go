@@ -12,12 +12,25 @@ const (
 	DefaultRole                  = "*"
 	DefaultElectionTimeout       = 60 * time.Second
 	DefaultMaxUnavailable  int32 = 1
+	// DefaultMinReadySeconds is longer than a process that fails on start-up
+	// (bad flags, a port in use, a missing file) takes to die, so such a
+	// member is never counted ready; short enough not to slow a rollout much.
+	DefaultMinReadySeconds  int32 = 10
+	DefaultProgressDeadline       = 10 * time.Minute
+	// Restart back-off: Marathon's first delay (1s), Kubernetes' doubling and
+	// cap (5m) and its reset after 10 minutes of stable running.
+	DefaultRestartBackoff    = time.Second
+	DefaultRestartFactor     = 2.0
+	DefaultRestartMaxBackoff = 5 * time.Minute
+	DefaultRestartResetAfter = 10 * time.Minute
 )
 
 // SetDefaults fills every field the user may leave out: apiVersion and kind,
 // metadata.namespace "default", spec.replicas 1, spec.role "*",
-// spec.election.strategy "none", spec.election.timeout 60s and
-// spec.update.maxUnavailable 1. Fields already set are left alone, so it is
+// spec.election.strategy "none", spec.election.timeout 60s,
+// spec.update.maxUnavailable 1, minReadySeconds 10 and progressDeadline 10m,
+// and spec.restart backoff 1s, backoffFactor 2, maxBackoff 5m and resetAfter
+// 10m. Fields already set are left alone, so it is
 // idempotent. A nil cluster is ignored.
 func SetDefaults(c *Cluster) {
 	if c == nil {
@@ -49,5 +62,27 @@ func SetDefaults(c *Cluster) {
 	if s.Update.MaxUnavailable == nil {
 		m := DefaultMaxUnavailable
 		s.Update.MaxUnavailable = &m
+	}
+	if s.Update.MinReadySeconds == nil {
+		m := DefaultMinReadySeconds
+		s.Update.MinReadySeconds = &m
+	}
+	defaultDuration(&s.Update.ProgressDeadline, DefaultProgressDeadline)
+	setRestartDefaults(&s.Restart)
+}
+
+func setRestartDefaults(r *Restart) {
+	defaultDuration(&r.Backoff, DefaultRestartBackoff)
+	if r.BackoffFactor == nil {
+		f := DefaultRestartFactor
+		r.BackoffFactor = &f
+	}
+	defaultDuration(&r.MaxBackoff, DefaultRestartMaxBackoff)
+	defaultDuration(&r.ResetAfter, DefaultRestartResetAfter)
+}
+
+func defaultDuration(d **metav1.Duration, v time.Duration) {
+	if *d == nil {
+		*d = &metav1.Duration{Duration: v}
 	}
 }

@@ -66,6 +66,7 @@ type ClusterSpec struct {
 	Placement Placement `json:"placement,omitempty"`
 	Election  Election  `json:"election,omitempty"`
 	Update    Update    `json:"update,omitempty"`
+	Restart   Restart   `json:"restart,omitempty"`
 }
 
 // TaskSpec is the template every member is launched from.
@@ -144,10 +145,36 @@ type Election struct {
 	PromoteCommand string `json:"promoteCommand,omitempty"`
 }
 
-// Update is the rolling update strategy.
+// Update is the rolling update strategy and what counts as progress.
 type Update struct {
 	// MaxUnavailable members while rolling. Default 1.
 	MaxUnavailable *int32 `json:"maxUnavailable,omitempty"`
+	// MinReadySeconds: a member counts as ready once it has been running this
+	// long (a Deployment's minReadySeconds, Aurora's watch_secs). Default 10, so
+	// a member that dies on start-up is never counted ready.
+	MinReadySeconds *int32 `json:"minReadySeconds,omitempty"`
+	// ProgressDeadline: with no progress for this long (no member became
+	// ready, the spec did not change), the cluster is Stalled with reason
+	// ProgressDeadlineExceeded (a Deployment's progressDeadlineSeconds).
+	// Default 10m.
+	ProgressDeadline *metav1.Duration `json:"progressDeadline,omitempty"`
+}
+
+// Restart is the back-off between relaunches of a member that keeps failing
+// (Kubernetes' CrashLoopBackOff, Marathon's backoffSeconds, backoffFactor and
+// maxLaunchDelaySeconds), counted per member (ordinal).
+type Restart struct {
+	// Backoff before relaunching a member after its first failure. Default 1s;
+	// 0s relaunches at once, always.
+	Backoff *metav1.Duration `json:"backoff,omitempty"`
+	// BackoffFactor multiplies the delay at each further consecutive failure.
+	// Default 2.
+	BackoffFactor *float64 `json:"backoffFactor,omitempty"`
+	// MaxBackoff caps the delay. Default 5m.
+	MaxBackoff *metav1.Duration `json:"maxBackoff,omitempty"`
+	// ResetAfter: a member that ran this long before it failed is relaunched
+	// after Backoff again, as after a first failure. Default 10m.
+	ResetAfter *metav1.Duration `json:"resetAfter,omitempty"`
 }
 
 // ClusterStatus is written by the controller only.
@@ -159,6 +186,10 @@ type ClusterStatus struct {
 	Master             *MasterStatus      `json:"master,omitempty"`
 	Tasks              []TaskStatus       `json:"tasks,omitempty"`
 	Conditions         []metav1.Condition `json:"conditions,omitempty"`
+	// LastProgressTime is when the cluster last made progress (a member became
+	// ready, the spec changed, a surplus member stopped); spec.update.
+	// progressDeadline counts from it, or from when Ready turned False if later.
+	LastProgressTime *metav1.Time `json:"lastProgressTime,omitempty"`
 }
 
 // MasterStatus is the elected member.

@@ -17,11 +17,16 @@ import (
 
 // Limits enforced by Validate.
 const (
-	MaxReplicas        = 1000
-	MaxPorts           = 64
-	MinElectionTimeout = time.Second
-	MaxElectionTimeout = time.Hour
-	MaxMaxUnavailable  = MaxReplicas
+	MaxReplicas         = 1000
+	MaxPorts            = 64
+	MinElectionTimeout  = time.Second
+	MaxElectionTimeout  = time.Hour
+	MaxMaxUnavailable   = MaxReplicas
+	MaxMinReadySeconds  = 3600
+	MaxProgressDeadline = 7 * 24 * time.Hour
+	MaxRestartBackoff   = time.Hour
+	MaxBackoffFactor    = 10
+	MaxResetAfter       = 24 * time.Hour
 	// ReservedEnvPrefix is the prefix of the variables converge itself sets
 	// (CONVERGE_NAMESPACE, CONVERGE_CLUSTER, CONVERGE_ORDINAL, CONVERGE_EPOCH).
 	ReservedEnvPrefix = "CONVERGE_"
@@ -92,8 +97,50 @@ func validateSpec(s *ClusterSpec, p *field.Path) field.ErrorList {
 	errs = append(errs, validateTask(&s.Task, p.Child("task"))...)
 	errs = append(errs, validatePlacement(&s.Placement, p.Child("placement"))...)
 	errs = append(errs, validateElection(&s.Election, p.Child("election"))...)
-	if m := s.Update.MaxUnavailable; m != nil && (*m < 1 || *m > MaxMaxUnavailable) {
-		errs = append(errs, field.Invalid(p.Child("update", "maxUnavailable"), *m, fmt.Sprintf("must be between 1 and %d", MaxMaxUnavailable)))
+	errs = append(errs, validateUpdate(&s.Update, p.Child("update"))...)
+	errs = append(errs, validateRestart(&s.Restart, p.Child("restart"))...)
+	return errs
+}
+
+func validateUpdate(u *Update, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if m := u.MaxUnavailable; m != nil && (*m < 1 || *m > MaxMaxUnavailable) {
+		errs = append(errs, field.Invalid(p.Child("maxUnavailable"), *m, fmt.Sprintf("must be between 1 and %d", MaxMaxUnavailable)))
+	}
+	minReady := time.Duration(0)
+	if m := u.MinReadySeconds; m != nil {
+		minReady = time.Duration(*m) * time.Second
+		if *m < 0 || *m > MaxMinReadySeconds {
+			errs = append(errs, field.Invalid(p.Child("minReadySeconds"), *m, fmt.Sprintf("must be between 0 and %d", MaxMinReadySeconds)))
+		}
+	}
+	if d := u.ProgressDeadline; d != nil {
+		// As a Deployment's: a member must be able to become ready in time.
+		if d.Duration <= minReady || d.Duration > MaxProgressDeadline {
+			errs = append(errs, field.Invalid(p.Child("progressDeadline"), d.Duration.String(),
+				fmt.Sprintf("must be longer than minReadySeconds (%s) and at most %s", minReady, MaxProgressDeadline)))
+		}
+	}
+	return errs
+}
+
+func validateRestart(r *Restart, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if d := r.Backoff; d != nil && (d.Duration < 0 || d.Duration > MaxRestartBackoff) {
+		errs = append(errs, field.Invalid(p.Child("backoff"), d.Duration.String(), fmt.Sprintf("must be between 0s and %s", MaxRestartBackoff)))
+	}
+	if f := r.BackoffFactor; f != nil && !(*f >= 1 && *f <= MaxBackoffFactor) /* NaN too */ {
+		errs = append(errs, field.Invalid(p.Child("backoffFactor"), *f, fmt.Sprintf("must be between 1 and %d", MaxBackoffFactor)))
+	}
+	if d := r.MaxBackoff; d != nil {
+		if d.Duration < 0 || d.Duration > MaxRestartBackoff {
+			errs = append(errs, field.Invalid(p.Child("maxBackoff"), d.Duration.String(), fmt.Sprintf("must be between 0s and %s", MaxRestartBackoff)))
+		} else if b := r.Backoff; b != nil && d.Duration < b.Duration {
+			errs = append(errs, field.Invalid(p.Child("maxBackoff"), d.Duration.String(), "must not be shorter than backoff ("+b.Duration.String()+")"))
+		}
+	}
+	if d := r.ResetAfter; d != nil && (d.Duration < time.Second || d.Duration > MaxResetAfter) {
+		errs = append(errs, field.Invalid(p.Child("resetAfter"), d.Duration.String(), fmt.Sprintf("must be between 1s and %s", MaxResetAfter)))
 	}
 	return errs
 }

@@ -58,6 +58,13 @@ func TestSetDefaults(t *testing.T) {
 	if c.Spec.Update.MaxUnavailable == nil || *c.Spec.Update.MaxUnavailable != 1 {
 		t.Errorf("maxUnavailable = %v", c.Spec.Update.MaxUnavailable)
 	}
+	if u := c.Spec.Update; u.MinReadySeconds == nil || *u.MinReadySeconds != 10 || u.ProgressDeadline == nil || u.ProgressDeadline.Duration != 10*time.Minute {
+		t.Errorf("minReadySeconds, progressDeadline = %v, %v", u.MinReadySeconds, u.ProgressDeadline)
+	}
+	if r := c.Spec.Restart; r.Backoff == nil || r.Backoff.Duration != time.Second || r.BackoffFactor == nil || *r.BackoffFactor != 2 ||
+		r.MaxBackoff == nil || r.MaxBackoff.Duration != 5*time.Minute || r.ResetAfter == nil || r.ResetAfter.Duration != 10*time.Minute {
+		t.Errorf("restart = %+v", r)
+	}
 	// Placement and resources have no defaults.
 	if c.Spec.Placement.Spread != "" || c.Spec.Task.Resources.CPUs != nil || c.Spec.Task.Resources.Disk != nil {
 		t.Errorf("unexpected defaults: %+v", c.Spec)
@@ -99,6 +106,7 @@ func TestValidateValid(t *testing.T) {
 
 func TestValidate(t *testing.T) {
 	long := strings.Repeat("a", 64)
+	dur := func(d time.Duration) *metav1.Duration { return &metav1.Duration{Duration: d} }
 	tests := []struct {
 		name   string
 		mutate func(c *Cluster)
@@ -201,6 +209,27 @@ func TestValidate(t *testing.T) {
 		{"timeout long", func(c *Cluster) { c.Spec.Election.Timeout = &metav1.Duration{Duration: 2 * time.Hour} }, []string{`spec.election.timeout: Invalid value: "2h0m0s"`}},
 		{"timeout bounds ok", func(c *Cluster) { c.Spec.Election.Timeout = &metav1.Duration{Duration: time.Hour} }, nil},
 		{"maxUnavailable 0", func(c *Cluster) { c.Spec.Update.MaxUnavailable = ptr(int32(0)) }, []string{"spec.update.maxUnavailable: Invalid value: 0: must be between 1 and 1000"}},
+		{"minReadySeconds 0 ok", func(c *Cluster) { c.Spec.Update.MinReadySeconds = ptr(int32(0)) }, nil},
+		{"minReadySeconds -1", func(c *Cluster) { c.Spec.Update.MinReadySeconds = ptr(int32(-1)) }, []string{"spec.update.minReadySeconds: Invalid value: -1: must be between 0 and 3600"}},
+		{"progressDeadline not above minReadySeconds", func(c *Cluster) {
+			c.Spec.Update.MinReadySeconds = ptr(int32(30))
+			c.Spec.Update.ProgressDeadline = dur(30 * time.Second)
+		}, []string{`spec.update.progressDeadline: Invalid value: "30s": must be longer than minReadySeconds (30s)`}},
+		{"progressDeadline 1s ok with minReadySeconds 0", func(c *Cluster) {
+			c.Spec.Update.MinReadySeconds = ptr(int32(0))
+			c.Spec.Update.ProgressDeadline = dur(time.Second)
+		}, nil},
+		{"restart backoff 0s ok", func(c *Cluster) { c.Spec.Restart.Backoff = dur(0) }, nil},
+		{"restart backoff negative", func(c *Cluster) { c.Spec.Restart.Backoff = dur(-time.Second) }, []string{`spec.restart.backoff: Invalid value: "-1s": must be between 0s and 1h0m0s`}},
+		{"restart backoffFactor below 1", func(c *Cluster) { c.Spec.Restart.BackoffFactor = ptr(0.5) }, []string{"spec.restart.backoffFactor: Invalid value: 0.5: must be between 1 and 10"}},
+		{"restart backoffFactor 1.15 ok", func(c *Cluster) { c.Spec.Restart.BackoffFactor = ptr(1.15) }, nil},
+		{"restart maxBackoff below backoff", func(c *Cluster) {
+			c.Spec.Restart.Backoff = dur(time.Minute)
+			c.Spec.Restart.MaxBackoff = dur(time.Second)
+		},
+			[]string{`spec.restart.maxBackoff: Invalid value: "1s": must not be shorter than backoff (1m0s)`}},
+		{"restart maxBackoff above 1h", func(c *Cluster) { c.Spec.Restart.MaxBackoff = dur(2 * time.Hour) }, []string{`spec.restart.maxBackoff: Invalid value: "2h0m0s": must be between 0s and 1h0m0s`}},
+		{"restart resetAfter 0", func(c *Cluster) { c.Spec.Restart.ResetAfter = dur(0) }, []string{`spec.restart.resetAfter: Invalid value: "0s": must be between 1s and 24h0m0s`}},
 		{"everything at once", func(c *Cluster) {
 			c.Name = "Bad"
 			c.Spec.Replicas = ptr(int32(-1))
