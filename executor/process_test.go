@@ -107,7 +107,11 @@ func TestDescribeExit(t *testing.T) {
 
 func TestStartProcessOwnGroupAndSignalGroup(t *testing.T) {
 	dir := t.TempDir()
-	cmd, err := startProcess([]string{"sh", "-c", `trap 'echo term > got; exit 0' TERM; while :; do sleep 0.05; done`}, dir, []string{"PATH=" + os.Getenv("PATH")})
+	// The script writes "trapped" once its trap is installed (before that, a
+	// SIGTERM would kill sh without running the trap) and its background child
+	// started: the child leaves only if the whole group is signalled.
+	script := `trap 'echo term > got; exit 0' TERM; sleep 30 & echo $! > child.pid; touch trapped; while :; do sleep 0.05; done`
+	cmd, err := startProcess([]string{"sh", "-c", script}, dir, []string{"PATH=" + os.Getenv("PATH")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +119,14 @@ func TestStartProcessOwnGroupAndSignalGroup(t *testing.T) {
 	if err != nil || pgid != cmd.Process.Pid {
 		t.Fatalf("pgid %d err %v, want %d", pgid, err, cmd.Process.Pid)
 	}
-	time.Sleep(100 * time.Millisecond) // let the trap be installed
+	deadline := time.Now().Add(10 * time.Second)
+	for _, err := os.Stat(filepath.Join(dir, "trapped")); err != nil; _, err = os.Stat(filepath.Join(dir, "trapped")) {
+		if time.Now().After(deadline) {
+			_ = signalGroup(cmd.Process.Pid, syscall.SIGKILL)
+			t.Fatalf("the script did not install its trap within 10s: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond) // polling with a deadline
+	}
 	if err := signalGroup(cmd.Process.Pid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -132,6 +143,18 @@ func TestStartProcessOwnGroupAndSignalGroup(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "got")); strings.TrimSpace(string(b)) != "term" {
 		t.Fatalf("marker %q", b)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "child.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	child, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	for processAlive(child) {
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(child, syscall.SIGKILL)
+			t.Fatalf("background child %d outlived the SIGTERM to its group", child)
+		}
+		time.Sleep(10 * time.Millisecond) // polling with a deadline
 	}
 	if err := signalGroup(cmd.Process.Pid, syscall.SIGKILL); err != nil {
 		t.Fatalf("signal to a gone group: %v", err)
