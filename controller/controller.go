@@ -34,7 +34,8 @@ type Config struct {
 	Workers int
 	// ResyncInterval: every cluster is looked at again this often (default 30s).
 	ResyncInterval time.Duration
-	// UnreachableTimeout: an UNREACHABLE member is replaced after it (default 60s).
+	// UnreachableTimeout: an UNREACHABLE member stops counting after it and is
+	// killed; its ordinal is relaunched once Mesos reports it finished (default 60s).
 	UnreachableTimeout time.Duration
 	// StallAfter: needs that no offer fits for this long make a cluster Stalled
 	// with reason NoOfferFits (default 10s).
@@ -123,7 +124,7 @@ type Controller struct {
 
 	writes   chan *writeOp
 	offersCh chan []mesos.Offer
-	acks     chan pendingAck
+	acks     *ackQueue
 	loaded   chan struct{}
 	loadOnce sync.Once
 	loadErr  error
@@ -197,7 +198,7 @@ func New(cfg Config) (*Controller, error) {
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "converge-clusters"}),
 		writes:     make(chan *writeOp, 4096),
 		offersCh:   make(chan []mesos.Offer, 64),
-		acks:       make(chan pendingAck, 16384),
+		acks:       newAckQueue(),
 		loaded:     make(chan struct{}),
 		fatal:      make(chan error, 1),
 		clusters:   map[string]*v1alpha1.Cluster{},
@@ -316,7 +317,7 @@ func (c *Controller) ReconcileTasks() []mesosbridge.ReconcileTask {
 	var out []mesosbridge.ReconcileTask
 	for _, m := range c.ledger {
 		for _, r := range m {
-			if !IsTerminalState(r.State) {
+			if !finished(r.State) {
 				out = append(out, mesosbridge.ReconcileTask{TaskID: r.ID, AgentID: r.AgentID})
 			}
 		}
@@ -528,7 +529,7 @@ func (c *Controller) forgetCluster(ctx context.Context, key string) {
 	c.mu.Lock()
 	var kill []store.TaskRecord
 	for _, r := range c.ledger[key] {
-		if !IsTerminalState(r.State) {
+		if !finished(r.State) {
 			kill = append(kill, *r)
 		}
 	}
@@ -712,7 +713,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 		}
 		reason := k.Reason
 		op.tasks = append(op.tasks, taskWrite{key: key, id: k.TaskID, mut: func(r *store.TaskRecord) (bool, []store.Event) {
-			if r.KillRequested || IsTerminalState(r.State) {
+			if r.KillRequested || finished(r.State) {
 				return false, nil
 			}
 			r.KillRequested, r.KillReason, r.UpdatedAt = true, reason, c.now()

@@ -23,26 +23,35 @@ const (
 
 // handleUpdate writes a status update to the ledger, then acknowledges it. An
 // update for a task the ledger does not know, whose id is converge's, is an
-// orphan: it is killed (unless already terminal) and acknowledged.
+// orphan: it is killed (unless already finished) and acknowledged. A task the
+// ledger knows but must not run (finished, or written off while unreachable)
+// is killed at once when Mesos reports it alive again.
 func (c *Controller) handleUpdate(ctx context.Context, st mesos.TaskStatus) {
 	received := time.Now()
 	id := st.TaskID.Value
 	ns, name, _, ours := ParseTaskID(id)
 	key := ns + "/" + name
 	c.mu.Lock()
-	var known bool
+	var rec *store.TaskRecord
 	if ours {
-		_, known = c.ledger[key][id]
+		rec = c.ledger[key][id]
+	}
+	why := ""
+	if rec != nil {
+		why = mustNotRun(rec, st)
 	}
 	c.mu.Unlock()
-	if !known {
-		if ours && !IsTerminalState(st.GetState().String()) {
+	if rec == nil {
+		if ours && !finished(st.GetState().String()) {
 			c.log.Info("killing a task the ledger does not know", "taskID", id, "state", st.GetState().String())
 			c.killTask(ctx, id, st.GetAgentID().GetValue())
 		}
 		c.terminalSeen(st)
 		c.ack(ctx, st, received)
 		return
+	}
+	if why != "" {
+		c.killNow(ctx, id, st.GetAgentID().GetValue(), why)
 	}
 	now := c.now()
 	// What the ledger already holds (durably: the cache holds only committed
@@ -77,9 +86,45 @@ func (c *Controller) handleUpdate(ctx context.Context, st mesos.TaskStatus) {
 	c.submit(ctx, op)
 }
 
+// mustNotRun says why a task the ledger holds must be killed at once now that
+// Mesos reports it alive ("" when it need not): its record is finished (a
+// ghost whose agent re-registered after Mesos answered TASK_UNKNOWN), or it
+// was written off while unreachable and is back. A KILL could not reach it
+// before, and the bridge's next retry may be up to KillMaxRetry away; until
+// it is dead its ordinal stays taken, so nothing runs beside it for long.
+func mustNotRun(r *store.TaskRecord, st mesos.TaskStatus) string {
+	state := st.GetState().String()
+	if finished(state) || state == stateUnreachable {
+		return ""
+	}
+	switch {
+	case finished(r.State):
+		return fmt.Sprintf("reported %s after the ledger finished it as %s", state, r.State)
+	case r.KillRequested && r.State == stateUnreachable:
+		return fmt.Sprintf("reported %s back from a partition; killed because: %s", state, r.KillReason)
+	}
+	return ""
+}
+
+// killNow sends KILL at once, even if one was sent before (the bridge then
+// keeps retrying it until the task is finished).
+func (c *Controller) killNow(ctx context.Context, id, agentID, why string) {
+	c.log.Info("killing a task at once", "taskID", id, "agentID", agentID, "why", why)
+	c.mu.Lock()
+	c.killSent[id] = true
+	c.mu.Unlock()
+	if c.bridge == nil {
+		return
+	}
+	c.m.kills.Inc()
+	if err := c.bridge.Kill(ctx, id, agentID); err != nil {
+		c.log.Error(err, "kill", "taskID", id)
+	}
+}
+
 // terminalSeen forgets a finished task's kill: the bridge stops retrying it.
 func (c *Controller) terminalSeen(st mesos.TaskStatus) {
-	if IsTerminalState(st.GetState().String()) {
+	if finished(st.GetState().String()) {
 		c.mu.Lock()
 		delete(c.killSent, st.TaskID.Value)
 		c.mu.Unlock()
@@ -98,41 +143,34 @@ func (c *Controller) ack(ctx context.Context, st mesos.TaskStatus, received time
 	if len(st.UUID) == 0 {
 		return
 	}
-	select {
-	case c.acks <- pendingAck{st: st, received: received, queued: time.Now()}:
-	case <-ctx.Done():
-	}
+	c.acks.push(pendingAck{st: st, received: received, queued: time.Now()})
 }
 
 func (c *Controller) runAcks(ctx context.Context) {
 	for {
-		select {
-		case <-ctx.Done():
+		p, ok := c.acks.pop(ctx)
+		if !ok || c.failpoint(FailpointAckBefore) {
 			return
-		case p := <-c.acks:
-			if c.failpoint(FailpointAckBefore) {
-				return
-			}
-			if err := c.bridge.Acknowledge(ctx, p.st); err != nil && ctx.Err() == nil {
-				// The agent resends it; the duplicate is recognised and acknowledged.
-				c.log.V(1).Info("acknowledge failed", "taskID", p.st.TaskID.Value, "error", err.Error())
-				continue
-			}
-			if c.failpoint(FailpointAckAfter) {
-				return
-			}
-			d := time.Since(p.received)
-			c.m.acks.Inc()
-			c.m.ackSeconds.Observe(d.Seconds())
-			if c.cfg.AckObserver != nil {
-				c.cfg.AckObserver(d, p.queued.Sub(p.received))
-			}
+		}
+		if err := c.bridge.Acknowledge(ctx, p.st); err != nil && ctx.Err() == nil {
+			// The agent resends it; the duplicate is recognised and acknowledged.
+			c.log.V(1).Info("acknowledge failed", "taskID", p.st.TaskID.Value, "error", err.Error())
+			continue
+		}
+		if c.failpoint(FailpointAckAfter) {
+			return
+		}
+		d := time.Since(p.received)
+		c.m.acks.Inc()
+		c.m.ackSeconds.Observe(d.Seconds())
+		if c.cfg.AckObserver != nil {
+			c.cfg.AckObserver(d, p.queued.Sub(p.received))
 		}
 	}
 }
 
 // applyStatus folds a status update into a ledger record. Duplicates (same
-// uuid), out-of-order updates (older timestamp) and updates after a terminal
+// uuid), out-of-order updates (older timestamp) and updates after a finished
 // state change nothing.
 func applyStatus(r *store.TaskRecord, st mesos.TaskStatus, now time.Time) (bool, []store.Event) {
 	uuid := ""
@@ -146,7 +184,7 @@ func applyStatus(r *store.TaskRecord, st mesos.TaskStatus, now time.Time) (bool,
 	if ts != 0 && ts < r.StatusTime {
 		return false, nil
 	}
-	if IsTerminalState(r.State) {
+	if finished(r.State) {
 		return false, nil
 	}
 	state := st.GetState().String()
@@ -180,8 +218,11 @@ func applyStatus(r *store.TaskRecord, st mesos.TaskStatus, now time.Time) (bool,
 		r.AgentID = a
 	}
 	r.UpdatedAt = now
+	if state == stateRunning && r.RunningAt == nil {
+		r.RunningAt = &now // minReadySeconds and the restart back-off count from here
+	}
 	switch state {
-	case stateUnreachable, stateUnknown:
+	case stateUnreachable:
 		if r.UnreachableAt == nil {
 			t := now
 			if ut := st.GetUnreachableTime(); ut != nil && ut.GetNanoseconds() > 0 {
@@ -193,7 +234,7 @@ func applyStatus(r *store.TaskRecord, st mesos.TaskStatus, now time.Time) (bool,
 		r.UnreachableAt = nil
 	}
 	var evs []store.Event
-	if IsTerminalState(state) && !r.KillRequested && state != "TASK_FINISHED" {
+	if finished(state) && !r.KillRequested && state != "TASK_FINISHED" {
 		detail := reason
 		if msg != "" {
 			detail += ": " + msg

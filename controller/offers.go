@@ -47,9 +47,9 @@ func (c *Controller) runOffers(ctx context.Context) {
 }
 
 // handleOffers matches offers against the clusters that need members (only
-// those: the needy set), checkpoints the ledger records of every assignment in
-// one batch, then accepts each used offer with all its tasks and declines the
-// rest.
+// those: the needy set), checkpoints the ledger records of each used offer,
+// then accepts each offer whose records are durable with all its tasks and
+// declines the rest.
 func (c *Controller) handleOffers(ctx context.Context, offers []mesos.Offer) {
 	c.m.offers.Add(float64(len(offers)))
 	c.mu.Lock()
@@ -111,20 +111,22 @@ func (c *Controller) handleOffers(ctx context.Context, offers []mesos.Offer) {
 		res.Unplaced[key] = why
 	}
 	now := c.now()
-	op := &writeOp{}
-	byOffer := map[int][]mesos.TaskInfo{}
-	var launched []store.TaskRecord
+	byOffer := map[int]*offerLaunch{}
 	placed := map[string]bool{}
 	for _, a := range res.Assignments {
 		n := needs[a.Need]
-		in := inputs[n.Key]
 		id := NewTaskID(n.Namespace, n.Cluster, n.Ordinal)
-		ti, rec := c.buildTask(in.Cluster, n, a, id)
-		op.tasks = append(op.tasks, taskWrite{key: n.Key, id: id, create: &rec})
-		op.addEvents(n.Key, store.Event{Time: now, Type: "Normal", Reason: "Launching",
+		ti, rec := c.buildTask(inputs[n.Key].Cluster, n, a, id)
+		ol := byOffer[a.Offer]
+		if ol == nil {
+			ol = &offerLaunch{offer: &offers[a.Offer], op: &writeOp{}}
+			byOffer[a.Offer] = ol
+		}
+		ol.op.tasks = append(ol.op.tasks, taskWrite{key: n.Key, id: id, create: &rec})
+		ol.op.addEvents(n.Key, store.Event{Time: now, Type: "Normal", Reason: "Launching",
 			Message: fmt.Sprintf("launching task %s (ordinal %d) on %s", id, n.Ordinal, a.Hostname)})
-		byOffer[a.Offer] = append(byOffer[a.Offer], ti)
-		launched = append(launched, rec)
+		ol.tasks = append(ol.tasks, ti)
+		ol.records = append(ol.records, rec)
 		placed[n.Key] = true
 	}
 	// Checkpoint before ACCEPT: a crash after this leaves STAGING records that
@@ -132,23 +134,21 @@ func (c *Controller) handleOffers(ctx context.Context, offers []mesos.Offer) {
 	if c.failpoint(FailpointLaunchBeforeCheckpoint) {
 		return
 	}
-	if err := c.write(ctx, op); err != nil {
-		c.log.Error(err, "launch records not written; declining the offers")
-		c.decline(ctx, all, refuseShort)
+	if !c.checkpointLaunches(ctx, byOffer) || c.failpoint(FailpointLaunchAfterCheckpoint) {
 		return
 	}
-	if c.failpoint(FailpointLaunchAfterCheckpoint) {
-		return
-	}
-	c.m.launches.Add(float64(len(launched)))
 
 	var unused []mesos.OfferID
 	var wg sync.WaitGroup
 	for i := range offers {
-		tasks := byOffer[i]
-		if len(tasks) == 0 {
+		ol := byOffer[i]
+		if ol == nil || ol.err != nil {
 			unused = append(unused, offers[i].ID)
 			continue
+		}
+		c.m.launches.Add(float64(len(ol.tasks)))
+		for _, r := range ol.records {
+			c.log.V(1).Info("launching", "taskID", r.ID, "agent", r.Hostname, "ports", r.Ports)
 		}
 		wg.Add(1)
 		go func(o *mesos.Offer, tasks []mesos.TaskInfo) {
@@ -165,7 +165,7 @@ func (c *Controller) handleOffers(ctx context.Context, offers []mesos.Offer) {
 					c.log.Error(rerr, "reconcile after a failed accept")
 				}
 			}
-		}(&offers[i], tasks)
+		}(ol.offer, ol.tasks)
 	}
 	refuse := float64(refuseUnneeded)
 	if len(res.Unplaced) > 0 {
@@ -175,9 +175,6 @@ func (c *Controller) handleOffers(ctx context.Context, offers []mesos.Offer) {
 	wg.Wait()
 	if c.failpoint(FailpointLaunchAfterAccept) {
 		return
-	}
-	for _, r := range launched {
-		c.log.V(1).Info("launched", "taskID", r.ID, "agent", r.Hostname, "ports", r.Ports)
 	}
 
 	c.mu.Lock()
@@ -197,6 +194,44 @@ func (c *Controller) handleOffers(ctx context.Context, offers []mesos.Offer) {
 	for k := range inputs {
 		c.queue.Add(k)
 	}
+}
+
+// offerLaunch is what one offer launches: its tasks, their ledger records and
+// the op that checkpoints them. An offer is the unit of a launch, so it is the
+// unit of its checkpoint: offers whose records were not written are declined,
+// the others launch.
+type offerLaunch struct {
+	offer   *mesos.Offer
+	tasks   []mesos.TaskInfo
+	records []store.TaskRecord
+	op      *writeOp
+	err     error // the checkpoint's outcome
+}
+
+// checkpointLaunches writes every offer's launch records, each offer's as one
+// op, and waits for all of them; false if ctx ended first.
+func (c *Controller) checkpointLaunches(ctx context.Context, byOffer map[int]*offerLaunch) bool {
+	type result struct {
+		ol  *offerLaunch
+		err error
+	}
+	results := make(chan result, len(byOffer))
+	for _, ol := range byOffer {
+		ol.op.after = func(err error) { results <- result{ol, err} }
+		c.submit(ctx, ol.op)
+	}
+	for range byOffer {
+		select {
+		case r := <-results:
+			r.ol.err = r.err
+			if r.err != nil {
+				c.log.Error(r.err, "launch records not written; declining the offer", "offerID", r.ol.offer.ID.Value, "tasks", len(r.ol.tasks))
+			}
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
 }
 
 func (c *Controller) decline(ctx context.Context, ids []mesos.OfferID, refuse float64) {
@@ -293,6 +328,7 @@ func (c *Controller) buildTask(cl *v1alpha1.Cluster, n Need, a Assignment, id st
 		TemplateHash: n.TemplateHash, Generation: cl.Generation,
 		AgentID: a.AgentID, Hostname: a.Hostname, Ports: ports,
 		State: stateStaging, LaunchedAt: c.now(), UpdatedAt: c.now(),
+		Restarts: n.Restarts,
 	}
 	if cmd, uris, name, ok := c.executorFor(spec); ok {
 		xenv := append(append([]mesos.Environment_Variable(nil), env...),

@@ -2,8 +2,6 @@ package controller
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"sync"
 
 	"github.com/converge-io/converge/store"
@@ -90,9 +88,11 @@ const maxGroupOps = 512
 // runWriter is the only goroutine that writes the ledger, election records,
 // endpoints and events, and the only one that changes their caches: it applies
 // each op's changes to the latest cached state (so a kill decided on a snapshot
-// never overwrites a status update that arrived meanwhile), commits the group in
-// one batch, then updates the caches and runs the callbacks.
+// never overwrites a status update that arrived meanwhile), commits them in
+// transactions within etcd's limits, then updates the caches and runs the
+// callbacks of what was committed.
 func (c *Controller) runWriter(ctx context.Context) {
+	w := &writer{c: c, pending: map[string][]store.Event{}}
 	for {
 		var group []*writeOp
 		select {
@@ -110,33 +110,34 @@ func (c *Controller) runWriter(ctx context.Context) {
 				break drain
 			}
 		}
-		c.commitGroup(ctx, group)
+		w.commitGroup(ctx, group)
 	}
+}
+
+// writer is runWriter's state.
+type writer struct {
+	c *Controller
+	// pending holds events of clusters whose history could not be read: they
+	// are written once it can be, and never over a history not read.
+	pending map[string][]store.Event
 }
 
 // maxHistoryReads bounds the concurrent reads of event histories.
 const maxHistoryReads = 32
 
 // loadEventHistories reads, outside the lock and in parallel, the event
-// histories of the group's clusters that are not cached yet. (Read one after
-// another they held up every commit while a thousand new clusters were
-// applied: one round trip per cluster.)
-func (c *Controller) loadEventHistories(ctx context.Context, group []*writeOp) {
+// histories of keys that are not cached yet. (Read one after another they
+// held up every commit while a thousand new clusters were applied: one round
+// trip per cluster.) A history that cannot be read stays uncached.
+func (c *Controller) loadEventHistories(ctx context.Context, keys []string) {
 	var missing []string
-	seen := map[string]bool{}
 	c.mu.Lock()
-	for _, op := range group {
-		for key := range op.events {
-			if _, ok := c.events[key]; !ok && !seen[key] {
-				seen[key] = true
-				missing = append(missing, key)
-			}
+	for _, key := range keys {
+		if _, ok := c.events[key]; !ok && c.clusters[key] != nil {
+			missing = append(missing, key)
 		}
 	}
 	c.mu.Unlock()
-	if len(missing) == 0 {
-		return
-	}
 	sem := make(chan struct{}, maxHistoryReads)
 	var wg sync.WaitGroup
 	for _, key := range missing {
@@ -147,7 +148,8 @@ func (c *Controller) loadEventHistories(ctx context.Context, group []*writeOp) {
 			ns, name := splitKey(key)
 			evs, err := c.cfg.Store.ListEvents(ctx, ns, name)
 			if err != nil {
-				c.log.Error(err, "read event history; appending to an empty one", "cluster", key)
+				c.log.Error(err, "read event history; its new events wait", "cluster", key)
+				return
 			}
 			c.mu.Lock()
 			if _, ok := c.events[key]; !ok {
@@ -159,138 +161,72 @@ func (c *Controller) loadEventHistories(ctx context.Context, group []*writeOp) {
 	wg.Wait()
 }
 
-type stagedTask struct {
-	key string
-	rec *store.TaskRecord // nil: deleted
+// eventKeys lists the clusters whose histories the group appends to, as far
+// as can be known before staging (status updates find theirs while staged).
+func (w *writer) eventKeys(group []*writeOp) []string {
+	seen := map[string]bool{}
+	var keys []string
+	add := func(key string) {
+		if !seen[key] {
+			seen[key] = true
+			keys = append(keys, key)
+		}
+	}
+	for key := range w.pending {
+		add(key)
+	}
+	for _, op := range group {
+		for key := range op.events {
+			add(key)
+		}
+	}
+	return keys
 }
 
-func (c *Controller) commitGroup(ctx context.Context, group []*writeOp) {
-	c.loadEventHistories(ctx, group)
+// commitGroup splits the group's ops into parts, packs parts into
+// transactions as they fit, and commits those one after another, so each
+// transaction is staged on caches that hold everything committed before it.
+// An op completes (after) when its last part is committed, or fails at its
+// first part that is not; its later parts are then dropped.
+func (w *writer) commitGroup(ctx context.Context, group []*writeOp) {
+	w.c.loadEventHistories(ctx, w.eventKeys(group))
+	w.commitParts(ctx, append(splitOps(group), w.pendingParts()...))
+	// Status changes of clusters whose history was not cached raised events
+	// that wait for it: read those histories now, not at the next write.
+	if len(w.pending) > 0 {
+		w.c.loadEventHistories(ctx, w.eventKeys(nil))
+		w.commitParts(ctx, w.pendingParts())
+	}
+	w.prunePending()
+}
 
-	b := c.cfg.Store.NewBatch()
-	staged := map[string]stagedTask{} // by task id
-	elections := map[string]store.ElectionRecord{}
-	endpoints := map[string]store.Endpoints{}
-	events := map[string][]store.Event{}
-	c.mu.Lock()
-	current := func(key, id string) *store.TaskRecord {
-		if s, ok := staged[id]; ok {
-			return s.rec
-		}
-		return c.ledger[key][id]
-	}
-	for _, op := range group {
-		for _, tw := range op.tasks {
-			if c.clusters[tw.key] == nil {
-				continue // the cluster is gone, and its ledger with it
-			}
-			switch {
-			case tw.create != nil:
-				r := *tw.create
-				staged[tw.id] = stagedTask{key: tw.key, rec: &r}
-				b.PutTask(r)
-			case tw.forget:
-				if current(tw.key, tw.id) == nil {
-					continue
-				}
-				ns, name := splitKey(tw.key)
-				staged[tw.id] = stagedTask{key: tw.key}
-				b.DeleteTask(ns, name, tw.id)
-			case tw.mut != nil:
-				cur := current(tw.key, tw.id)
-				if cur == nil {
-					continue
-				}
-				r := *cur
-				changed, evs := tw.mut(&r)
-				if len(evs) > 0 {
-					events[tw.key] = append(events[tw.key], evs...)
-				}
-				if !changed {
-					continue
-				}
-				staged[tw.id] = stagedTask{key: tw.key, rec: &r}
-				b.PutTask(r)
-			}
-		}
-		for key, e := range op.elections {
-			if c.clusters[key] == nil {
+func (w *writer) commitParts(ctx context.Context, parts []part) {
+	failed := map[*writeOp]bool{}
+	for len(parts) > 0 {
+		t, n := w.stageTxn(parts, failed)
+		err := w.commitTxn(ctx, t)
+		for _, p := range parts[:n] {
+			if p.op == nil || failed[p.op] {
 				continue
 			}
-			ns, name := splitKey(key)
-			elections[key] = e
-			b.PutElection(ns, name, e)
-		}
-		for key, e := range op.endpoints {
-			if c.clusters[key] == nil {
-				continue
+			if err != nil {
+				failed[p.op] = true
 			}
-			endpoints[key] = e
-			b.PutEndpoints(e)
+			if (err != nil || p.last) && p.op.after != nil {
+				p.op.after(err)
+			}
 		}
-		for key, evs := range op.events {
-			events[key] = append(events[key], evs...)
-		}
+		parts = parts[n:]
 	}
-	newHist := map[string][]store.Event{}
-	for key, evs := range events {
-		if c.clusters[key] == nil {
-			continue
-		}
-		ns, name := splitKey(key)
-		existing := c.events[key]
-		b.AppendEvents(ns, name, existing, evs...)
-		h := append(append([]store.Event(nil), existing...), evs...)
-		if len(h) > store.MaxEvents {
-			h = h[len(h)-store.MaxEvents:]
-		}
-		newHist[key] = h
-	}
-	c.mu.Unlock()
+}
 
-	var err error
-	if b.Len() > 0 {
-		_, err = c.cfg.Store.Commit(ctx, b)
-		c.m.commits.Inc()
-		c.m.commitOps.Observe(float64(b.Len()))
-	}
-	if err != nil {
-		err = fmt.Errorf("commit %d ledger/election/endpoint writes: %w", b.Len(), err)
-		if errors.Is(err, store.ErrNotLeader) {
-			c.fail(err)
-		}
-	} else {
-		c.mu.Lock()
-		for id, s := range staged {
-			m := c.ledger[s.key]
-			if s.rec == nil {
-				if m != nil {
-					delete(m, id)
-				}
-				continue
-			}
-			if m == nil {
-				m = map[string]*store.TaskRecord{}
-				c.ledger[s.key] = m
-			}
-			m[id] = s.rec
-		}
-		for key, e := range elections {
-			e := e
-			c.elections[key] = &e
-		}
-		for key, e := range endpoints {
-			e := e
-			c.endpoints[key] = &e
-		}
-		for key, h := range newHist {
-			c.events[key] = h
-		}
-		c.mu.Unlock()
-	}
-	for _, op := range group {
-		if op.after != nil {
-			op.after(err)
+// prunePending drops the pending events of deleted clusters.
+func (w *writer) prunePending() {
+	w.c.mu.Lock()
+	defer w.c.mu.Unlock()
+	for key := range w.pending {
+		if w.c.clusters[key] == nil {
+			delete(w.pending, key)
 		}
 	}
 }

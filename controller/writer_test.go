@@ -1,0 +1,204 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/converge-io/converge/apis/v1alpha1"
+	"github.com/converge-io/converge/store"
+	"github.com/converge-io/converge/store/etcdtest"
+)
+
+const writerPrefix = "/writer-test"
+
+// newWriterController returns a controller on a real etcd at its default
+// limits, knowing the given clusters (default/NAME). Its writer is not
+// started: tests queue ops first when they need them in one group.
+func newWriterController(t *testing.T, names ...string) (*Controller, *store.Store) {
+	t.Helper()
+	srv := etcdtest.Start(t)
+	st := store.NewFromClient(srv.Client(), writerPrefix)
+	c, err := New(Config{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		cl := &v1alpha1.Cluster{}
+		cl.Namespace, cl.Name = "default", n
+		c.clusters["default/"+n] = cl
+	}
+	return c, st
+}
+
+func startWriter(t *testing.T, c *Controller) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	go c.runWriter(ctx)
+	return ctx
+}
+
+func launchOp(key string, n int, from int) *writeOp {
+	ns, name := splitKey(key)
+	op := &writeOp{}
+	for i := from; i < from+n; i++ {
+		id := fmt.Sprintf("%s.%s.%d.%08x", ns, name, i, i)
+		r := store.TaskRecord{ID: id, Namespace: ns, Cluster: name, Ordinal: int32(i), State: stateStaging}
+		op.tasks = append(op.tasks, taskWrite{key: key, id: id, create: &r})
+		op.addEvents(key, store.Event{Type: "Normal", Reason: "Launching", Message: "launching " + id})
+	}
+	return op
+}
+
+// checkCachesMatchEtcd fails unless the ledger cache holds exactly what etcd
+// holds, record for record.
+func checkCachesMatchEtcd(t *testing.T, c *Controller, st *store.Store, key string) {
+	t.Helper()
+	ns, name := splitKey(key)
+	tasks, err := st.ListTasks(context.Background(), ns, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(tasks) != len(c.ledger[key]) {
+		t.Fatalf("%s: etcd holds %d records, the cache %d", key, len(tasks), len(c.ledger[key]))
+	}
+	for _, r := range tasks {
+		if cr := c.ledger[key][r.ID]; cr == nil || cr.State != r.State {
+			t.Fatalf("%s: record %s in etcd (%s) differs in the cache (%+v)", key, r.ID, r.State, cr)
+		}
+	}
+}
+
+// A round of launches and a burst of status updates larger than a stock
+// etcd's 128 operations per transaction are written in full (the first
+// version sent them as one transaction: "too many operations in txn request").
+func TestWriterWithinEtcdDefaultLimits(t *testing.T) {
+	c, st := newWriterController(t, "a", "b")
+	ctx := startWriter(t, c)
+	if err := c.write(ctx, launchOp("default/a", 300, 0)); err != nil {
+		t.Fatalf("300 launches: %v", err)
+	}
+	errs := make(chan error, 300)
+	for i := range 300 {
+		id := fmt.Sprintf("default.a.%d.%08x", i, i)
+		op := &writeOp{tasks: []taskWrite{{key: "default/a", id: id, mut: func(r *store.TaskRecord) (bool, []store.Event) {
+			r.State = stateRunning
+			return true, []store.Event{{Type: "Normal", Reason: "Running", Message: id}}
+		}}}}
+		op.after = func(err error) { errs <- err }
+		c.submit(ctx, op)
+	}
+	for range 300 {
+		if err := <-errs; err != nil {
+			t.Fatalf("status burst: %v", err)
+		}
+	}
+	checkCachesMatchEtcd(t, c, st, "default/a")
+	tasks, _ := st.ListTasks(ctx, "default", "a")
+	for _, r := range tasks {
+		if r.State != stateRunning {
+			t.Fatalf("%s is %s after its update was reported durable", r.ID, r.State)
+		}
+	}
+	evs, err := st.ListEvents(ctx, "default", "a")
+	if err != nil || len(evs) != store.MaxEvents || evs[len(evs)-1].Reason != "Running" {
+		t.Fatalf("events: %d, last %+v, %v", len(evs), evs[len(evs)-1], err)
+	}
+}
+
+// An op that cannot be committed fails alone: the ops queued with it are
+// committed, and the caches hold exactly what etcd holds.
+func TestWriterFailedOpLeavesCachesTrue(t *testing.T) {
+	c, st := newWriterController(t, "a")
+	var results [3]chan error
+	ops := []*writeOp{launchOp("default/a", 5, 0), launchOp("default/a", 5, 5), launchOp("default/a", 5, 10)}
+	// Over etcd's 1.5 MiB request limit: this op cannot be committed.
+	ops[1].events["default/a"][0].Message = strings.Repeat("x", 2<<20)
+	for i, op := range ops {
+		results[i] = make(chan error, 1)
+		op.after = func(err error) { results[i] <- err }
+		c.writes <- op // queued before the writer starts: one group
+	}
+	startWriter(t, c)
+	for i, want := range []bool{true, false, true} {
+		err := <-results[i]
+		if ok := err == nil; ok != want {
+			t.Fatalf("op %d: err %v, want success %t", i, err, want)
+		}
+		if !want && !errors.Is(err, store.ErrTxnTooLarge) {
+			t.Fatalf("op %d: %v, want ErrTxnTooLarge", i, err)
+		}
+	}
+	checkCachesMatchEtcd(t, c, st, "default/a")
+	if n := len(c.ledger["default/a"]); n != 10 {
+		t.Fatalf("%d records, want the 10 of the two good ops", n)
+	}
+}
+
+// A history that cannot be read is never written over: its events wait, and
+// are appended once it can be read.
+func TestWriterUnreadableHistoryIsNotOverwritten(t *testing.T) {
+	c, st := newWriterController(t, "a")
+	ctx := startWriter(t, c)
+	key := writerPrefix + "/events/default/a"
+	if _, err := st.Client().Put(ctx, key, "not json"); err != nil {
+		t.Fatal(err)
+	}
+	op := &writeOp{}
+	op.addEvents("default/a", store.Event{Type: "Normal", Reason: "First"})
+	if err := c.write(ctx, op); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := st.Client().Get(ctx, key)
+	if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "not json" {
+		t.Fatalf("the unreadable history was written over: %q %v", resp.Kvs, err)
+	}
+	// Readable again: the held event follows the stored history.
+	if _, err := st.Client().Put(ctx, key, `[{"reason":"Old"}]`); err != nil {
+		t.Fatal(err)
+	}
+	op = &writeOp{}
+	op.addEvents("default/a", store.Event{Type: "Normal", Reason: "Second"})
+	if err := c.write(ctx, op); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := st.ListEvents(ctx, "default", "a")
+	var got []string
+	for _, e := range evs {
+		got = append(got, e.Reason)
+	}
+	if err != nil || strings.Join(got, ",") != "Old,First,Second" {
+		t.Fatalf("history %v (%v), want Old,First,Second", got, err)
+	}
+}
+
+// The writer's callbacks queue acknowledgements; that must never block, or
+// the writer, and every launch with it, waits on acknowledgements.
+func TestAckQueueNeverBlocks(t *testing.T) {
+	q := newAckQueue()
+	done := make(chan struct{})
+	go func() {
+		for i := range 50000 { // more than the first version's bounded queue held
+			q.push(pendingAck{received: time.Unix(int64(i), 0)})
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("push blocked with no acknowledger running")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := range 50000 {
+		p, ok := q.pop(ctx)
+		if !ok || p.received.Unix() != int64(i) {
+			t.Fatalf("pop %d: %v %v", i, p.received, ok)
+		}
+	}
+}
