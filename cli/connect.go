@@ -6,8 +6,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -34,6 +37,9 @@ type EtcdOptions struct {
 	Password  string
 	// Timeout for the first contact (default 5s).
 	Timeout time.Duration
+	// TxnOpsLimit and RequestBytesLimit: the etcd servers' --max-txn-ops and
+	// --max-request-bytes (0: etcd's defaults).
+	TxnOpsLimit, RequestBytesLimit int
 }
 
 // String prints the options with the password redacted, so they may be logged.
@@ -107,6 +113,12 @@ func Connect(ctx context.Context, o EtcdOptions) (*store.Store, error) {
 		return nil, err
 	}
 	where := strings.Join(o.Endpoints, ",")
+	// gRPC retries a refused connection until the deadline; a TCP dial
+	// knows at once that nothing listens there.
+	if err := refused(ctx, o.Endpoints); err != nil {
+		return nil, unreachable(where, timeout, err)
+	}
+	start := time.Now()
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   o.Endpoints,
 		DialTimeout: timeout,
@@ -119,7 +131,7 @@ func Connect(ctx context.Context, o EtcdOptions) (*store.Store, error) {
 		MaxCallRecvMsgSize: 256 << 20,
 	})
 	if err != nil {
-		return nil, unreachable(where, timeout, err)
+		return nil, unreachable(where, time.Since(start), err)
 	}
 	prefix := o.Prefix
 	if prefix == "" {
@@ -132,15 +144,67 @@ func Connect(ctx context.Context, o EtcdOptions) (*store.Store, error) {
 	// under the prefix: an etcd user's role may cover nothing else.
 	if _, err := cli.Get(pingCtx, strings.TrimRight(prefix, "/")+"/framework", clientv3.WithCountOnly()); err != nil {
 		cli.Close()
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
+		if errors.Is(ctx.Err(), context.Canceled) {
+			return nil, ctx.Err() // interrupted: nothing to explain
 		}
-		return nil, unreachable(where, timeout, err)
+		// The caller's deadline (wait --timeout) may pass first: the
+		// same sentence either way, with the time actually waited.
+		return nil, unreachable(where, time.Since(start), err)
 	}
-	return store.NewFromClient(cli, prefix), nil
+	st := store.NewFromClient(cli, prefix)
+	st.SetTxnLimits(o.TxnOpsLimit, o.RequestBytesLimit)
+	return st, nil
 }
 
-func unreachable(where string, timeout time.Duration, err error) error {
+// refused reports the error of the last endpoint when every endpoint is known
+// to be down at once: nothing listens on its port (connection refused) or its
+// host name does not exist. It returns nil when any endpoint accepts a TCP
+// connection, or cannot be judged (unix sockets, a dial timeout): gRPC and
+// the first request then decide.
+func refused(ctx context.Context, endpoints []string) error {
+	var last error
+	for _, ep := range endpoints {
+		addr, ok := tcpAddress(ep)
+		if !ok {
+			return nil
+		}
+		d := net.Dialer{Timeout: time.Second}
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err == nil {
+			_ = c.Close()
+			return nil
+		}
+		var dns *net.DNSError
+		switch {
+		case errors.Is(err, syscall.ECONNREFUSED):
+			last = errConnRefused
+		case errors.As(err, &dns) && dns.IsNotFound:
+			last = fmt.Errorf("no such host %s", dns.Name)
+		default:
+			return nil
+		}
+	}
+	return last
+}
+
+// errConnRefused is what every command says when nothing listens where etcd
+// should be.
+var errConnRefused = errors.New("connection refused")
+
+// tcpAddress is the host:port an etcd endpoint URL dials ("http://h:p",
+// "https://h:p" or a bare "h:p"); false for anything else.
+func tcpAddress(ep string) (string, bool) {
+	if !strings.Contains(ep, "://") {
+		ep = "http://" + ep
+	}
+	u, err := url.Parse(ep)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Port() == "" {
+		return "", false
+	}
+	return u.Host, true
+}
+
+func unreachable(where string, waited time.Duration, err error) error {
 	switch {
 	case errors.Is(err, rpctypes.ErrAuthFailed), errors.Is(err, rpctypes.ErrGRPCAuthFailed):
 		return fmt.Errorf("etcd at %s rejected the credentials (--etcd-user, password from %s): %w", where, "CONVERGE_ETCD_PASSWORD", err)
@@ -149,9 +213,9 @@ func unreachable(where string, timeout time.Duration, err error) error {
 		return fmt.Errorf("etcd at %s refused access (give --etcd-user with a role on converge's prefix): %w", where, err)
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		err = fmt.Errorf("no answer within %s", timeout)
+		err = fmt.Errorf("no answer within %s", waited.Round(100*time.Millisecond))
 	}
-	return fmt.Errorf("cannot reach etcd at %s (is converge dev running?): %w", where, err)
+	return fmt.Errorf("cannot reach etcd at %s: %w (is converge dev running?)", where, err)
 }
 
 // Disconnect closes the etcd client Connect opened.

@@ -27,7 +27,9 @@ type globals struct {
 	etcdKey       string
 	etcdUser      string
 	prefix        string
-	root          *cobra.Command
+	// etcd's per-transaction limits (see store.Options).
+	etcdTxnOps, etcdRequestBytes int
+	root                         *cobra.Command
 }
 
 func newRootCmd(s streams) *cobra.Command {
@@ -64,6 +66,10 @@ Try it on one machine:
 	pf.StringVar(&g.etcdKey, "etcd-key", "", "client key file for etcd")
 	pf.StringVar(&g.etcdUser, "etcd-user", "", "etcd user name (password from env "+envEtcdPassword+")")
 	pf.StringVar(&g.prefix, "prefix", store.DefaultPrefix, "etcd key prefix converge keeps its objects under")
+	pf.IntVar(&g.etcdTxnOps, "etcd-max-txn-ops", store.DefaultTxnOpsLimit,
+		"the etcd servers' --max-txn-ops: converge never sends a transaction with more operations (raise only for an etcd configured so; default is etcd's)")
+	pf.IntVar(&g.etcdRequestBytes, "etcd-max-request-bytes", store.DefaultRequestBytesLimit,
+		"the etcd servers' --max-request-bytes: converge never sends a larger transaction (raise only for an etcd configured so; default is etcd's)")
 
 	root.AddCommand(
 		newApplyCmd(g),
@@ -136,6 +142,9 @@ func (g *globals) etcdOptions() cli.EtcdOptions {
 		Key:       g.etcdKey,
 		Username:  g.etcdUser,
 		Password:  os.Getenv(envEtcdPassword),
+
+		TxnOpsLimit:       g.etcdTxnOps,
+		RequestBytesLimit: g.etcdRequestBytes,
 	}
 }
 
