@@ -29,8 +29,19 @@ var terminalStates = map[string]bool{
 	"TASK_LOST": true, "TASK_DROPPED": true, "TASK_GONE": true, "TASK_GONE_BY_OPERATOR": true,
 }
 
-// IsTerminalState reports whether a ledger state is terminal for Mesos.
+// IsTerminalState reports whether a state is terminal for Mesos.
 func IsTerminalState(s string) bool { return terminalStates[s] }
+
+// finished reports whether a ledger state ends a task's life for converge: a
+// Mesos terminal state, or TASK_UNKNOWN. The master sends TASK_UNKNOWN only
+// to answer a reconciliation (an explicit RECONCILE, or a KILL of a task it
+// does not know) when it knows neither the task nor its agent: not registered,
+// not recovering (that gets no answer), not unreachable, not gone
+// (master.cpp _reconcileTasks, case 6; docs/reconciliation.md). Nothing can
+// reach such a task: waiting for it, or re-sending KILL, never ends. Should
+// its agent ever re-register with it, Mesos reports it again and it is killed
+// as a ghost (handleUpdate): its ordinal may have been relaunched meanwhile.
+func finished(s string) bool { return terminalStates[s] || s == stateUnknown }
 
 // Condition reasons. Each names what is going on so a human knows what to do.
 const (
@@ -51,7 +62,6 @@ const (
 	ReasonStalled            = "Stalled"
 	ReasonConverged          = "Converged"
 	defaultStallAfter        = 10 * time.Second
-	defaultUnreachableAfter  = 60 * time.Second
 	terminalRecordRetention  = 10 * time.Minute
 	electionResendInterval   = time.Second
 	maxStatusMessageFieldErr = 10
@@ -81,7 +91,9 @@ type Input struct {
 	// Unplaced is the offer matcher's latest diagnosis for this cluster's needs.
 	Unplaced *Unplaced
 	Now      time.Time
-	// UnreachableTimeout: an UNREACHABLE (or UNKNOWN) member is replaced after it.
+	// UnreachableTimeout: an UNREACHABLE member stops counting after it (it is
+	// no longer ready, master or published) and is killed; its ordinal is
+	// relaunched only once Mesos reports it finished.
 	UnreachableTimeout time.Duration
 	// StallAfter: needs that no offer fits for this long make the cluster Stalled.
 	StallAfter time.Duration
@@ -100,7 +112,8 @@ type Output struct {
 	// Needs are members to launch now, matched to offers by MatchOffers.
 	Needs []Need
 	// Waiting counts members that are missing but cannot be launched yet (before
-	// reconciliation, or while their ordinal's previous task is still dying).
+	// reconciliation, or while their ordinal's previous task is still dying or
+	// unreachable).
 	Waiting int
 	// Kills: tasks to kill. New ones must be persisted (KillRequested) before the
 	// kill is sent; the others were decided before and are re-issued.
@@ -172,12 +185,16 @@ type Message struct {
 // member is one ledger record with its classification.
 type member struct {
 	rec *store.TaskRecord
-	// occupying: non-terminal and not written off as unreachable; its ordinal is
-	// taken until it is terminal.
+	// occupying: not finished, so its ordinal is taken, reachable or not: an
+	// ordinal is an identity (a database's server id) and never has two
+	// members that may be alive. An unreachable member's ordinal is relaunched
+	// only once Mesos reports it finished.
 	occupying bool
-	// live: occupying and not being killed.
+	// live: occupying, counted as a member, and not being killed.
 	live bool
-	// expired: unreachable (or unknown) for longer than the timeout.
+	// expired: unreachable for longer than the timeout: no longer counted
+	// (not live, not master, not published) and killed, which Mesos delivers
+	// when its agent comes back.
 	expired bool
 }
 
@@ -222,7 +239,7 @@ func (p *planner) requeueIn(d time.Duration) {
 func (p *planner) run() {
 	p.c = p.in.Cluster
 	if p.in.UnreachableTimeout <= 0 {
-		p.in.UnreachableTimeout = defaultUnreachableAfter
+		p.in.UnreachableTimeout = DefaultUnreachableTimeout
 	}
 	if p.in.StallAfter <= 0 {
 		p.in.StallAfter = defaultStallAfter
@@ -262,25 +279,24 @@ func (p *planner) classify() {
 		r := &p.in.Tasks[i]
 		m := &p.members[i]
 		m.rec = r
-		if !IsTerminalState(r.State) {
-			m.occupying = true
-			if r.State == stateUnreachable || r.State == stateUnknown {
-				since := r.UpdatedAt
-				if r.UnreachableAt != nil {
-					since = *r.UnreachableAt
-				}
-				if left := since.Add(p.in.UnreachableTimeout).Sub(p.in.Now); left <= 0 {
-					m.expired = true
-					m.occupying = false
-				} else {
-					p.requeueIn(left)
-				}
-			}
-			m.live = m.occupying && !r.KillRequested
+		if finished(r.State) {
+			continue
 		}
-		p.byID[r.ID] = m
+		m.occupying = true
+		if r.State == stateUnreachable {
+			since := r.UpdatedAt
+			if r.UnreachableAt != nil {
+				since = *r.UnreachableAt
+			}
+			if left := since.Add(p.in.UnreachableTimeout).Sub(p.in.Now); left <= 0 {
+				m.expired = true
+			} else {
+				p.requeueIn(left)
+			}
+		}
+		m.live = !m.expired && !r.KillRequested
 	}
-	// Order: ordinal, then newest launch first (so the preferred duplicate comes first).
+	// Order: ordinal, then task id (a stable order; duplicates are ranked by better).
 	sort.SliceStable(p.members, func(i, j int) bool {
 		a, b := p.members[i].rec, p.members[j].rec
 		if a.Ordinal != b.Ordinal {
@@ -306,7 +322,7 @@ func (p *planner) kill(m *member, reason string) {
 func (p *planner) reissueKills() {
 	for i := range p.members {
 		m := &p.members[i]
-		if m.rec.KillRequested && !IsTerminalState(m.rec.State) {
+		if m.rec.KillRequested && m.occupying {
 			p.out.Kills = append(p.out.Kills, Kill{TaskID: m.rec.ID, AgentID: m.rec.AgentID, Ordinal: m.rec.Ordinal, Reason: m.rec.KillReason})
 		}
 	}
@@ -317,7 +333,7 @@ func (p *planner) planDelete(hasFinalizer bool) {
 	remaining := 0
 	for i := range p.members {
 		m := &p.members[i]
-		if IsTerminalState(m.rec.State) {
+		if !m.occupying {
 			continue
 		}
 		if !m.expired {
@@ -353,8 +369,9 @@ func (p *planner) planMembers() {
 	desired := p.replicas()
 	masterID := p.masterID()
 
-	// Unreachable for too long: written off and killed (if it comes back it must
-	// not run beside its replacement).
+	// Unreachable for too long: written off and killed. Mesos delivers the KILL
+	// when the agent comes back; the ordinal stays taken until then, so the
+	// member never runs beside a replacement (StatefulSet's rule; see doc.go).
 	for i := range p.members {
 		m := &p.members[i]
 		if m.expired && !m.rec.KillRequested && p.in.Reconciled {
@@ -400,7 +417,7 @@ func (p *planner) planMembers() {
 	}
 
 	// Missing members take the lowest free ordinals; an ordinal whose previous task
-	// is still dying waits for it.
+	// is still dying, or unreachable, waits for it.
 	missing := desired - len(p.live)
 	if missing > 0 {
 		liveOrd := map[int32]bool{}
@@ -541,7 +558,7 @@ func (p *planner) need(ord int32, peers []Peer) Need {
 func (p *planner) planForget() {
 	for i := range p.members {
 		r := p.members[i].rec
-		if IsTerminalState(r.State) && p.in.Now.Sub(r.UpdatedAt) > terminalRecordRetention && r.ID != p.masterID() {
+		if !p.members[i].occupying && p.in.Now.Sub(r.UpdatedAt) > terminalRecordRetention && r.ID != p.masterID() {
 			p.out.Forget = append(p.out.Forget, r.ID)
 		}
 	}
@@ -790,8 +807,8 @@ func (p *planner) status(deleting, invalid bool) {
 	}
 	for i := range p.members {
 		r := p.members[i].rec
-		if IsTerminalState(r.State) {
-			continue
+		if !p.members[i].occupying {
+			continue // finished: no ghosts in the status
 		}
 		ts := v1alpha1.TaskStatus{ID: r.ID, Ordinal: r.Ordinal, State: r.State, AgentID: r.AgentID, Hostname: r.Hostname, Ports: r.Ports}
 		if r.KillRequested {
@@ -816,7 +833,7 @@ func (p *planner) status(deleting, invalid bool) {
 	case deleting:
 		left := 0
 		for i := range p.members {
-			if !IsTerminalState(p.members[i].rec.State) && !p.members[i].expired {
+			if p.members[i].occupying && !p.members[i].expired {
 				left++
 			}
 		}

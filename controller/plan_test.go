@@ -150,18 +150,17 @@ func TestPlanMembers(t *testing.T) {
 				r.UnreachableAt = &u
 			}))),
 			ready: metav1.ConditionFalse, reason: ReasonMembersNotReady},
-		{name: "unknown state within the timeout is not missing",
+		{name: "unknown to Mesos (reconciliation answered TASK_UNKNOWN) is finished and relaunched at once",
 			in: in(c3, append(running(c3, 0, 2), rec(c3, 1, stateUnknown, func(r *store.TaskRecord) {
-				u := t0.Add(-30 * time.Second)
-				r.UnreachableAt = &u
+				r.Reason, r.UpdatedAt = "REASON_RECONCILIATION", t0
 			}))),
-			ready: metav1.ConditionFalse, reason: ReasonMembersNotReady},
-		{name: "unreachable past the timeout is killed and replaced",
+			needs: []int32{1}, ready: metav1.ConditionFalse, reason: ReasonLaunching},
+		{name: "unreachable past the timeout is killed, its ordinal not relaunched while it may be alive",
 			in: in(c3, append(running(c3, 0, 2), rec(c3, 1, stateUnreachable, func(r *store.TaskRecord) {
 				u := t0.Add(-2 * time.Minute)
 				r.UnreachableAt = &u
 			}))),
-			needs: []int32{1}, newKills: []int32{1}, allKills: []int32{1}, ready: metav1.ConditionFalse, reason: ReasonLaunching},
+			waiting: 1, newKills: []int32{1}, allKills: []int32{1}, ready: metav1.ConditionFalse, reason: ReasonLaunching},
 		{name: "a staging member is not missing",
 			in: in(c3, append(running(c3, 0, 2), rec(c3, 1, stateStaging))), ready: metav1.ConditionFalse, reason: ReasonMembersNotReady},
 		{name: "scale up launches the next ordinals",
@@ -559,5 +558,145 @@ func TestPlanFirstElectionWaitsForStartingMembers(t *testing.T) {
 		if late.Election == nil || late.Election.Phase != store.PhaseElected || late.Election.MasterOrdinal != 1 {
 			t.Fatalf("epoch %d at the deadline: %+v", epoch, late.Election)
 		}
+	}
+}
+
+// TestPlanGhostsAndOrdinals pins issue 11 §3 and §4: a task Mesos reports
+// unknown is finished (not killed again, not listed, its ordinal relaunched
+// at once, a master unpublished at once), and an ordinal never has two
+// members that may be alive: an unreachable member's ordinal waits until
+// Mesos reports it finished, and one back from a partition after it was
+// written off is killed before its ordinal is relaunched.
+func TestPlanGhostsAndOrdinals(t *testing.T) {
+	c3 := testCluster(3)
+	ord := testCluster(3, strategy(v1alpha1.ElectionOrdinal))
+	deleting := testCluster(3, func(c *v1alpha1.Cluster) { now := metav1.NewTime(t0); c.DeletionTimestamp = &now })
+	reconciled := func(state string, killed bool) func(*store.TaskRecord) {
+		return func(r *store.TaskRecord) {
+			r.State, r.Reason, r.UpdatedAt = state, "REASON_RECONCILIATION", t0
+			r.KillRequested, r.KillReason = killed, "unreachable for more than 10s"
+		}
+	}
+	unreachableFor := func(d time.Duration, killed bool) func(*store.TaskRecord) {
+		return func(r *store.TaskRecord) {
+			u := t0.Add(-d)
+			r.State, r.UnreachableAt, r.KillRequested = stateUnreachable, &u, killed
+		}
+	}
+	withMaster := func(c *v1alpha1.Cluster, ord int32) func(*Input) {
+		return func(i *Input) { i.Election = elected(c, rec(c, ord, stateRunning), 4, store.PhasePromoted) }
+	}
+	tests := []struct {
+		name         string
+		in           Input
+		needs        []int32
+		waiting      int
+		kills        []int32 // every kill, new or re-issued
+		listed       []int32 // ordinals in status.tasks
+		master       int32   // -1: none published
+		forget       int
+		removesFinal bool
+	}{
+		{name: "TASK_UNKNOWN with its kill decided: not killed again, not listed, relaunched",
+			in:    in(c3, append(running(c3, 0, 2), rec(c3, 1, stateRunning, reconciled(stateUnknown, true)))),
+			needs: []int32{1}, listed: []int32{0, 2}, master: -1},
+		{name: "TASK_GONE and TASK_LOST answers with kills decided: not killed again",
+			in: in(c3, append(running(c3, 0), rec(c3, 1, stateRunning, reconciled("TASK_GONE", true)),
+				rec(c3, 2, stateRunning, reconciled("TASK_LOST", true)))),
+			needs: []int32{1, 2}, listed: []int32{0}, master: -1},
+		{name: "every member unknown after a restart: all relaunched at once, none killed",
+			in: in(c3, []store.TaskRecord{rec(c3, 0, stateRunning, reconciled(stateUnknown, false)),
+				rec(c3, 1, stateRunning, reconciled(stateUnknown, false)), rec(c3, 2, stateRunning, reconciled(stateUnknown, false))}),
+			needs: []int32{0, 1, 2}, master: -1},
+		{name: "an unknown master is unpublished at once: the lowest running ordinal takes over",
+			in:     in(ord, append(running(ord, 1, 2), rec(ord, 0, stateRunning, reconciled(stateUnknown, false))), withMaster(ord, 0)),
+			needs:  []int32{0},
+			listed: []int32{1, 2}, master: 1},
+		{name: "an unknown record is forgotten after the retention",
+			in: in(c3, append(running(c3, 0, 1, 2), rec(c3, 1, stateRunning, reconciled(stateUnknown, true), func(r *store.TaskRecord) {
+				r.ID, r.UpdatedAt = TaskID("default", "db", 1, "old"), t0.Add(-time.Hour)
+			}))),
+			listed: []int32{0, 1, 2}, master: -1, forget: 1},
+		{name: "deleting: unknown tasks are not waited for nor killed",
+			in:           in(deleting, []store.TaskRecord{rec(c3, 0, stateRunning, reconciled(stateUnknown, true))}),
+			master:       -1,
+			removesFinal: true},
+		{name: "unreachable past the timeout, kill decided: its ordinal still waits",
+			in:      in(c3, append(running(c3, 0, 2), rec(c3, 1, stateRunning, unreachableFor(2*time.Minute, true)))),
+			waiting: 1, kills: []int32{1}, listed: []int32{0, 1, 2}, master: -1},
+		{name: "unreachable master past the timeout: re-elected among the reachable, its ordinal waits",
+			in:      in(ord, append(running(ord, 1, 2), rec(ord, 0, stateRunning, unreachableFor(2*time.Minute, false))), withMaster(ord, 0)),
+			waiting: 1, kills: []int32{0}, listed: []int32{0, 1, 2}, master: 1},
+		{name: "unreachable master within the timeout stays master, nothing relaunched",
+			in:     in(ord, append(running(ord, 1, 2), rec(ord, 0, stateRunning, unreachableFor(time.Second, false))), withMaster(ord, 0)),
+			listed: []int32{0, 1, 2}, master: 0},
+		{name: "written-off former master back from the partition: killed first, not counted, not master",
+			in: in(ord, append(running(ord, 0, 2), rec(ord, 1, stateRunning, func(r *store.TaskRecord) {
+				r.KillRequested, r.KillReason = true, "unreachable for more than 10s"
+			})), withMaster(ord, 1)),
+			waiting: 1, kills: []int32{1}, listed: []int32{0, 1, 2}, master: 0},
+		{name: "deleting: an unreachable task past the timeout does not hold the finalizer",
+			in:           in(deleting, []store.TaskRecord{rec(c3, 0, stateRunning, unreachableFor(2*time.Minute, true))}),
+			kills:        []int32{0},
+			listed:       []int32{0},
+			master:       -1,
+			removesFinal: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out := Plan(tc.in)
+			if got := needOrdinals(out); !reflect.DeepEqual(got, tc.needs) {
+				t.Errorf("needs = %v, want %v", got, tc.needs)
+			}
+			if out.Waiting != tc.waiting {
+				t.Errorf("waiting = %d, want %d", out.Waiting, tc.waiting)
+			}
+			if got := killed(out, false); !sameSet(got, tc.kills) {
+				t.Errorf("kills = %v, want %v", got, tc.kills)
+			}
+			var listed []int32
+			for _, ts := range out.Status.Tasks {
+				listed = append(listed, ts.Ordinal)
+			}
+			if !sameSet(listed, tc.listed) {
+				t.Errorf("status lists ordinals %v, want %v (%+v)", listed, tc.listed, out.Status.Tasks)
+			}
+			master := int32(-1)
+			if out.Endpoints != nil && out.Endpoints.Master != nil {
+				master = out.Endpoints.Master.Ordinal
+			}
+			if master != tc.master {
+				t.Errorf("published master ordinal %d, want %d", master, tc.master)
+			}
+			if (out.Status.Master != nil) != (tc.master >= 0) || out.Status.Master != nil && out.Status.Master.Ordinal != tc.master {
+				t.Errorf("status master = %+v, want ordinal %d", out.Status.Master, tc.master)
+			}
+			if len(out.Forget) != tc.forget {
+				t.Errorf("forget = %v, want %d records", out.Forget, tc.forget)
+			}
+			if out.RemoveFinalizer != tc.removesFinal {
+				t.Errorf("RemoveFinalizer = %v, want %v", out.RemoveFinalizer, tc.removesFinal)
+			}
+			assertOneLivePerOrdinal(t, tc.in, out)
+		})
+	}
+}
+
+// assertOneLivePerOrdinal checks the plan never has two members that may be
+// alive for one ordinal: every ordinal it launches is held by no unfinished
+// task, and it launches none twice.
+func assertOneLivePerOrdinal(t *testing.T, in Input, out Output) {
+	t.Helper()
+	held := map[int32]string{}
+	for _, r := range in.Tasks {
+		if !finished(r.State) {
+			held[r.Ordinal] = r.ID
+		}
+	}
+	for _, n := range out.Needs {
+		if id, ok := held[n.Ordinal]; ok {
+			t.Errorf("launches ordinal %d while task %s may be alive", n.Ordinal, id)
+		}
+		held[n.Ordinal] = "a launch of this plan"
 	}
 }

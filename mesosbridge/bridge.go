@@ -82,7 +82,7 @@ type Bridge interface {
 	// Decline declines offers with refuseSeconds.
 	Decline(ctx context.Context, offerIDs []mesos.OfferID, refuseSeconds float64) error
 	// Kill kills a task and keeps re-issuing KILL (with backoff) until an update
-	// with a terminal state for it passes through Events.
+	// with a terminal state for it, or TASK_UNKNOWN, passes through Events.
 	Kill(ctx context.Context, taskID, agentID string) error
 	// Acknowledge acknowledges an update; a no-op for updates without a uuid.
 	Acknowledge(ctx context.Context, status mesos.TaskStatus) error

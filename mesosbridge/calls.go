@@ -164,7 +164,8 @@ func (c *Client) Decline(ctx context.Context, offerIDs []mesos.OfferID, refuseSe
 
 // Kill kills a task and keeps re-issuing KILL (KillRetry doubling to KillMaxRetry,
 // and at once after every resubscribe) until an update with a terminal state for
-// it passes through Events. While no subscription is up the kill is only queued
+// it, or TASK_UNKNOWN (the master knows neither it nor its agent), passes
+// through Events. While no subscription is up the kill is only queued
 // (nil error); an error means the first KILL failed, and it will be retried.
 func (c *Client) Kill(ctx context.Context, taskID, agentID string) error {
 	if taskID == "" {

@@ -594,7 +594,9 @@ func (c *Client) runSession(ctx context.Context, att *attempt) (lasted time.Dura
 			case scheduler.Event_UPDATE:
 				st := e.GetUpdate().GetStatus()
 				taskID := st.TaskID.Value
-				if IsTerminal(st.GetState()) && c.kills.done(taskID) {
+				// TASK_UNKNOWN: the master knows neither the task nor its agent
+				// (the answer to a KILL of such a task); no KILL can reach it.
+				if (IsTerminal(st.GetState()) || st.GetState() == mesos.TASK_UNKNOWN) && c.kills.done(taskID) {
 					c.m.killsOutstanding.Set(float64(c.kills.len()))
 				}
 				completed := round.observe(taskID)
