@@ -26,6 +26,14 @@ func TestApplyStatus(t *testing.T) {
 	if ok, _ := applyStatus(&running, status(mesos.TASK_RUNNING, "u-running-000001", 10), now); !ok || running.State != stateRunning || running.StatusTime != 10 {
 		t.Fatalf("RUNNING not applied: %+v", running)
 	}
+	// minReadySeconds and the restart back-off count from the first RUNNING, not
+	// from later updates of a running task (reconciliation answers).
+	later, again := running, status(mesos.TASK_RUNNING, "", 11)
+	again.Reason = mesos.REASON_RECONCILIATION.Enum()
+	if ok, _ := applyStatus(&later, again, now.Add(time.Minute)); running.RunningAt == nil || !running.RunningAt.Equal(now) ||
+		!ok || !later.RunningAt.Equal(now) {
+		t.Fatalf("runningAt = %v, then %v after a later RUNNING update; want %v", running.RunningAt, later.RunningAt, now)
+	}
 	cases := []struct {
 		name    string
 		rec     store.TaskRecord

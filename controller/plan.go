@@ -158,6 +158,9 @@ type Need struct {
 	MemText, DiskText, CPUText string
 	// TemplateHash of the spec the member is launched from (computed once per plan).
 	TemplateHash string
+	// Restarts: consecutive failures of the ordinal before this launch (its
+	// restart back-off), persisted in the launched task's record.
+	Restarts int32
 }
 
 // Peer is a live member's placement, for constraints.
@@ -221,6 +224,8 @@ type planner struct {
 	masterMsg    string
 	excess       int
 	rollPending  bool
+	// crashLoops are the members whose tasks keep failing.
+	crashLoops []crashLoop
 }
 
 func (p *planner) ev(typ, reason, format string, args ...any) {
@@ -362,8 +367,6 @@ func (p *planner) masterID() string {
 	return ""
 }
 
-func isReady(r *store.TaskRecord) bool { return r.State == stateRunning }
-
 func (p *planner) planMembers() {
 	p.reissueKills()
 	desired := p.replicas()
@@ -434,6 +437,7 @@ func (p *planner) planMembers() {
 		for _, m := range p.live {
 			peers = append(peers, Peer{AgentID: m.rec.AgentID, Hostname: m.rec.Hostname})
 		}
+		newest := p.newestByOrdinal() // each ordinal's last task: its restart back-off
 		for ord := int32(0); missing > 0; ord++ {
 			if liveOrd[ord] {
 				continue
@@ -443,7 +447,12 @@ func (p *planner) planMembers() {
 				p.out.Waiting++
 				continue
 			}
-			p.out.Needs = append(p.out.Needs, p.need(ord, peers))
+			n, ok := p.relaunch(ord, newest[ord], peers)
+			if !ok {
+				p.out.Waiting++ // in restart back-off
+				continue
+			}
+			p.out.Needs = append(p.out.Needs, n)
 		}
 	}
 
@@ -458,7 +467,7 @@ func (p *planner) planMembers() {
 		if m.rec.TemplateHash != p.hash {
 			outdated = append(outdated, m)
 		}
-		if isReady(m.rec) {
+		if p.isReady(m.rec) {
 			ready++
 		}
 	}
@@ -558,7 +567,7 @@ func (p *planner) need(ord int32, peers []Peer) Need {
 func (p *planner) planForget() {
 	for i := range p.members {
 		r := p.members[i].rec
-		if !p.members[i].occupying && p.in.Now.Sub(r.UpdatedAt) > terminalRecordRetention && r.ID != p.masterID() {
+		if !p.members[i].occupying && p.in.Now.Sub(r.UpdatedAt) > terminalRecordRetention && r.ID != p.masterID() && !p.holdsBackoff(r) {
 			p.out.Forget = append(p.out.Forget, r.ID)
 		}
 	}
@@ -586,7 +595,7 @@ func (p *planner) electionTimeout() time.Duration {
 func (p *planner) candidates() []*member {
 	var out []*member
 	for _, m := range p.live {
-		if isReady(m.rec) && (p.strategy() != v1alpha1.ElectionPosition || m.rec.ExecutorID != "") {
+		if isRunning(m.rec) && (p.strategy() != v1alpha1.ElectionPosition || m.rec.ExecutorID != "") {
 			out = append(out, m)
 		}
 	}
@@ -660,7 +669,7 @@ func (p *planner) planElection() {
 		starting := 0
 		if cur.Epoch == 1 {
 			for _, m := range p.live {
-				if !isReady(m.rec) {
+				if !isRunning(m.rec) {
 					starting++
 				}
 			}
@@ -776,7 +785,7 @@ func firstPort(r *store.TaskRecord) int32 {
 func (p *planner) endpoints() *store.Endpoints {
 	ep := &store.Endpoints{Namespace: p.c.Namespace, Cluster: p.c.Name, Members: []store.Endpoint{}}
 	for _, m := range p.live {
-		if isReady(m.rec) {
+		if isRunning(m.rec) {
 			ep.Members = append(ep.Members, store.Endpoint{TaskID: m.rec.ID, Ordinal: m.rec.Ordinal, Hostname: m.rec.Hostname, Port: firstPort(m.rec)})
 		}
 	}
@@ -798,7 +807,7 @@ func (p *planner) status(deleting, invalid bool) {
 	}
 	for _, m := range p.live {
 		st.Replicas++
-		if isReady(m.rec) {
+		if p.isReady(m.rec) {
 			st.ReadyReplicas++
 		}
 		if p.hash != "" && m.rec.TemplateHash == p.hash {
@@ -821,6 +830,7 @@ func (p *planner) status(deleting, invalid bool) {
 	if e, m := p.master(); m != nil {
 		st.Master = &v1alpha1.MasterStatus{TaskID: m.rec.ID, Ordinal: m.rec.Ordinal, Hostname: m.rec.Hostname, Port: firstPort(m.rec), Epoch: e.Epoch}
 	}
+	p.trackProgress(&st)
 	st.Conditions = append([]metav1.Condition(nil), c.Status.Conditions...)
 	prevStalled := v1alpha1.FindCondition(c.Status.Conditions, v1alpha1.ConditionStalled)
 
@@ -828,7 +838,7 @@ func (p *planner) status(deleting, invalid bool) {
 	cond := func(status metav1.ConditionStatus, reason, msg string) metav1.Condition {
 		return metav1.Condition{Status: status, Reason: reason, Message: msg, ObservedGeneration: c.Generation, LastTransitionTime: metav1.NewTime(p.in.Now.Truncate(time.Second))}
 	}
-	running := fmt.Sprintf("%d/%d members running", st.ReadyReplicas, desired)
+	running := fmt.Sprintf("%d/%d members ready", st.ReadyReplicas, desired)
 	switch {
 	case deleting:
 		left := 0
@@ -856,12 +866,15 @@ func (p *planner) status(deleting, invalid bool) {
 				p.requeueIn(left)
 			}
 		}
+		p.relaunchedCrashLoops()
 		reason, msg := "", ""
 		switch {
 		case !p.in.Reconciled && (p.out.Waiting > 0 || !p.masterOK):
 			reason, msg = ReasonWaitingReconcile, running+"; waiting for Mesos to confirm task states after (re)subscribing"
 		case stallNow:
 			reason, msg = ReasonNoOfferFits, p.in.Unplaced.Reason
+		case len(p.crashLoops) > 0:
+			reason, msg = ReasonCrashLoopBackOff, p.crashLoopMessage()
 		case p.rolling():
 			reason, msg = ReasonRollingUpdate, fmt.Sprintf("%d/%d members updated; %s", st.UpdatedReplicas, desired, running)
 		case len(p.out.Needs) > 0 || p.out.Waiting > 0:
@@ -881,6 +894,8 @@ func (p *planner) status(deleting, invalid bool) {
 		if e, _ := p.master(); reason == "" && e != nil && p.in.Promoted != nil && p.in.Promoted.Epoch == e.Epoch && p.in.Promoted.TaskID == e.MasterTaskID && p.in.Promoted.Error != "" {
 			reason, msg = ReasonPromoteFailed, "the promote command failed on the master: "+p.in.Promoted.Error
 		}
+		// Waiting for reconciliation is the controller's own pause, not the cluster's lack of progress.
+		overdue := reason != "" && !stallNow && reason != ReasonWaitingReconcile && p.deadlineExceeded(&st)
 		switch {
 		case reason == "":
 			m := running
@@ -890,12 +905,18 @@ func (p *planner) status(deleting, invalid bool) {
 			ready = cond(metav1.ConditionTrue, ReasonReady, m)
 			reconciling = cond(metav1.ConditionFalse, ReasonConverged, "")
 			stalled = cond(metav1.ConditionFalse, ReasonConverged, "")
-		case stallNow:
+		case stallNow, overdue:
+			why, whyMsg, fix := reason, msg, "no progress is possible until offers that fit appear or the spec changes"
+			if overdue {
+				// Reconciling False too, so kstatus reads Failed, not InProgress.
+				why, whyMsg = ReasonProgressDeadlineExceeded, fmt.Sprintf("no progress for %s (update.progressDeadline): %s: %s", p.progressDeadline(), reason, msg)
+				fix = "members are still relaunched, but the cluster needs a fix: see the Ready and Stalled conditions"
+			}
 			ready = cond(metav1.ConditionFalse, reason, msg)
-			reconciling = cond(metav1.ConditionFalse, ReasonStalled, "no progress is possible until offers that fit appear or the spec changes")
-			stalled = cond(metav1.ConditionTrue, reason, msg)
-			if prevStalled == nil || prevStalled.Status != metav1.ConditionTrue || prevStalled.Reason != reason {
-				p.ev("Warning", reason, "%s", msg)
+			reconciling = cond(metav1.ConditionFalse, ReasonStalled, fix)
+			stalled = cond(metav1.ConditionTrue, why, whyMsg)
+			if prevStalled == nil || prevStalled.Status != metav1.ConditionTrue || prevStalled.Reason != why {
+				p.ev("Warning", why, "%s", whyMsg)
 			}
 		default:
 			ready = cond(metav1.ConditionFalse, reason, msg)

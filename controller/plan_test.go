@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"fmt"
 	"reflect"
 	"sort"
 	"strings"
@@ -698,5 +699,200 @@ func assertOneLivePerOrdinal(t *testing.T, in Input, out Output) {
 			t.Errorf("launches ordinal %d while task %s may be alive", n.Ordinal, id)
 		}
 		held[n.Ordinal] = "a launch of this plan"
+	}
+}
+
+// failedRec is ordinal ord's task that ran for ranFor and exited with status 3
+// endedAgo before t0, after restarts consecutive failures.
+func failedRec(c *v1alpha1.Cluster, ord, restarts int32, ranFor, endedAgo time.Duration, mods ...func(*store.TaskRecord)) store.TaskRecord {
+	return rec(c, ord, "TASK_FAILED", append([]func(*store.TaskRecord){func(r *store.TaskRecord) {
+		end := t0.Add(-endedAgo)
+		started := end.Add(-ranFor)
+		r.ID = TaskID(c.Namespace, c.Name, ord, fmt.Sprintf("f%d", restarts))
+		r.Reason, r.Message = "REASON_COMMAND_EXECUTOR_FAILED", "Command exited with status 3"
+		r.LaunchedAt, r.RunningAt, r.UpdatedAt, r.Restarts = started.Add(-100*time.Millisecond), &started, end, restarts
+	}}, mods...)...)
+}
+
+func needRestarts(o Output, ord int32) (int32, bool) {
+	for _, n := range o.Needs {
+		if n.Ordinal == ord {
+			return n.Restarts, true
+		}
+	}
+	return 0, false
+}
+
+func TestPlanRestartBackoff(t *testing.T) {
+	c := testCluster(2) // defaults: back-off 1s, factor 2, at most 5m, reset after 10m
+	marathon := testCluster(2, func(c *v1alpha1.Cluster) { f := 1.15; c.Spec.Restart.BackoffFactor = &f })
+	noBackoff := testCluster(2, func(c *v1alpha1.Cluster) { c.Spec.Restart.Backoff = &metav1.Duration{} })
+	otherTemplate := testCluster(2, func(c *v1alpha1.Cluster) { c.Spec.Task.Command = "exit 3" })
+	ms := time.Millisecond
+	tests := []struct {
+		name     string
+		in       Input
+		launch   bool          // ordinal 1 is launched now
+		restarts int32         // ... with this many failures behind it
+		requeue  time.Duration // else: the back-off ends after this long
+	}{
+		{"first failure waits the initial back-off", in(c, append(running(c, 0), failedRec(c, 1, 0, 20*ms, 400*ms))), false, 0, 600 * ms},
+		{"first failure relaunches once the back-off is over", in(c, append(running(c, 0), failedRec(c, 1, 0, 20*ms, time.Second))), true, 1, 0},
+		{"third failure in a row waits 4s", in(c, append(running(c, 0), failedRec(c, 1, 2, 20*ms, 3*time.Second))), false, 0, time.Second},
+		{"third failure in a row relaunches after 4s", in(c, append(running(c, 0), failedRec(c, 1, 2, 20*ms, 4*time.Second))), true, 3, 0},
+		{"the delay is capped at maxBackoff", in(c, append(running(c, 0), failedRec(c, 1, 40, 20*ms, 5*time.Minute-time.Second))), false, 0, time.Second},
+		{"relaunch after maxBackoff", in(c, append(running(c, 0), failedRec(c, 1, 40, 20*ms, 5*time.Minute))), true, 41, 0},
+		{"a failure after a stable run counts as the first", in(c, append(running(c, 0), failedRec(c, 1, 7, 10*time.Minute, 400*ms))), false, 0, 600 * ms},
+		{"... and relaunches after the initial back-off", in(c, append(running(c, 0), failedRec(c, 1, 7, 10*time.Minute, time.Second))), true, 1, 0},
+		{"Marathon's factor 1.15", in(marathon, append(running(marathon, 0), failedRec(marathon, 1, 1, 20*ms, time.Second))), false, 0, 150 * ms},
+		{"backoff 0s relaunches at once", in(noBackoff, append(running(noBackoff, 0), failedRec(noBackoff, 1, 9, 20*ms, 0))), true, 10, 0},
+		{"a task converge killed is relaunched at once", in(c, append(running(c, 0), failedRec(c, 1, 2, 20*ms, 0, func(r *store.TaskRecord) {
+			r.State, r.KillRequested = "TASK_KILLED", true
+		}))), true, 2, 0},
+		{"a task Mesos lost is relaunched at once", in(c, append(running(c, 0), failedRec(c, 1, 2, 20*ms, 0, func(r *store.TaskRecord) { r.State = "TASK_LOST" }))), true, 2, 0},
+		{"a new template starts over at once", in(otherTemplate, append(running(otherTemplate, 0), failedRec(c, 1, 5, 20*ms, 0))), true, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := Plan(tt.in)
+			restarts, launched := needRestarts(out, 1)
+			if launched != tt.launch || restarts != tt.restarts {
+				t.Fatalf("launch ordinal 1 = %v with %d restarts, want %v with %d (needs %v)", launched, restarts, tt.launch, tt.restarts, needOrdinals(out))
+			}
+			if tt.launch {
+				return
+			}
+			if out.RequeueAfter != tt.requeue || out.Waiting != 1 {
+				t.Errorf("requeue after %s with %d waiting, want %s with 1", out.RequeueAfter, out.Waiting, tt.requeue)
+			}
+			r := cond(out, v1alpha1.ConditionReady)
+			failed := tt.in.Tasks[1]
+			want := []string{"member 1", failed.ID, "TASK_FAILED (REASON_COMMAND_EXECUTOR_FAILED: Command exited with status 3)", "relaunch at"}
+			if r.Status != metav1.ConditionFalse || r.Reason != ReasonCrashLoopBackOff || !containsAll(r.Message, want...) {
+				t.Errorf("Ready = %s %s %q, want False %s naming %q", r.Status, r.Reason, r.Message, ReasonCrashLoopBackOff, want)
+			}
+		})
+	}
+}
+
+func containsAll(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
+}
+
+// The record a back-off is computed from outlives the ledger's retention of
+// finished tasks, or the back-off would start over.
+func TestPlanKeepsTheBackoffRecord(t *testing.T) {
+	c := testCluster(1, func(c *v1alpha1.Cluster) {
+		c.Spec.Restart.MaxBackoff = &metav1.Duration{Duration: time.Hour}
+		c.Spec.Restart.Backoff = &metav1.Duration{Duration: time.Hour}
+	})
+	failed := failedRec(c, 0, 3, 20*time.Millisecond, terminalRecordRetention+time.Minute)
+	older := failedRec(c, 0, 2, 20*time.Millisecond, terminalRecordRetention+2*time.Minute)
+	out := Plan(in(c, []store.TaskRecord{failed, older}))
+	if len(out.Needs) != 0 || !reflect.DeepEqual(out.Forget, []string{older.ID}) {
+		t.Fatalf("needs %v, forget %v; want no launch and only %s forgotten", needOrdinals(out), out.Forget, older.ID)
+	}
+}
+
+func TestPlanMinReadySeconds(t *testing.T) {
+	c := testCluster(2) // minReadySeconds 10
+	zero := testCluster(2, func(c *v1alpha1.Cluster) { var z int32; c.Spec.Update.MinReadySeconds = &z })
+	runningFor := func(c *v1alpha1.Cluster, ord int32, d time.Duration, mods ...func(*store.TaskRecord)) store.TaskRecord {
+		return rec(c, ord, stateRunning, append([]func(*store.TaskRecord){func(r *store.TaskRecord) {
+			since := t0.Add(-d)
+			r.RunningAt, r.UpdatedAt = &since, since
+		}}, mods...)...)
+	}
+	tests := []struct {
+		name    string
+		in      Input
+		ready   int32
+		reason  string
+		requeue time.Duration
+		message []string
+	}{
+		{"running 5s of 10 is not ready yet", in(c, []store.TaskRecord{runningFor(c, 0, time.Minute), runningFor(c, 1, 5*time.Second)}),
+			1, ReasonMembersNotReady, 5 * time.Second, []string{"1/2 members ready"}},
+		{"running 10s is ready", in(c, []store.TaskRecord{runningFor(c, 0, time.Minute), runningFor(c, 1, 10*time.Second)}), 2, ReasonReady, 0, nil},
+		{"a later update (reconciliation) does not restart the clock", in(c, []store.TaskRecord{runningFor(c, 0, time.Minute), runningFor(c, 1, time.Minute, func(r *store.TaskRecord) {
+			r.UpdatedAt, r.Reason = t0, "REASON_RECONCILIATION"
+		})}), 2, ReasonReady, 0, nil},
+		{"minReadySeconds 0: ready when running", in(zero, []store.TaskRecord{runningFor(zero, 0, 0), runningFor(zero, 1, 0)}), 2, ReasonReady, 0, nil},
+		{"a relaunch after failures is crash-looping until ready", in(c, []store.TaskRecord{
+			runningFor(c, 0, time.Minute),
+			failedRec(c, 1, 2, 20*time.Millisecond, 5*time.Second),
+			runningFor(c, 1, 3*time.Second, func(r *store.TaskRecord) {
+				r.ID, r.Restarts, r.LaunchedAt = TaskID("default", "db", 1, "new"), 3, t0.Add(-4*time.Second)
+			}),
+		}), 1, ReasonCrashLoopBackOff, 7 * time.Second, []string{"member 1 (task default.db.1.f2) failed 3 time(s) in a row", "last exit TASK_FAILED (REASON_COMMAND_EXECUTOR_FAILED: Command exited with status 3)", "not ready yet"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := Plan(tt.in)
+			r := cond(out, v1alpha1.ConditionReady)
+			if out.Status.ReadyReplicas != tt.ready || r.Reason != tt.reason || !containsAll(r.Message, tt.message...) {
+				t.Fatalf("readyReplicas %d, Ready %s %q; want %d, %s with %q", out.Status.ReadyReplicas, r.Reason, r.Message, tt.ready, tt.reason, tt.message)
+			}
+			if tt.requeue > 0 && out.RequeueAfter != tt.requeue {
+				t.Errorf("requeue after %s, want %s (when the member becomes ready)", out.RequeueAfter, tt.requeue)
+			}
+		})
+	}
+}
+
+func TestPlanProgressDeadline(t *testing.T) {
+	c := testCluster(2) // progressDeadline 10m
+	at := func(d time.Duration) *metav1.Time { t := metav1.NewTime(t0.Add(-d)); return &t }
+	// prev is the status last written: Ready False (or True) since readySince.
+	prev := func(readyStatus metav1.ConditionStatus, readySince, lastProgress time.Duration, readyReplicas int32) func(*Input) {
+		return func(i *Input) {
+			cl := i.Cluster.DeepCopy()
+			cl.Status = v1alpha1.ClusterStatus{ObservedGeneration: cl.Generation, Replicas: 2, ReadyReplicas: readyReplicas, LastProgressTime: at(lastProgress),
+				Conditions: []metav1.Condition{{Type: v1alpha1.ConditionReady, Status: readyStatus, Reason: "x", ObservedGeneration: cl.Generation, LastTransitionTime: *at(readySince)}}}
+			i.Cluster = cl
+		}
+	}
+	crashLoop := append(running(c, 0), failedRec(c, 1, 6, 20*time.Millisecond, 10*time.Second))
+	tests := []struct {
+		name     string
+		in       Input
+		stalled  bool
+		progress time.Duration // lastProgressTime written, before t0
+	}{
+		{"crash-looping for 10m without progress is stalled", in(c, crashLoop, prev(metav1.ConditionFalse, 10*time.Minute, 10*time.Minute, 1)), true, 10 * time.Minute},
+		{"9m is not yet", in(c, crashLoop, prev(metav1.ConditionFalse, 9*time.Minute, 20*time.Minute, 1)), false, 20 * time.Minute},
+		{"Ready until now: the clock starts now", in(c, crashLoop, prev(metav1.ConditionTrue, time.Hour, time.Hour, 2)), false, time.Hour},
+		{"a member became ready: progress", in(c, crashLoop, prev(metav1.ConditionFalse, time.Hour, time.Hour, 0)), false, 0},
+		{"a new generation: progress", in(c, crashLoop, prev(metav1.ConditionFalse, time.Hour, time.Hour, 1), func(i *Input) { i.Cluster.Generation++ }), false, 0},
+		{"waiting for reconciliation is not the cluster's fault", in(c, running(c, 0), prev(metav1.ConditionFalse, time.Hour, time.Hour, 1), func(i *Input) { i.Reconciled = false }), false, time.Hour},
+		{"a Ready cluster never stalls", in(c, running(c, 0, 1), prev(metav1.ConditionTrue, time.Hour, time.Hour, 2)), false, time.Hour},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := Plan(tt.in)
+			s, rc, r := cond(out, v1alpha1.ConditionStalled), cond(out, v1alpha1.ConditionReconciling), cond(out, v1alpha1.ConditionReady)
+			if got := s.Status == metav1.ConditionTrue; got != tt.stalled {
+				t.Fatalf("Stalled = %s %s %q, want stalled %v", s.Status, s.Reason, s.Message, tt.stalled)
+			}
+			if lp := out.Status.LastProgressTime; lp == nil || !lp.Time.Equal(t0.Add(-tt.progress)) {
+				t.Errorf("lastProgressTime = %v, want %v", lp, t0.Add(-tt.progress))
+			}
+			if !tt.stalled {
+				return
+			}
+			if s.Reason != ReasonProgressDeadlineExceeded || !containsAll(s.Message, "no progress for 10m0s", ReasonCrashLoopBackOff, "member 1") ||
+				rc.Status != metav1.ConditionFalse || r.Status != metav1.ConditionFalse || r.Reason != ReasonCrashLoopBackOff {
+				t.Errorf("Stalled %s %q, Reconciling %s, Ready %s %s; want ProgressDeadlineExceeded naming the crash loop, Reconciling False (kstatus Failed), Ready False CrashLoopBackOff",
+					s.Reason, s.Message, rc.Status, r.Status, r.Reason)
+			}
+			if !hasEvent(out, ReasonProgressDeadlineExceeded) {
+				t.Errorf("no %s event: %+v", ReasonProgressDeadlineExceeded, out.Events)
+			}
+		})
 	}
 }

@@ -47,6 +47,14 @@ type TaskRecord struct {
 	LaunchedAt    time.Time  `json:"launchedAt"`
 	UpdatedAt     time.Time  `json:"updatedAt"`
 	UnreachableAt *time.Time `json:"unreachableAt,omitempty"`
+	// RunningAt is when the task was first seen TASK_RUNNING: a member is
+	// ready once it has run for minReadySeconds, and its run is stable (the
+	// restart back-off starts over) once it has run for restart.resetAfter.
+	RunningAt *time.Time `json:"runningAt,omitempty"`
+	// Restarts counts the consecutive failures of this ordinal before this
+	// task was launched (its restart back-off), so the back-off survives
+	// controller restarts and the forgetting of old records.
+	Restarts int32 `json:"restarts,omitempty"`
 }
 
 // ElectionRecord is a cluster's election state (<prefix>/elections/<ns>/<name>).
