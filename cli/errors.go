@@ -22,6 +22,9 @@ const (
 type ExitError struct {
 	Code int
 	Err  error
+	// NotUsage marks an exit code 2 that is not about usage (diff's
+	// errors): no "See --help" hint follows it.
+	NotUsage bool
 }
 
 func (e *ExitError) Error() string {

@@ -14,7 +14,6 @@ import (
 	"github.com/converge-io/converge/controller"
 	"github.com/converge-io/converge/mesosbridge"
 	"github.com/converge-io/converge/mesosbridge/localmesos"
-	"github.com/converge-io/converge/store/etcdtest"
 )
 
 func newDevCmd(g *globals) *cobra.Command {
@@ -47,8 +46,13 @@ it cleanly; the data stays for the next run (delete --data-dir to start over).`,
 			if err := os.MkdirAll(abs, 0o755); err != nil {
 				return fmt.Errorf("data dir: %w", err)
 			}
+			lock, err := lockDataDir(abs)
+			if err != nil {
+				return err
+			}
+			defer lock.Release()
 
-			etcd, err := etcdtest.StartEmbedded(filepath.Join(abs, "etcd"), etcdClientURL)
+			etcd, err := startDevEtcd(filepath.Join(abs, "etcd"), etcdClientURL)
 			if err != nil {
 				return fmt.Errorf("%w (is another converge dev or etcd already listening there? use --etcd-client-url)", err)
 			}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"github.com/spf13/cobra"
 
 	"github.com/converge-io/converge/cli"
@@ -41,9 +42,10 @@ Exit status, as kubectl's: 0 no differences, 1 differences found, 2 error.`,
 				}
 				return nil
 			}()
-			if err != nil && !isSilent(err) {
+			var ee *cli.ExitError
+			if err != nil && !isSilent(err) && !(errors.As(err, &ee) && ee.Code == cli.ExitUsage) {
 				// Every error is exit 2 for diff: 1 means "differences found".
-				return &cli.ExitError{Code: cli.ExitUsage, Err: err}
+				return &cli.ExitError{Code: cli.ExitUsage, Err: err, NotUsage: true}
 			}
 			return err
 		},

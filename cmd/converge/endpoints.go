@@ -77,6 +77,7 @@ the record would see it.`,
 				}
 				return print(e)
 			}
+			defer cli.ReportConnection(ctx, st, g.errOut)()
 			for e := range st.WatchEndpoints(ctx, ns, name) {
 				if err := print(e); err != nil {
 					return err

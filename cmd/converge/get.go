@@ -123,6 +123,7 @@ given; either applies back unchanged with "converge apply -f -".`,
 			if !watch {
 				return nil
 			}
+			defer cli.ReportConnection(ctx, st, g.errOut)()
 			for ev := range st.Watch(ctx, ns, rev) {
 				c := ev.Object
 				if c == nil || (sel != nil && !sel.Matches(labels.Set(c.Labels))) {

@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -45,7 +46,8 @@ func run(ctx context.Context, args []string, s streams) int {
 	code := cli.ExitCode(err)
 	if msg := strings.TrimSpace(err.Error()); msg != "" && !isSilent(err) {
 		fmt.Fprintf(s.errOut, "error: %s\n", msg)
-		if code == cli.ExitUsage && cmd != nil {
+		var ee *cli.ExitError
+		if code == cli.ExitUsage && cmd != nil && !(errors.As(err, &ee) && ee.NotUsage) {
 			fmt.Fprintf(s.errOut, "See '%s --help' for usage.\n", cmd.CommandPath())
 		}
 	}

@@ -228,7 +228,8 @@ func (s *Server) Restart(t testing.TB) {
 // (128 operations per transaction, 1.5 MiB per request), as a stock etcd. It
 // returns once the server is ready (or fails within 30 s). Unlike Start,
 // it keeps fsync on: `converge dev` data and benchmark figures are real.
-func StartEmbedded(dir, clientURL string) (*embed.Etcd, error) {
+// Each configure function may adjust the configuration before the start.
+func StartEmbedded(dir, clientURL string, configure ...func(*embed.Config)) (*embed.Etcd, error) {
 	cu, err := url.Parse(clientURL)
 	if err != nil {
 		return nil, fmt.Errorf("etcd client url %q: %w", clientURL, err)
@@ -251,6 +252,9 @@ func StartEmbedded(dir, clientURL string) (*embed.Etcd, error) {
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 	quietLogger(cfg)
 	cfg.ListenMetricsUrls = nil
+	for _, f := range configure {
+		f(cfg)
+	}
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("start embedded etcd at %s (data %s): %w", clientURL, dir, err)
