@@ -24,7 +24,11 @@
 //   - One writer goroutine owns the ledger, election, endpoints and event keys:
 //     it applies each change to the latest cached record (a kill decided on a
 //     snapshot never overwrites a status update that arrived meanwhile) and
-//     commits whatever is queued as one transaction (group commit).
+//     packs whatever is queued into transactions within etcd's limits (128
+//     operations, 1.5 MiB by default; group commit). An op is atomic unless it
+//     is larger than a transaction; then its task writes and events are split
+//     and its election and endpoints stay together (txn.go). Caches change only
+//     after a commit succeeds. A launch round checkpoints offer by offer.
 //   - Until EventReconciled after a (re)subscribe no missing member is launched,
 //     no member is written off as unreachable, no election starts. Then one
 //     implicit reconciliation lists every task Mesos runs for the framework:

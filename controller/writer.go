@@ -19,9 +19,10 @@ type taskWrite struct {
 }
 
 // writeOp is one unit of durable change: everything in it is committed before its
-// after callback runs. Several ops are committed together (group commit) so a
-// burst of status updates, or a round of launches across clusters, is one etcd
-// transaction.
+// after callback runs. Ops queued together are packed into as few etcd
+// transactions as etcd's limits allow (group commit), so a burst of status
+// updates costs a few transactions, not one each. An op larger than a
+// transaction is split (see part).
 type writeOp struct {
 	tasks     []taskWrite
 	elections map[string]store.ElectionRecord // by cluster key
@@ -46,7 +47,7 @@ func (op *writeOp) empty() bool {
 	return len(op.tasks) == 0 && len(op.elections) == 0 && len(op.endpoints) == 0 && len(op.events) == 0
 }
 
-// submit queues op for the writer and waits for it to be committed.
+// write queues op for the writer and waits for it to be committed.
 func (c *Controller) write(ctx context.Context, op *writeOp) error {
 	if op.empty() {
 		return nil
