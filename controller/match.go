@@ -247,7 +247,7 @@ type diag struct {
 }
 
 func (m *matcher) place(n *Need) (Assignment, bool, string) {
-	unconstrained := n.Spread == "" && len(n.Constraints) == 0
+	unconstrained := (n.Spread == "" || n.Spread == v1alpha1.SpreadNone) && len(n.Constraints) == 0
 	shapeKey := fmt.Sprintf("%s|%g|%g|%g|%d", n.Role, n.CPUs, n.MemMB, n.DiskMB, n.Ports)
 	if unconstrained && m.failed[shapeKey] {
 		return Assignment{}, false, m.explain(n, &diag{checked: len(m.offers), roleOK: -1})

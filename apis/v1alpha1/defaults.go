@@ -28,6 +28,7 @@ const (
 // SetDefaults fills every field the user may leave out: apiVersion and kind,
 // metadata.namespace "default", spec.replicas 1, spec.role "*",
 // spec.election.strategy "none", spec.election.timeout 60s,
+// spec.placement.spread "none",
 // spec.update.maxUnavailable 1, minReadySeconds 10 and progressDeadline 10m,
 // and spec.restart backoff 1s, backoffFactor 2, maxBackoff 5m and resetAfter
 // 10m. Fields already set are left alone, so it is
@@ -55,6 +56,9 @@ func SetDefaults(c *Cluster) {
 	}
 	if s.Election.Strategy == "" {
 		s.Election.Strategy = ElectionNone
+	}
+	if s.Placement.Spread == "" {
+		s.Placement.Spread = SpreadNone
 	}
 	if s.Election.Timeout == nil {
 		s.Election.Timeout = &metav1.Duration{Duration: DefaultElectionTimeout}

@@ -104,7 +104,8 @@ type ExecutorSpec struct {
 
 // Placement constrains which agents members land on.
 type Placement struct {
-	// Spread "hostname": at most one member per agent hostname. Empty: none.
+	// Spread "hostname": at most one member per agent hostname; "none"
+	// (the default; empty means the same): members go wherever they fit.
 	Spread      string       `json:"spread,omitempty"`
 	Constraints []Constraint `json:"constraints,omitempty"`
 }
@@ -130,8 +131,11 @@ const (
 	OpMaxPer  = "MAX_PER"
 )
 
-// SpreadHostname is the one spread value.
-const SpreadHostname = "hostname"
+// Spread values: none (the default) or hostname.
+const (
+	SpreadNone     = "none"
+	SpreadHostname = "hostname"
+)
 
 // Election says how the master member is chosen.
 type Election struct {

@@ -45,7 +45,7 @@ var (
 // Strategies, spreads and operators accepted by Validate.
 var (
 	ElectionStrategies  = []string{ElectionNone, ElectionOrdinal, ElectionPosition}
-	SpreadValues        = []string{"", SpreadHostname}
+	SpreadValues        = []string{SpreadNone, SpreadHostname}
 	ConstraintOperators = []string{OpUnique, OpCluster, OpGroupBy, OpLike, OpUnlike, OpMaxPer}
 )
 
@@ -253,7 +253,8 @@ func withUnit(q *resource.Quantity, unit string) string {
 
 func validatePlacement(pl *Placement, p *field.Path) field.ErrorList {
 	var errs field.ErrorList
-	if !slices.Contains(SpreadValues, pl.Spread) {
+	// Empty is "none" not yet defaulted (objects stored before the default).
+	if pl.Spread != "" && !slices.Contains(SpreadValues, pl.Spread) {
 		errs = append(errs, field.NotSupported(p.Child("spread"), pl.Spread, SpreadValues))
 	}
 	for i, c := range pl.Constraints {

@@ -65,8 +65,11 @@ func TestSetDefaults(t *testing.T) {
 		r.MaxBackoff == nil || r.MaxBackoff.Duration != 5*time.Minute || r.ResetAfter == nil || r.ResetAfter.Duration != 10*time.Minute {
 		t.Errorf("restart = %+v", r)
 	}
-	// Placement and resources have no defaults.
-	if c.Spec.Placement.Spread != "" || c.Spec.Task.Resources.CPUs != nil || c.Spec.Task.Resources.Disk != nil {
+	if c.Spec.Placement.Spread != SpreadNone {
+		t.Errorf("spread = %q", c.Spec.Placement.Spread)
+	}
+	// Constraints and resources have no defaults.
+	if len(c.Spec.Placement.Constraints) != 0 || c.Spec.Task.Resources.CPUs != nil || c.Spec.Task.Resources.Disk != nil {
 		t.Errorf("unexpected defaults: %+v", c.Spec)
 	}
 
@@ -162,7 +165,7 @@ func TestValidate(t *testing.T) {
 		{"ports 64 ok", func(c *Cluster) { c.Spec.Task.Resources.Ports = 64 }, nil},
 		{"executor without command", func(c *Cluster) { c.Spec.Task.Executor = &ExecutorSpec{URIs: []URI{{}}} }, []string{"spec.task.executor.command: Required value", "spec.task.executor.uris[0].value: Required value"}},
 		{"executor ok", func(c *Cluster) { c.Spec.Task.Executor = &ExecutorSpec{Command: "./converge executor"} }, nil},
-		{"bad spread", func(c *Cluster) { c.Spec.Placement.Spread = "rack" }, []string{`spec.placement.spread: Unsupported value: "rack": supported values: "", "hostname"`}},
+		{"bad spread", func(c *Cluster) { c.Spec.Placement.Spread = "rack" }, []string{`spec.placement.spread: Unsupported value: "rack": supported values: "none", "hostname"`}},
 		{"constraint no attribute", func(c *Cluster) { c.Spec.Placement.Constraints = []Constraint{{Operator: OpUnique}} }, []string{"spec.placement.constraints[0].attribute: Required value"}},
 		{"constraint no operator", func(c *Cluster) { c.Spec.Placement.Constraints = []Constraint{{Attribute: "rack"}} }, []string{"spec.placement.constraints[0].operator: Required value"}},
 		{"constraint bad operator", func(c *Cluster) {
