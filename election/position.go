@@ -12,24 +12,73 @@ import (
 )
 
 // ParsePosition reads a replication position as positionCommand prints it
-// and returns how far along it is: a decimal integer is itself; a MySQL GTID
-// set (`uuid:1-5:7,uuid2:1-3`, MySQL 8.4 tags `uuid:tag:1-5` included) is
-// the number of transactions it holds. Whitespace anywhere is ignored
-// (mysql prints long sets over several lines). The empty GTID set is not a
-// position: an empty answer is indistinguishable from a failed command.
+// and returns how far along it is:
+//   - a decimal integer is itself;
+//   - a PostgreSQL LSN (`16/B374D848`, as pg_current_wal_lsn() and
+//     pg_last_wal_replay_lsn() print it) is its byte offset in the WAL;
+//   - a MariaDB GTID list (`0-1-42`, or `0-1-42,1-2-7` with one entry per
+//     replication domain, as @@gtid_current_pos prints it) is the sum over
+//     domains of each domain's sequence number (a domain's numbers keep
+//     growing across masters);
+//   - a MySQL GTID set (`uuid:1-5:7,uuid2:1-3`, MySQL 8.4 tags `uuid:tag:1-5`
+//     included) is the number of transactions it holds.
+//
+// Whitespace anywhere is ignored (mysql prints long sets over several lines).
+// The empty GTID set is not a position: an empty answer is indistinguishable
+// from a failed command.
 func ParsePosition(s string) (*big.Int, error) {
 	s = strings.Join(strings.Fields(s), "")
-	if s == "" {
+	switch {
+	case s == "":
 		return nil, errors.New("empty position")
-	}
-	if isDigits(s) {
+	case isDigits(s):
 		n, ok := new(big.Int).SetString(s, 10)
 		if !ok {
 			return nil, fmt.Errorf("position %q: not a decimal integer", s)
 		}
 		return n, nil
+	case strings.Contains(s, "/"):
+		return lsn(s)
+	case !strings.Contains(s, ":"):
+		return mariaDBGTIDs(s)
 	}
 	return gtidCount(s)
+}
+
+// lsn reads a PostgreSQL LSN, two hexadecimal halves of a 64-bit WAL offset.
+func lsn(s string) (*big.Int, error) {
+	hiS, loS, _ := strings.Cut(s, "/")
+	hi, err1 := strconv.ParseUint(hiS, 16, 32)
+	lo, err2 := strconv.ParseUint(loS, 16, 32)
+	if err1 != nil || err2 != nil || hiS == "" || loS == "" {
+		return nil, fmt.Errorf("position %q: not a PostgreSQL LSN (hex/hex, e.g. 16/B374D848)", s)
+	}
+	return new(big.Int).SetUint64(hi<<32 | lo), nil
+}
+
+// mariaDBGTIDs reads a MariaDB GTID list, domain-server-sequence entries.
+func mariaDBGTIDs(s string) (*big.Int, error) {
+	seqs := map[uint64]uint64{} // domain -> highest sequence number
+	for _, g := range strings.Split(s, ",") {
+		f := strings.Split(g, "-")
+		if len(f) != 3 {
+			return nil, fmt.Errorf("position %q: %q is not an integer, an LSN, a MariaDB GTID (domain-server-sequence) or a MySQL GTID set member", s, g)
+		}
+		var n [3]uint64
+		for i, x := range f {
+			v, err := strconv.ParseUint(x, 10, 64)
+			if err != nil || !isDigits(x) {
+				return nil, fmt.Errorf("position %q: %q is not a MariaDB GTID (domain-server-sequence)", s, g)
+			}
+			n[i] = v
+		}
+		seqs[n[0]] = max(seqs[n[0]], n[2])
+	}
+	total := new(big.Int)
+	for _, seq := range seqs {
+		total.Add(total, new(big.Int).SetUint64(seq))
+	}
+	return total, nil
 }
 
 // Compare orders two positions: -1 if a is behind b, 0 if level, +1 if a is

@@ -62,7 +62,11 @@
 //   - a decimal integer, e.g. a log sequence number or binlog offset: "1234";
 //   - a MySQL GTID set, as printed by `SELECT @@GLOBAL.gtid_executed`, e.g.
 //     "3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5:7,4B2C...:1-3": positions compare by
-//     their total transaction count (here 6 + 3 = 9).
+//     their total transaction count (here 6 + 3 = 9);
+//   - a PostgreSQL LSN, as printed by `SELECT pg_last_wal_replay_lsn()` on a
+//     standby or `pg_current_wal_lsn()` on a primary, e.g. "16/B374D848";
+//   - a MariaDB GTID list, as printed by `SELECT @@gtid_current_pos`, e.g.
+//     "0-1-42" or "0-1-42,1-2-7": the sum of each domain's sequence number.
 //
 // Whitespace inside a position is ignored (mysql prints long GTID sets over several
 // lines). The highest position wins; ties go to the lowest ordinal.

@@ -105,7 +105,7 @@ func (e *executorState) answerPosition(m election.Message) {
 			reply.Error = "position command printed nothing"
 		default:
 			if _, perr := election.ParsePosition(res.Stdout); perr != nil {
-				reply.Error = "position command printed no valid position (want a decimal integer or a GTID set): " + truncate(perr.Error(), 200)
+				reply.Error = "position command printed no valid position (want a decimal integer, a PostgreSQL LSN, a MariaDB GTID list or a MySQL GTID set): " + truncate(perr.Error(), 200)
 				break
 			}
 			reply.Position = res.Stdout
