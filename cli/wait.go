@@ -73,11 +73,31 @@ func (f WaitFor) Met(c *v1alpha1.Cluster) bool {
 // ErrTimeout is returned (wrapped) when a wait's deadline passes.
 var ErrTimeout = errors.New("timed out")
 
+// ErrStalled is returned (wrapped) when the cluster is Stalled for its
+// current generation: what is waited for will not come without a change.
+var ErrStalled = errors.New("stalled")
+
+// Stalled returns an error naming the Stalled condition's reason and message
+// when c is Stalled for its current generation and f waits for something
+// else (as kstatus reads Failed): waiting longer would only wait out the
+// timeout.
+func (f WaitFor) Stalled(c *v1alpha1.Cluster) error {
+	if f.Delete || c == nil || f.Condition == v1alpha1.ConditionStalled {
+		return nil
+	}
+	k := meta.FindStatusCondition(c.Status.Conditions, v1alpha1.ConditionStalled)
+	if k == nil || k.Status != metav1.ConditionTrue || k.ObservedGeneration != c.Generation {
+		return nil
+	}
+	return fmt.Errorf("%s is Stalled (%s): %s; not waiting for %s: %w", Ref(c.Name), k.Reason, oneLine(k.Message), f, ErrStalled)
+}
+
 // Wait blocks until the cluster ns/name satisfies f, or ctx ends. It reads the
 // object once, then follows store.Watch from that revision: no polling. A
 // condition wait on a missing object fails at once; a deletion wait on one
-// succeeds at once. When ctx's deadline passes the error says so, with the
-// last state seen.
+// succeeds at once. A condition wait on a cluster Stalled for its current
+// generation fails at once (ErrStalled). When ctx's deadline passes the error
+// says so, with the last state seen.
 func Wait(ctx context.Context, st *store.Store, ns, name string, f WaitFor) (*v1alpha1.Cluster, error) {
 	ref := Ref(name)
 	c, err := st.Get(ctx, ns, name)
@@ -92,6 +112,9 @@ func Wait(ctx context.Context, st *store.Store, ns, name string, f WaitFor) (*v1
 	}
 	if f.Met(c) {
 		return c, nil
+	}
+	if err := f.Stalled(c); err != nil {
+		return c, err
 	}
 	rev, err := strconv.ParseInt(c.ResourceVersion, 10, 64)
 	if err != nil {
@@ -112,6 +135,9 @@ func Wait(ctx context.Context, st *store.Store, ns, name string, f WaitFor) (*v1
 		c = ev.Object
 		if f.Met(c) {
 			return c, nil
+		}
+		if err := f.Stalled(c); err != nil {
+			return c, err
 		}
 	}
 	return nil, waitErr(ctx, ref, f, c, ctx.Err())

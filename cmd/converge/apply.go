@@ -104,7 +104,8 @@ unchanged (nothing written).`,
 }
 
 // waitReady waits for each applied cluster's Ready condition (about the
-// generation apply produced), printing "cluster/NAME ready".
+// generation apply produced), printing "cluster/NAME ready". A cluster
+// Stalled for that generation fails at once (cli.ErrStalled).
 func waitReady(ctx context.Context, st *store.Store, g *globals, applied []cli.Applied, timeout time.Duration) error {
 	if timeout <= 0 {
 		return cli.Usage("--timeout must be positive")

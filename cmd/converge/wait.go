@@ -25,8 +25,10 @@ with =True by default, or =False / =Unknown), or is gone (--for=delete).
 
 A condition counts only when it is about the cluster's current generation (its
 observedGeneration equals metadata.generation), so "apply, then wait" never
-returns on the status of the previous spec. Changes are followed through an
-etcd watch.`,
+returns on the status of the previous spec. A cluster Stalled for its current
+generation (ProgressDeadlineExceeded, NoOfferFits, InvalidSpec) ends the wait
+at once with exit 1 and the Stalled reason and message, as kstatus reads
+Failed. Changes are followed through an etcd watch.`,
 		Example: `  converge wait cluster/orders-db --for=condition=Ready --timeout 2m
   converge wait cluster orders-db --for=condition=Stalled=False
   converge wait cl/orders-db --for=delete`,
