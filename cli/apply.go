@@ -44,6 +44,9 @@ type ApplyOptions struct {
 	PruneNamespace string
 	// Out receives one line per object.
 	Out io.Writer
+	// beforeWrite, when set, runs between an object's read and its write:
+	// tests interleave another writer there to exercise conflicts.
+	beforeWrite func()
 }
 
 // Applied is the outcome for one object.
@@ -69,7 +72,7 @@ func Apply(ctx context.Context, st *store.Store, ms []Manifest, o ApplyOptions) 
 		suffix = dryRunSuffix
 	}
 	for _, m := range ms {
-		a, err := applyOne(ctx, st, m.Cluster, o.DryRun)
+		a, err := applyOne(ctx, st, m.Cluster, o)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -91,7 +94,13 @@ func Apply(ctx context.Context, st *store.Store, ms []Manifest, o ApplyOptions) 
 	return done, nil
 }
 
-func applyOne(ctx context.Context, st *store.Store, want *v1alpha1.Cluster, dryRun bool) (Applied, error) {
+func applyOne(ctx context.Context, st *store.Store, want *v1alpha1.Cluster, o ApplyOptions) (Applied, error) {
+	dryRun := o.DryRun
+	beforeWrite := func() {
+		if o.beforeWrite != nil {
+			o.beforeWrite()
+		}
+	}
 	ref := fmt.Sprintf("cluster/%s (namespace %s)", want.Name, want.Namespace)
 	// seen is what apply owns of the object as first read ("" when absent). A
 	// write that fails on a conflict is retried only if the object changed in
@@ -128,7 +137,7 @@ func applyOne(ctx context.Context, st *store.Store, want *v1alpha1.Cluster, dryR
 			if dryRun {
 				return Applied{ActionCreated, obj}, nil
 			}
-			testHookBeforeWrite()
+			beforeWrite()
 			created, err := st.Create(ctx, obj)
 			if store.IsAlreadyExists(err) {
 				lastErr = err
@@ -152,7 +161,7 @@ func applyOne(ctx context.Context, st *store.Store, want *v1alpha1.Cluster, dryR
 			}
 			return Applied{ActionConfigured, next}, nil
 		}
-		testHookBeforeWrite()
+		beforeWrite()
 		updated, err := st.Update(ctx, next)
 		if store.IsConflict(err) || store.IsNotFound(err) {
 			lastErr = err
@@ -165,10 +174,6 @@ func applyOne(ctx context.Context, st *store.Store, want *v1alpha1.Cluster, dryR
 	}
 	return Applied{}, fmt.Errorf("apply %s: gave up after %d attempts, the controller keeps writing it: %w", ref, maxApplyAttempts, lastErr)
 }
-
-// testHookBeforeWrite lets tests write to the store between apply's read and
-// its write, to exercise conflicts.
-var testHookBeforeWrite = func() {}
 
 // Merge returns live with the parts a user's manifest owns (spec, labels,
 // annotations) taken from want; server-set metadata, finalizers and status

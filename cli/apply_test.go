@@ -26,16 +26,16 @@ spec:
 	return Manifest{Source: "raced.yaml", Cluster: cs[0]}
 }
 
-// interfere runs f once, between apply's read and its write.
-func interfere(t *testing.T, f func()) {
-	once := false
-	testHookBeforeWrite = func() {
-		if !once {
-			once = true
+// once returns a func that runs f the first time it is called: apply's
+// beforeWrite, to interleave one other write between its read and its write.
+func once(f func()) func() {
+	done := false
+	return func() {
+		if !done {
+			done = true
 			f()
 		}
 	}
-	t.Cleanup(func() { testHookBeforeWrite = func() {} })
 }
 
 func TestApplyConflicts(t *testing.T) {
@@ -43,23 +43,23 @@ func TestApplyConflicts(t *testing.T) {
 	st := store.NewFromClient(srv.Client(), "/apply-conflicts")
 	ctx := context.Background()
 	var out bytes.Buffer
-	apply := func(m Manifest) ([]Applied, error) {
+	apply := func(m Manifest, between func()) ([]Applied, error) {
 		out.Reset()
-		return Apply(ctx, st, []Manifest{m}, ApplyOptions{Out: &out})
+		return Apply(ctx, st, []Manifest{m}, ApplyOptions{Out: &out, beforeWrite: between})
 	}
-	if _, err := apply(decodeOne(t, "1")); err != nil {
+	if _, err := apply(decodeOne(t, "1"), nil); err != nil {
 		t.Fatal(err)
 	}
 
 	// The controller writes status meanwhile: apply re-reads and applies on top.
-	interfere(t, func() {
+	statusWrite := once(func() {
 		c, _ := st.Get(ctx, "default", "raced")
 		c.Status.ReadyReplicas = 1
 		if _, err := st.UpdateStatus(ctx, c); err != nil {
 			t.Error(err)
 		}
 	})
-	if _, err := apply(decodeOne(t, "2")); err != nil {
+	if _, err := apply(decodeOne(t, "2"), statusWrite); err != nil {
 		t.Fatalf("apply over a status write: %v", err)
 	}
 	c, _ := st.Get(ctx, "default", "raced")
@@ -68,7 +68,7 @@ func TestApplyConflicts(t *testing.T) {
 	}
 
 	// Another user changes the spec meanwhile: apply refuses to overwrite it.
-	interfere(t, func() {
+	specWrite := once(func() {
 		c, _ := st.Get(ctx, "default", "raced")
 		r := int32(7)
 		c.Spec.Replicas = &r
@@ -76,7 +76,7 @@ func TestApplyConflicts(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	_, err := apply(decodeOne(t, "3"))
+	_, err := apply(decodeOne(t, "3"), specWrite)
 	if err == nil || !strings.Contains(err.Error(), "conflict: cluster/raced (namespace default) was changed (spec, labels or annotations) by someone else") {
 		t.Fatalf("want a conflict, got %v", err)
 	}
@@ -88,12 +88,12 @@ func TestApplyConflicts(t *testing.T) {
 	if _, _, err := st.Delete(ctx, "default", "raced"); err != nil {
 		t.Fatal(err)
 	}
-	interfere(t, func() {
+	create := once(func() {
 		if _, err := st.Create(ctx, decodeOne(t, "4").Cluster); err != nil {
 			t.Error(err)
 		}
 	})
-	done, err := apply(decodeOne(t, "4"))
+	done, err := apply(decodeOne(t, "4"), create)
 	if err != nil || done[0].Action != ActionUnchanged {
 		t.Fatalf("create race with an equal object: %v %+v", err, done)
 	}
