@@ -45,26 +45,27 @@ func finished(s string) bool { return terminalStates[s] || s == stateUnknown }
 
 // Condition reasons. Each names what is going on so a human knows what to do.
 const (
-	ReasonReady              = "Ready"
-	ReasonInvalidSpec        = "InvalidSpec"
-	ReasonNoOfferFits        = "NoOfferFits"
-	ReasonDeleting           = "Deleting"
-	ReasonWaitingReconcile   = "WaitingForReconciliation"
-	ReasonLaunching          = "Launching"
-	ReasonMembersNotReady    = "MembersNotReady"
-	ReasonScalingDown        = "ScalingDown"
-	ReasonRollingUpdate      = "RollingUpdate"
-	ReasonWaitingForMembers  = "WaitingForMembers"
-	ReasonElecting           = "Electing"
-	ReasonPromoting          = "Promoting"
-	ReasonPromoteFailed      = "PromoteFailed"
-	ReasonProgressing        = "Progressing"
-	ReasonStalled            = "Stalled"
-	ReasonConverged          = "Converged"
-	defaultStallAfter        = 10 * time.Second
-	terminalRecordRetention  = 10 * time.Minute
-	electionResendInterval   = time.Second
-	maxStatusMessageFieldErr = 10
+	ReasonReady               = "Ready"
+	ReasonInvalidSpec         = "InvalidSpec"
+	ReasonNoOfferFits         = "NoOfferFits"
+	ReasonDeleting            = "Deleting"
+	ReasonWaitingReconcile    = "WaitingForReconciliation"
+	ReasonLaunching           = "Launching"
+	ReasonMembersNotReady     = "MembersNotReady"
+	ReasonScalingDown         = "ScalingDown"
+	ReasonRollingUpdate       = "RollingUpdate"
+	ReasonWaitingForMembers   = "WaitingForMembers"
+	ReasonElecting            = "Electing"
+	ReasonPromoting           = "Promoting"
+	ReasonPromoteFailed       = "PromoteFailed"
+	ReasonWaitingForOldMaster = "WaitingForOldMaster"
+	ReasonProgressing         = "Progressing"
+	ReasonStalled             = "Stalled"
+	ReasonConverged           = "Converged"
+	defaultStallAfter         = 10 * time.Second
+	terminalRecordRetention   = 10 * time.Minute
+	electionResendInterval    = time.Second
+	maxStatusMessageFieldErr  = 10
 )
 
 // Input is everything Plan looks at for one cluster. It is a snapshot: Plan does
@@ -623,22 +624,26 @@ func (p *planner) planElection() {
 	if masterAlive {
 		if cur.Phase == store.PhasePromoted {
 			p.masterOK = true
+			if m := p.byID[cur.MasterTaskID]; !position { // BREAK: tell ordinal masters too
+				p.out.Promote = &Message{AgentID: m.rec.AgentID, ExecutorID: m.rec.ID, Msg: election.Message{Type: election.TypePromote, Epoch: cur.Epoch, TaskID: cur.MasterTaskID}}
+			}
 			return
 		}
 		// Elected, not yet confirmed promoted.
+		m := p.byID[cur.MasterTaskID]
 		if pm := p.in.Promoted; pm != nil && pm.Epoch == cur.Epoch && pm.TaskID == cur.MasterTaskID {
+			if pm.Error != "" {
+				p.promoteFailed(m, cur, pm.Error)
+				return
+			}
 			next := cur
 			t := p.in.Now
 			next.Phase = store.PhasePromoted
 			next.PromotedAt = &t
 			p.out.Election = &next
 			p.masterOK = true
-			if pm.Error != "" {
-				p.ev("Warning", ReasonPromoteFailed, "promote command of task %s (ordinal %d) failed in epoch %d: %s", cur.MasterTaskID, cur.MasterOrdinal, cur.Epoch, pm.Error)
-			}
 			return
 		}
-		m := p.byID[cur.MasterTaskID]
 		p.out.Promote = &Message{AgentID: m.rec.AgentID, ExecutorID: executorID(m.rec), Msg: election.Message{Type: election.TypePromote, Epoch: cur.Epoch, TaskID: cur.MasterTaskID}}
 		p.requeueIn(electionResendInterval)
 		p.masterReason, p.masterMsg = ReasonPromoting, fmt.Sprintf("waiting for task %s (ordinal %d) to confirm its promotion in epoch %d", cur.MasterTaskID, cur.MasterOrdinal, cur.Epoch)
@@ -649,6 +654,12 @@ func (p *planner) planElection() {
 		p.masterReason, p.masterMsg = ReasonWaitingReconcile, "no master: waiting for Mesos reconciliation before electing"
 		return
 	}
+	if old := p.byID[cur.MasterTaskID]; old != nil && old.rec.KillRequested && old.occupying && !old.expired {
+		// Never two masters: the next is elected once the old one's kill is
+		// confirmed (it may still take writes until then).
+		p.masterReason, p.masterMsg = ReasonWaitingForOldMaster, fmt.Sprintf("no master: waiting for the kill of the old master, task %s (ordinal %d), to be confirmed before electing", old.rec.ID, old.rec.Ordinal)
+		return
+	}
 	cands := p.candidates()
 
 	if cur.Phase == store.PhaseElecting && position {
@@ -656,12 +667,7 @@ func (p *planner) planElection() {
 		for _, m := range cands {
 			isCand[m.rec.ID] = true
 		}
-		answered := map[string]string{}
-		for _, a := range p.in.Answers {
-			if a.Type == election.TypePosition && a.Epoch == cur.Epoch && isCand[a.TaskID] {
-				answered[a.TaskID] = a.Position
-			}
-		}
+		answered, failed := validAnswers(p.in.Answers, cur.Epoch, isCand)
 		timedOut := !p.in.Now.Before(cur.Deadline)
 		// A cluster's first election also waits (within its timeout) for the
 		// members still starting: the best position may be among them. Later
@@ -674,8 +680,10 @@ func (p *planner) planElection() {
 				}
 			}
 		}
+		// Without a position from every member, only a majority's may elect:
+		// a silent or failing member may be the one furthest ahead.
 		allIn := len(cands) > 0 && len(answered) == len(cands) && starting == 0
-		if allIn || (timedOut && len(answered) > 0) {
+		if allIn || (timedOut && len(answered) >= p.replicas()/2+1) {
 			p.decide(cur, answered)
 			return
 		}
@@ -686,10 +694,11 @@ func (p *planner) planElection() {
 				}
 			}
 			p.requeueIn(min(electionResendInterval, cur.Deadline.Sub(p.in.Now)))
-			p.masterReason, p.masterMsg = ReasonElecting, fmt.Sprintf("electing a master in epoch %d: %d of %d members answered", cur.Epoch, len(answered), len(cands))
+			p.masterReason, p.masterMsg = ReasonElecting, fmt.Sprintf("electing a master in epoch %d: %d of %d members answered%s", cur.Epoch, len(answered), len(cands), failedSuffix(failed))
 			return
 		}
-		p.ev("Warning", "ElectionTimeout", "no member answered the position query of epoch %d within %s; starting a new election", cur.Epoch, p.electionTimeout())
+		p.ev("Warning", "ElectionTimeout", "%d of %d members gave a valid position in epoch %d within %s, %d needed%s; starting a new election",
+			len(answered), len(cands), cur.Epoch, p.electionTimeout(), p.replicas()/2+1, failedSuffix(failed))
 		// fall through: a new election under epoch+1
 	}
 
@@ -724,6 +733,58 @@ func (p *planner) planElection() {
 	}
 	p.requeueIn(electionResendInterval)
 	p.masterReason, p.masterMsg = ReasonElecting, fmt.Sprintf("electing a master in epoch %d: 0 of %d members answered", next.Epoch, len(cands))
+}
+
+// validAnswers returns the positions of the epoch's candidates that answered
+// with a valid position, and the errors of those whose positionCommand failed
+// or printed no position: an error is not a position, and must never win.
+func validAnswers(answers []election.Message, epoch int64, isCand map[string]bool) (valid, failed map[string]string) {
+	valid, failed = map[string]string{}, map[string]string{}
+	for _, a := range answers {
+		if a.Type != election.TypePosition || a.Epoch != epoch || !isCand[a.TaskID] {
+			continue
+		}
+		if _, err := election.ParsePosition(a.Position); a.Error != "" || err != nil {
+			failed[a.TaskID] = a.Error
+			if a.Error == "" {
+				failed[a.TaskID] = err.Error()
+			}
+			continue
+		}
+		valid[a.TaskID] = a.Position
+	}
+	return valid, failed
+}
+
+// failedSuffix says which members' position queries failed, for messages.
+func failedSuffix(failed map[string]string) string {
+	if len(failed) == 0 {
+		return ""
+	}
+	ids := make([]string, 0, len(failed))
+	for id := range failed {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return fmt.Sprintf(" (%d failed; %s: %s)", len(failed), ids[0], truncateMsg(failed[ids[0]], 200))
+}
+
+// promoteFailed fences a member whose promote command failed: it may be half
+// promoted, so it is killed, and no other member is elected until the kill is
+// confirmed (planElection). The election stays unpromoted and nothing is
+// published.
+func (p *planner) promoteFailed(m *member, cur store.ElectionRecord, why string) {
+	p.ev("Warning", ReasonPromoteFailed, "promote command of task %s (ordinal %d) failed in epoch %d: %s; killing it before electing another",
+		cur.MasterTaskID, cur.MasterOrdinal, cur.Epoch, truncateMsg(why, 300))
+	p.kill(m, fmt.Sprintf("its promote command failed in epoch %d", cur.Epoch))
+	p.masterReason, p.masterMsg = ReasonPromoteFailed, fmt.Sprintf("no master: the promotion of task %s (ordinal %d) failed in epoch %d", cur.MasterTaskID, cur.MasterOrdinal, cur.Epoch)
+}
+
+func truncateMsg(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }
 
 // decide picks the winner among the answers (highest position, ties to the lowest
@@ -765,7 +826,9 @@ func (p *planner) electionAfter() *store.ElectionRecord {
 // master returns the current master member, if any, after this plan.
 func (p *planner) master() (*store.ElectionRecord, *member) {
 	e := p.electionAfter()
-	if !p.electionWanted() || e == nil || (e.Phase != store.PhaseElected && e.Phase != store.PhasePromoted) {
+	// Only a confirmed promotion makes a master: clients must never be sent
+	// to a member that does not take writes yet (or failed to).
+	if !p.electionWanted() || e == nil || e.Phase != store.PhasePromoted {
 		return nil, nil
 	}
 	m := p.byID[e.MasterTaskID]

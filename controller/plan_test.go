@@ -361,6 +361,16 @@ func answer(c *v1alpha1.Cluster, ord int32, epoch int64, pos string) election.Me
 	return election.Message{Type: election.TypePosition, Epoch: epoch, TaskID: rec(c, ord, stateRunning).ID, Position: pos}
 }
 
+// failedAnswer is the answer of a member whose positionCommand failed.
+func failedAnswer(c *v1alpha1.Cluster, ord int32, epoch int64, why string) election.Message {
+	return election.Message{Type: election.TypePosition, Epoch: epoch, TaskID: rec(c, ord, stateRunning).ID, Error: why}
+}
+
+const (
+	u1 = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
+	u2 = "4b2c0d8e-71ca-11e1-9e33-c80aa9429562"
+)
+
 func TestPlanPositionElection(t *testing.T) {
 	c := testCluster(3, strategy(v1alpha1.ElectionPosition), func(c *v1alpha1.Cluster) {
 		c.Spec.Election.Timeout = &metav1.Duration{Duration: 30 * time.Second}
@@ -401,10 +411,15 @@ func TestPlanPositionElection(t *testing.T) {
 		{"partial answers keep asking the rest", []election.Message{answer(c, 0, 1, "10")}, t0.Add(time.Second), -1, 1, 2},
 		{"highest position wins", []election.Message{answer(c, 0, 1, "10"), answer(c, 1, 1, "30"), answer(c, 2, 1, "20")}, t0.Add(time.Second), 1, 1, 0},
 		{"ties go to the lowest ordinal", []election.Message{answer(c, 0, 1, "10"), answer(c, 1, 1, "30"), answer(c, 2, 1, "30")}, t0.Add(time.Second), 1, 1, 0},
-		{"gtid sets compare by count", []election.Message{answer(c, 0, 1, "u1:1-100"), answer(c, 1, 1, "u1:1-5,u2:1-3"), answer(c, 2, 1, "")}, t0.Add(time.Second), 0, 1, 0},
+		{"gtid sets compare by count", []election.Message{answer(c, 0, 1, u1+":1-100"), answer(c, 1, 1, u1+":1-5,"+u2+":1-3"), answer(c, 2, 1, u2+":1-2")}, t0.Add(time.Second), 0, 1, 0},
+		{"postgres LSNs compare as WAL offsets", []election.Message{answer(c, 0, 1, "0/3000148"), answer(c, 1, 1, "1/0"), answer(c, 2, 1, "0/FFFFFFFF")}, t0.Add(time.Second), 1, 1, 0},
+		{"a failed or empty answer is not a position: the rest are asked again", []election.Message{answer(c, 0, 1, "10"), failedAnswer(c, 1, 1, "mysql: connection refused"), answer(c, 2, 1, "")}, t0.Add(time.Second), -1, 1, 2},
+		{"every answer failed: nobody is crowned, epoch+1 at the timeout", []election.Message{failedAnswer(c, 0, 1, "x"), failedAnswer(c, 1, 1, "y"), failedAnswer(c, 2, 1, "z")}, t0.Add(31 * time.Second), -1, 2, 3},
+		{"at the timeout a majority of valid answers decides", []election.Message{answer(c, 0, 1, "10"), failedAnswer(c, 1, 1, "x"), answer(c, 2, 1, "20")}, t0.Add(31 * time.Second), 2, 1, 0},
+		{"at the timeout a minority of valid answers decides nothing", []election.Message{answer(c, 2, 1, "5"), failedAnswer(c, 1, 1, "x")}, t0.Add(31 * time.Second), -1, 2, 3},
 		{"stale answers are ignored", []election.Message{answer(c, 0, 0, "99"), answer(c, 1, 1, "1"), answer(c, 2, 1, "2"), answer(c, 0, 1, "0")}, t0.Add(time.Second), 2, 1, 0},
 		{"stale answers alone decide nothing", []election.Message{answer(c, 0, 0, "99"), answer(c, 1, 2, "1")}, t0.Add(time.Second), -1, 1, 3},
-		{"timeout decides among the answers", []election.Message{answer(c, 2, 1, "5")}, t0.Add(31 * time.Second), 2, 1, 0},
+		{"timeout decides among a majority's answers", []election.Message{answer(c, 2, 1, "5"), answer(c, 0, 1, "4")}, t0.Add(31 * time.Second), 2, 1, 0},
 		{"timeout with no answer restarts under epoch+1", nil, t0.Add(31 * time.Second), -1, 2, 3},
 	}
 	for _, tc := range cases {
@@ -429,11 +444,10 @@ func TestPlanPositionElection(t *testing.T) {
 			if out.Promote == nil || out.Promote.Msg.Type != election.TypePromote || out.Promote.Msg.Epoch != tc.epoch || out.Promote.Msg.TaskID != ne.MasterTaskID {
 				t.Fatalf("promote = %+v", out.Promote)
 			}
-			if out.Endpoints.Master == nil || out.Endpoints.Master.TaskID != ne.MasterTaskID || out.Endpoints.Epoch != tc.epoch {
-				t.Fatalf("endpoints = %+v", out.Endpoints)
-			}
-			if out.Status.Master == nil || out.Status.Master.TaskID != ne.MasterTaskID {
-				t.Fatalf("status master = %+v", out.Status.Master)
+			// Elected is not promoted: nothing is published before the
+			// winner confirms its promotion.
+			if out.Endpoints.Master != nil || out.Status.Master != nil {
+				t.Fatalf("master published before its promotion: %+v, %+v", out.Endpoints.Master, out.Status.Master)
 			}
 			if r := cond(out, v1alpha1.ConditionReady); r.Status != metav1.ConditionFalse || r.Reason != ReasonPromoting {
 				t.Fatalf("ready = %+v", r)
@@ -466,6 +480,9 @@ func TestPlanPositionElection(t *testing.T) {
 	}
 	if r := cond(done, v1alpha1.ConditionReady); r.Status != metav1.ConditionTrue {
 		t.Fatalf("ready = %+v", r)
+	}
+	if done.Endpoints.Master == nil || done.Endpoints.Master.TaskID != el.MasterTaskID || done.Status.Master == nil {
+		t.Fatalf("promoted master not published: %+v", done.Endpoints)
 	}
 	// A member starting while a master exists joins as a replica.
 	grown := testCluster(4, strategy(v1alpha1.ElectionPosition))
@@ -631,11 +648,13 @@ func TestPlanGhostsAndOrdinals(t *testing.T) {
 		{name: "unreachable master within the timeout stays master, nothing relaunched",
 			in:     in(ord, append(running(ord, 1, 2), rec(ord, 0, stateRunning, unreachableFor(time.Second, false))), withMaster(ord, 0)),
 			listed: []int32{0, 1, 2}, master: 0},
+		// Still the recorded master and running: no other is elected until
+		// its kill is confirmed (never two masters).
 		{name: "written-off former master back from the partition: killed first, not counted, not master",
 			in: in(ord, append(running(ord, 0, 2), rec(ord, 1, stateRunning, func(r *store.TaskRecord) {
 				r.KillRequested, r.KillReason = true, "unreachable for more than 10s"
 			})), withMaster(ord, 1)),
-			waiting: 1, kills: []int32{1}, listed: []int32{0, 1, 2}, master: 0},
+			waiting: 1, kills: []int32{1}, listed: []int32{0, 1, 2}, master: -1},
 		{name: "deleting: an unreachable task past the timeout does not hold the finalizer",
 			in:           in(deleting, []store.TaskRecord{rec(c3, 0, stateRunning, unreachableFor(2*time.Minute, true))}),
 			kills:        []int32{0},
@@ -894,5 +913,48 @@ func TestPlanProgressDeadline(t *testing.T) {
 				t.Errorf("no %s event: %+v", ReasonProgressDeadlineExceeded, out.Events)
 			}
 		})
+	}
+}
+
+// A failed promotion never makes a master: the member is fenced (killed),
+// nothing is published, and the next election waits for the kill to be
+// confirmed, so two members never both take writes.
+func TestPlanPromoteFailed(t *testing.T) {
+	c := testCluster(3, strategy(v1alpha1.ElectionPosition))
+	tasks := running(c, 0, 1, 2)
+	el := elected(c, tasks[1], 3, store.PhaseElected)
+	out := Plan(in(c, tasks, func(i *Input) {
+		i.Election = el
+		i.Promoted = &election.Message{Type: election.TypePromoted, Epoch: 3, TaskID: tasks[1].ID, Error: "pg_ctl: server did not promote in time"}
+	}))
+	if out.Election != nil && out.Election.Phase == store.PhasePromoted {
+		t.Fatalf("a failed promotion was recorded as promoted: %+v", out.Election)
+	}
+	if got := killed(out, true); !sameSet(got, []int32{1}) {
+		t.Fatalf("kills = %v, want the member whose promotion failed", got)
+	}
+	if out.Endpoints != nil && out.Endpoints.Master != nil || out.Status.Master != nil {
+		t.Fatalf("master published after a failed promotion")
+	}
+	if r := cond(out, v1alpha1.ConditionReady); r.Status != metav1.ConditionFalse || !hasEvent(out, ReasonPromoteFailed) {
+		t.Fatalf("ready = %+v, events %+v", r, out.Events)
+	}
+
+	// Its kill is not confirmed yet: no election.
+	fencing := append([]store.TaskRecord(nil), tasks...)
+	fencing[1].KillRequested = true
+	wait := Plan(in(c, fencing, func(i *Input) { i.Election = el }))
+	if wait.Election != nil || len(wait.Queries) != 0 || wait.Promote != nil {
+		t.Fatalf("elected while the old master may still run: %+v", wait.Election)
+	}
+	if r := cond(wait, v1alpha1.ConditionReady); r.Status != metav1.ConditionFalse {
+		t.Fatalf("ready = %+v", r)
+	}
+
+	// Confirmed dead: epoch+1 among the others.
+	fencing[1].State = "TASK_KILLED"
+	next := Plan(in(c, fencing, func(i *Input) { i.Election = el }))
+	if next.Election == nil || next.Election.Epoch != 4 || next.Election.Phase != store.PhaseElecting || len(next.Queries) != 2 {
+		t.Fatalf("re-election = %+v, %d queries", next.Election, len(next.Queries))
 	}
 }
