@@ -433,6 +433,10 @@ func (s *suite) createClusters(ctx context.Context) error {
 		cpu, mem := resource.MustParse("100m"), resource.MustParse("32Mi")
 		c.Spec.Task.Resources = v1alpha1.Resources{CPUs: &cpu, Mem: &mem, Ports: 1}
 		c.Spec.Election.Timeout = &metav1.Duration{Duration: 5 * time.Second}
+		// The suite fails members far more often than any service fails by
+		// itself; a back-off capped at the default 5m would outlast the
+		// convergence timeout. Capped at 10s it is still exercised.
+		c.Spec.Restart.MaxBackoff = &metav1.Duration{Duration: 10 * time.Second}
 		switch i % 3 {
 		case 0:
 			c.Spec.Election.Strategy = v1alpha1.ElectionPosition

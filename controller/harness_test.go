@@ -15,6 +15,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -32,10 +33,12 @@ type env struct {
 	etcd  *etcdtest.Server
 	st    *store.Store
 	mesos *localmesos.Mesos
-	cfg   Config
+	// proxies stand between the bridge and each master (mesosproxy_test.go).
+	proxies []*mesosProxy
+	cfg     Config
 
 	mu     sync.Mutex
-	ctrl   *Controller
+	reg    *prometheus.Registry // the running controller's and bridge's metrics
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -79,6 +82,7 @@ func newEnv(t *testing.T, o localmesos.Options) *env {
 		t.Fatalf("localmesos.Start: %v", err)
 	}
 	e.mesos = m
+	e.proxies = newMesosProxies(t, m.URLs())
 	e.cfg = Config{
 		Store: e.st, Workers: 4, ResyncInterval: 300 * time.Millisecond,
 		UnreachableTimeout: time.Second, StallAfter: time.Second, Roles: []string{"*"},
@@ -92,8 +96,12 @@ func newEnv(t *testing.T, o localmesos.Options) *env {
 }
 
 func (e *env) bridgeConfig() mesosbridge.Config {
+	var masters []string
+	for _, p := range e.proxies {
+		masters = append(masters, p.URL())
+	}
 	return mesosbridge.Config{
-		Masters: e.mesos.URLs(), FrameworkName: "converge-test", Hostname: "localhost",
+		Masters: masters, FrameworkName: "converge-test", Hostname: "localhost",
 		FailoverTimeout:  time.Hour,
 		ReconcileBackoff: 200 * time.Millisecond, ReconcileMaxBackoff: time.Second,
 		ReconnectBackoff: 50 * time.Millisecond, ReconnectMaxBackoff: time.Second,
@@ -103,42 +111,51 @@ func (e *env) bridgeConfig() mesosbridge.Config {
 	}
 }
 
-// start runs a controller (as converge serve would, through Run's wiring).
-func (e *env) start(mods ...func(*Controller)) *Controller {
+// start runs a controller through Run, the wiring converge serve uses, with
+// fresh metrics (e.metric reads them).
+func (e *env) start() {
 	e.t.Helper()
-	c, err := New(e.cfg)
-	if err != nil {
-		e.t.Fatalf("New: %v", err)
-	}
-	for _, m := range mods {
-		m(c)
-	}
+	cfg, reg := e.cfg, prometheus.NewRegistry()
+	cfg.Registerer = reg
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := c.load(ctx); err != nil {
-		e.t.Fatalf("load: %v", err)
-	}
-	mcfg := e.bridgeConfig()
-	mcfg.State = e.st
-	mcfg.ReconcileTasks = c.ReconcileTasks
-	b, err := mesosbridge.New(mcfg)
-	if err != nil {
-		e.t.Fatalf("mesosbridge.New: %v", err)
-	}
 	done := make(chan error, 1)
-	bdone := make(chan error, 1)
-	go func() { bdone <- b.Run(ctx) }()
-	go func() {
-		err := c.Run(ctx, b)
-		cancel()
-		if berr := <-bdone; berr != nil && err != nil {
-			err = fmt.Errorf("%w (bridge: %v)", err, berr)
-		}
-		done <- err
-	}()
+	go func() { done <- Run(ctx, cfg, e.bridgeConfig()) }()
 	e.mu.Lock()
-	e.ctrl, e.cancel, e.done = c, cancel, done
+	e.reg, e.cancel, e.done = reg, cancel, done
 	e.mu.Unlock()
-	return c
+}
+
+// metric sums the samples of the running controller's metric name whose
+// labels include labels (counters, gauges; histograms count samples).
+func (e *env) metric(name string, labels map[string]string) float64 {
+	e.t.Helper()
+	e.mu.Lock()
+	reg := e.reg
+	e.mu.Unlock()
+	mfs, err := reg.Gather()
+	if err != nil {
+		e.t.Fatalf("gather metrics: %v", err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			for k, v := range labels {
+				found := false
+				for _, lp := range m.GetLabel() {
+					found = found || lp.GetName() == k && lp.GetValue() == v
+				}
+				if !found {
+					continue metrics
+				}
+			}
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue() + float64(m.GetHistogram().GetSampleCount())
+		}
+	}
+	return sum
 }
 
 func (e *env) stop() {
@@ -169,6 +186,10 @@ func newCluster(name string, replicas int32, mods ...func(*v1alpha1.Cluster)) *v
 	c.Spec.Task.Resources = v1alpha1.Resources{CPUs: &cpu, Mem: &mem, Ports: 1}
 	c.Spec.Task.Env = map[string]string{"DB_PASSWORD": "s3cr3t-value"}
 	c.Spec.Election.Timeout = &metav1.Duration{Duration: 3 * time.Second}
+	// Ready as soon as members run: these tests are about launching, killing
+	// and electing; crashloop_test.go is about minReadySeconds.
+	minReady := int32(0)
+	c.Spec.Update.MinReadySeconds = &minReady
 	for _, m := range mods {
 		m(c)
 	}
