@@ -43,14 +43,38 @@
 //   - Status is written only when it changes; progress (not Ready) and member-list
 //     changes are spaced by 1s per cluster so members coming up together cost
 //     one write; becoming Ready and master changes are written at once.
-//   - A member gone (FAILED, LOST, GONE, DROPPED, ERROR, KILLED, FINISHED; or
-//     UNREACHABLE/UNKNOWN past Config.UnreachableTimeout) frees its ordinal; the
-//     replacement takes the lowest free ordinal, after the old task is terminal.
+//   - A finished member frees its ordinal; the replacement takes the lowest
+//     free ordinal. Finished means a Mesos terminal state (FAILED, LOST, GONE,
+//     GONE_BY_OPERATOR, DROPPED, ERROR, KILLED, FINISHED) or TASK_UNKNOWN, which
+//     the master answers to a reconciliation (or to a KILL) only when it knows
+//     neither the task nor its agent, e.g. every task after `converge dev`
+//     restarts its local Mesos. A finished task is not killed again (the
+//     bridge stops retrying a KILL answered TASK_UNKNOWN), not reconciled
+//     again, not in the status, and never master; should Mesos ever report it
+//     alive again, it is killed at once as a ghost.
+//   - Ordinals are identities (a database's server id), so an ordinal never has
+//     two members that may be alive, and no more than spec.replicas run: the
+//     StatefulSet rule, chosen over Marathon's unreachableStrategy (launch a
+//     replacement after inactiveAfterSeconds, kill whichever comes back). An
+//     UNREACHABLE member may still run and serve clients behind a partition,
+//     and Mesos tells nobody when its agent re-registers; with a replacement
+//     launched, the two would run side by side until a kill got through (the
+//     issue 11 §4 incident: 4 members of 3, two of ordinal 1 on one host). So
+//     an UNREACHABLE member keeps its ordinal until Mesos reports it finished.
+//     Within Config.UnreachableTimeout (Marathon's inactiveAfterSeconds) it
+//     still counts and a master stays master: a short partition changes
+//     nothing. Past it the member is written off: not ready, not counted, not
+//     master (the reachable members elect another), not published, and its
+//     kill is decided: the bridge re-sends the KILL (backoff up to
+//     KillMaxRetry) until one reaches the agent once it is back, and an update
+//     showing the member back re-sends it at once. Only once the member is
+//     dead is its ordinal relaunched. The cost is
+//     StatefulSet's: while an agent stays unreachable its members are not
+//     replaced; an operator who knows the machine is dead marks the agent gone
+//     (Mesos's MARK_AGENT_GONE: TASK_GONE_BY_OPERATOR), which frees them.
 //   - readyReplicas counts live RUNNING members. Under an executor, RUNNING is
 //     the executor's own report (its proof of life); an agent that stops
-//     answering turns its tasks UNREACHABLE. An UNREACHABLE master is kept until
-//     UnreachableTimeout: electing another while it may still serve would risk
-//     two masters of the data.
+//     answering turns its tasks UNREACHABLE.
 //   - A spec.role that is not one of the framework's roles (Config.Roles) can
 //     get no offer: the cluster is Stalled/NoOfferFits saying so.
 //
