@@ -2,9 +2,12 @@ package controller
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
 
 	"github.com/converge-io/converge/apis/v1alpha1"
 	"github.com/converge-io/converge/mesosbridge/localmesos"
@@ -81,20 +84,68 @@ func TestRestartMidLaunch(t *testing.T) {
 	}
 }
 
+// TestRestartKeepsRunningTasks: a restarted controller adopts the members
+// that run: after its reconciliation and a reconcile of the cluster, the same
+// task ids run, in Mesos, in the ledger and in the status, nothing was
+// launched or killed, and the master is the same.
 func TestRestartKeepsRunningTasks(t *testing.T) {
 	e := newEnv(t, localmesos.Options{Simulate: true})
 	e.start()
 	e.create(newCluster("db", 3, func(c *v1alpha1.Cluster) { positional(c) }))
 	c := e.waitReady("db")
 	master := *c.Status.Master
+	before := statusIDs(c)
+	running := sortedIDs(e.activeTasks())
 	e.stop()
+	calls := len(e.calls(nil))
+
 	e.start()
-	time.Sleep(time.Second)
+	e.eventually(20*time.Second, "the restarted controller's reconciliation", func() bool {
+		return e.metric("converge_mesos_reconciliation_rounds_total", nil) >= 1
+	})
+	// Every cluster is reconciled after reconciliation ends; two more rounds
+	// (resync runs every 300ms) and whatever it decided has been acted on.
+	e.reconciles(2)
 	c = e.waitReady("db")
+	if after := statusIDs(c); !slices.Equal(after, before) {
+		t.Fatalf("status task ids changed over a restart:\n before %v\n after  %v", before, after)
+	}
+	if after := sortedIDs(e.activeTasks()); !slices.Equal(after, running) {
+		t.Fatalf("tasks running in Mesos changed over a restart:\n before %v\n after  %v", running, after)
+	}
+	ledger, err := e.st.ListTasks(context.Background(), "default", "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var live []string
+	for _, r := range ledger {
+		if !IsTerminalState(r.State) {
+			live = append(live, r.ID)
+		}
+	}
+	slices.Sort(live)
+	if !slices.Equal(live, running) {
+		t.Fatalf("ledger's live tasks %v, Mesos runs %v", live, running)
+	}
+	for _, call := range e.calls(nil)[calls:] {
+		if launching(call) || call.Type == scheduler.Call_KILL {
+			t.Fatalf("the restarted controller sent %s for %v", call.Type, call.TaskIDs)
+		}
+	}
 	if c.Status.Master == nil || *c.Status.Master != master {
 		t.Fatalf("master changed over a restart: %+v -> %+v", master, c.Status.Master)
 	}
 	e.checkConverged("db", 3)
+}
+
+// statusIDs are the status's task ids, sorted.
+func statusIDs(c *v1alpha1.Cluster) []string {
+	var ids []string
+	for _, ts := range c.Status.Tasks {
+		ids = append(ids, ts.ID)
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // TestOrphanKilled: a task Mesos runs for the framework that the ledger does

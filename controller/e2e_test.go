@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/converge-io/converge/apis/v1alpha1"
@@ -28,13 +29,19 @@ func TestApplyToReadyAndIdle(t *testing.T) {
 	if err != nil || ep == nil || len(ep.Members) != 3 || ep.Members[0].Port == 0 || ep.Master != nil {
 		t.Fatalf("endpoints = %+v, %v", ep, err)
 	}
-	// Idle: no etcd writes while nothing changes (resync runs every 300ms).
-	time.Sleep(time.Second)
-	before := e.st.Stats()
-	time.Sleep(1500 * time.Millisecond)
-	after := e.st.Stats()
-	if after.Puts != before.Puts || after.Txns != before.Txns {
-		t.Fatalf("writes while idle: %+v -> %+v", before, after)
+	// Idle: once settled (progress writes coalesce for up to a second), the
+	// reconciles of an unchanged cluster (resync runs every 300ms) write
+	// nothing to etcd.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		before := e.st.Stats()
+		e.reconciles(5)
+		after := e.st.Stats()
+		if after.Puts == before.Puts && after.Txns == before.Txns {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still writing after 20s of an unchanged cluster: over 5 reconciles %+v -> %+v", before, after)
+		}
 	}
 	// No secret in status or events.
 	for _, ev := range e.events("web") {
@@ -161,22 +168,60 @@ func TestDeleteWithFinalizer(t *testing.T) {
 	}
 }
 
+// TestMasterFailover: leadership moves to the other master while a member
+// fails, and no master stream is up for a while (the bridge's SUBSCRIBEs are
+// refused). The bridge resubscribes at the new leader as the same framework;
+// the failure, which the agent redelivers, is noticed and that member alone
+// replaced.
 func TestMasterFailover(t *testing.T) {
-	e := newEnv(t, localmesos.Options{Simulate: true})
+	e := newEnv(t, localmesos.Options{Simulate: true, Masters: 2})
 	e.start()
 	e.create(newCluster("db", 3))
 	c := e.waitReady("db")
-	before := map[string]bool{}
-	for _, ts := range c.Status.Tasks {
-		before[ts.ID] = true
+	before := e.masterState()
+	if len(before.Frameworks) != 1 {
+		t.Fatalf("%d frameworks before the failover", len(before.Frameworks))
+	}
+	fwID, oldLeader := before.Frameworks[0].ID, e.mesos.URL()
+	victim, kept := taskOf(c, 1).ID, []string{taskOf(c, 0).ID, taskOf(c, 2).ID}
+	subscribes := len(e.calls(ofType(scheduler.Call_SUBSCRIBE)))
+
+	for _, p := range e.proxies {
+		p.setRefuse(scheduler.Call_SUBSCRIBE, true)
 	}
 	e.mesos.FailoverMaster()
-	time.Sleep(2 * time.Second)
-	c = e.waitReady("db")
-	for _, ts := range c.Status.Tasks {
-		if !before[ts.ID] {
-			t.Fatalf("a task was replaced by a failover: %+v", c.Status.Tasks)
+	if err := e.mesos.FailTask(victim); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually(10*time.Second, "a SUBSCRIBE refused after the failover", func() bool {
+		return len(e.calls(func(c seenCall) bool { return c.Type == scheduler.Call_SUBSCRIBE && c.Refused })) > 0
+	})
+	for _, p := range e.proxies {
+		p.setRefuse(scheduler.Call_SUBSCRIBE, false)
+	}
+
+	c = e.waitFor("db", 20*time.Second, "the member that failed during the failover replaced", func(c *v1alpha1.Cluster) bool {
+		return clusterReady(c) && taskOf(c, 1).ID != "" && taskOf(c, 1).ID != victim
+	})
+	if e.mesos.URL() == oldLeader {
+		t.Fatalf("the leader is still %s", oldLeader)
+	}
+	for _, sub := range e.calls(ofType(scheduler.Call_SUBSCRIBE))[subscribes:] {
+		if sub.FrameworkID != fwID {
+			t.Fatalf("resubscribed as framework %q, want %s", sub.FrameworkID, fwID)
 		}
+	}
+	after := e.masterState()
+	if len(after.Frameworks) != 1 || after.Frameworks[0].ID != fwID || !after.Frameworks[0].Active {
+		t.Fatalf("frameworks at the new leader: %+v", after.Frameworks)
+	}
+	for i, ord := range []int32{0, 2} {
+		if got := taskOf(c, ord).ID; got != kept[i] {
+			t.Fatalf("ordinal %d replaced by the failover: %s -> %s", ord, kept[i], got)
+		}
+	}
+	if !hasEventReason(e.events("db"), "TaskFailed") {
+		t.Fatalf("no TaskFailed event for %s", victim)
 	}
 	e.checkConverged("db", 3)
 }

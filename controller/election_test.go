@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
+
 	"github.com/converge-io/converge/apis/v1alpha1"
 	"github.com/converge-io/converge/mesosbridge/localmesos"
 	"github.com/converge-io/converge/store"
@@ -76,13 +78,28 @@ func TestPositionElection(t *testing.T) {
 	e.checkConverged("db", 3)
 }
 
+// TestOrdinalElectionNoMessages: ordinal elections, the first and the one
+// after the master fails, send no framework message at all (the lowest live
+// ordinal wins; nothing runs in the members to ask or tell).
 func TestOrdinalElectionNoMessages(t *testing.T) {
 	e := newEnv(t, localmesos.Options{Simulate: true})
 	e.start()
 	e.create(newCluster("db", 3, func(c *v1alpha1.Cluster) { c.Spec.Election.Strategy = v1alpha1.ElectionOrdinal }))
 	c := e.waitReady("db")
-	if c.Status.Master == nil || c.Status.Master.Epoch != 1 {
+	if c.Status.Master == nil || c.Status.Master.Epoch != 1 || c.Status.Master.Ordinal != 0 {
 		t.Fatalf("master = %+v", c.Status.Master)
+	}
+	if err := e.mesos.FailTask(c.Status.Master.TaskID); err != nil {
+		t.Fatal(err)
+	}
+	c = e.waitFor("db", 20*time.Second, "re-election in epoch 2", func(c *v1alpha1.Cluster) bool {
+		return clusterReady(c) && c.Status.Master != nil && c.Status.Master.Epoch == 2
+	})
+	if msgs := e.calls(ofType(scheduler.Call_MESSAGE)); len(msgs) != 0 {
+		t.Fatalf("%d MESSAGE calls reached Mesos for an ordinal cluster", len(msgs))
+	}
+	if n := e.metric("converge_mesos_calls_total", map[string]string{"type": "MESSAGE"}); n != 0 {
+		t.Fatalf("the bridge counted %v MESSAGE calls", n)
 	}
 }
 
