@@ -162,6 +162,6 @@ it cleanly; the data stays for the next run (delete --data-dir to start over).`,
 	f.IntVarP(&verbose, "verbose", "v", 0, "log verbosity (0: info and errors)")
 	// Short here: after a restart of dev, the tasks of the previous local Mesos
 	// are gone for good, and members on a lost agent are replaced quickly.
-	f.DurationVar(&unreachable, "unreachable-timeout", 10*time.Second, "replace a member whose agent is unreachable for this long")
+	f.DurationVar(&unreachable, "unreachable-timeout", 10*time.Second, "write off (stop counting, kill) a member whose agent is unreachable for this long; its ordinal is relaunched once Mesos reports it finished")
 	return cmd
 }

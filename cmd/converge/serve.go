@@ -162,7 +162,7 @@ The framework's secret is read from --secret-file, never from a flag value.`,
 	f.StringVar(&identity, "identity", "", "this replica's name in the leader election (default hostname-pid)")
 	f.DurationVar(&leaseTTL, "lease-ttl", leader.DefaultTTL, "leader lease TTL: a dead leader is replaced within about this long")
 	f.IntVarP(&verbose, "verbose", "v", 0, "log verbosity (0: info and errors)")
-	f.DurationVar(&unreachable, "unreachable-timeout", controller.DefaultUnreachableTimeout, "replace a member whose agent is unreachable for this long")
+	f.DurationVar(&unreachable, "unreachable-timeout", controller.DefaultUnreachableTimeout, "write off (stop counting, kill) a member whose agent is unreachable for this long; its ordinal is relaunched once Mesos reports it finished")
 	return cmd
 }
 
