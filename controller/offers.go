@@ -252,7 +252,9 @@ func (c *Controller) executorFor(spec *v1alpha1.ClusterSpec) (cmd string, uris [
 	if spec.Election.Strategy == v1alpha1.ElectionPosition {
 		var u []v1alpha1.URI
 		if c.cfg.ExecutorURI != "" {
-			u = []v1alpha1.URI{{Value: c.cfg.ExecutorURI, Executable: true}}
+			// Cached: agents fetch the (large) binary once, not once per
+			// task and sandbox.
+			u = []v1alpha1.URI{{Value: c.cfg.ExecutorURI, Executable: true, Cache: true}}
 		}
 		return c.cfg.ExecutorCommand, u, "converge executor", true
 	}

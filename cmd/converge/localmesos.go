@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
@@ -18,6 +19,13 @@ type localMesosFlags struct {
 	agentResources  string
 	agentAttributes string
 	simulate        bool
+	// Sandbox garbage collection and the fetcher cache, as the Mesos
+	// agent's --gc_delay, --gc_disk_headroom, --disk_watch_interval and
+	// --fetcher_cache_size.
+	gcDelay           time.Duration
+	gcDiskHeadroom    float64
+	diskWatchInterval time.Duration
+	fetcherCacheMB    int64
 }
 
 func (f *localMesosFlags) register(cmd *cobra.Command) {
@@ -26,6 +34,10 @@ func (f *localMesosFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.agentResources, "agent-resources", "cpus:4;mem:8192;disk:65536;ports:[31000-31999]", "each agent's resources, Mesos --resources syntax")
 	fl.StringVar(&f.agentAttributes, "agent-attributes", "", `agent attributes template, e.g. "rack:r{i%3};zone:z1" ({i} is the agent index)`)
 	fl.BoolVar(&f.simulate, "simulate", false, "run no processes: tasks are simulated state machines (for scale)")
+	fl.DurationVar(&f.gcDelay, "gc-delay", 15*time.Minute, "remove a terminated executor's sandbox this long after it ended, sooner when the disk fills (Mesos --gc_delay; negative: never)")
+	fl.Float64Var(&f.gcDiskHeadroom, "gc-disk-headroom", 0.1, "sandboxes older than gc-delay * (1 - this - disk usage) are removed at each disk check (Mesos --gc_disk_headroom)")
+	fl.DurationVar(&f.diskWatchInterval, "disk-watch-interval", time.Minute, "how often the disk usage is checked (Mesos --disk_watch_interval)")
+	fl.Int64Var(&f.fetcherCacheMB, "fetcher-cache-mb", 2048, "size of the fetcher cache for URIs with cache: true, in MiB (Mesos --fetcher_cache_size; negative: no cache)")
 }
 
 func (f *localMesosFlags) options(listen, workDir string, masters int, log logr.Logger) localmesos.Options {
@@ -38,6 +50,11 @@ func (f *localMesosFlags) options(listen, workDir string, masters int, log logr.
 		WorkDir:         workDir,
 		Simulate:        f.simulate,
 		Log:             log,
+
+		GCDelay:           f.gcDelay,
+		GCDiskHeadroom:    f.gcDiskHeadroom,
+		DiskWatchInterval: f.diskWatchInterval,
+		FetcherCacheSize:  f.fetcherCacheMB << 20,
 	}
 }
 

@@ -87,6 +87,7 @@ func (m *Mesos) launchGroupOnExecutor(e *executor, tasks []mesos.TaskInfo) {
 func (m *Mesos) startExecutor(e *executor) {
 	dir := m.sandboxDir(e.agent, e.fw.id, e.id)
 	e.dir = dir
+	m.reuseSandbox(dir)
 	var uris []mesos.CommandInfo_URI
 	if e.info.Command != nil {
 		uris = append(uris, e.info.Command.URIs...)
@@ -111,10 +112,11 @@ func (m *Mesos) startExecutor(e *executor) {
 		env["MESOS_RECOVERY_TIMEOUT"] = "15mins"
 		env["MESOS_SUBSCRIPTION_BACKOFF_MAX"] = "2secs"
 	}
+	user := commandUser(e.fw, e.info.Command)
 	go func() {
 		err := os.MkdirAll(dir, 0o755)
 		if err == nil {
-			err = fetchURIs(uris, dir)
+			err = m.fetcher.fetchAll(uris, dir, user)
 		}
 		m.mu.Lock()
 		defer m.mu.Unlock()

@@ -50,6 +50,8 @@ type Mesos struct {
 
 	workDir    string
 	ownWorkDir bool
+	fetcher    *fetcher   // nil with Simulate
+	gc         *sandboxGC // nil with Simulate or a negative GCDelay
 	ctx        context.Context
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
@@ -154,6 +156,10 @@ type executor struct {
 	subscribed     bool
 	everSubscribed bool
 	exited         bool
+	// taskProcs: the processes of its command tasks; its sandbox is
+	// collected once they (and proc) have exited.
+	taskProcs   []*process
+	gcScheduled bool
 	// ids of this executor's forgotten tasks (bounded), whose re-sent updates
 	// are acknowledged and dropped
 	completed      map[string]struct{}
@@ -229,6 +235,10 @@ func New(o Options) (*Mesos, error) {
 	spec, err := ParseAgentResources(o.AgentResources)
 	if err != nil {
 		return nil, fmt.Errorf("agent resources: %w", err)
+	}
+	if o.GCDiskHeadroom < 0 || o.GCDiskHeadroom > 1 {
+		// As the agent checks --gc_disk_headroom (slave.cpp).
+		return nil, fmt.Errorf("gc disk headroom %v: must be between 0.0 and 1.0", o.GCDiskHeadroom)
 	}
 	if o.Sim.FailureRate < 0 || o.Sim.FailureRate > 1 {
 		return nil, fmt.Errorf("sim failure rate %v: want a probability in [0,1]", o.Sim.FailureRate)
@@ -360,6 +370,11 @@ func (m *Mesos) Start(ctx context.Context) error {
 	}
 	m.ctx, m.cancel = context.WithCancel(ctx)
 	if !m.opts.Simulate {
+		if err := m.startSandboxes(); err != nil {
+			m.closeListeners()
+			m.cancel()
+			return err
+		}
 		if err := m.startAgentListeners(host); err != nil {
 			m.closeListeners()
 			m.cancel()

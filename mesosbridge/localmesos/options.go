@@ -29,6 +29,21 @@ type Options struct {
 	AgentAttributes string
 	// WorkDir holds task sandboxes (default: a temporary directory removed by Close).
 	WorkDir string
+	// GCDelay: the sandbox of a terminated executor is removed this long after
+	// it terminated, sooner when the disk fills (Mesos's --gc_delay; default
+	// 15m here, a week in Mesos; negative: never).
+	GCDelay time.Duration
+	// GCDiskHeadroom (Mesos's --gc_disk_headroom, default 0.1): every
+	// DiskWatchInterval, sandboxes older than GCDelay * max(0, 1 -
+	// GCDiskHeadroom - disk usage) are removed at once.
+	GCDiskHeadroom float64
+	// DiskWatchInterval between disk usage checks (Mesos's
+	// --disk_watch_interval, default 1m).
+	DiskWatchInterval time.Duration
+	// FetcherCacheSize bounds the fetcher cache for URIs with cache: true
+	// (Mesos's --fetcher_cache_size, default 2 GiB; negative: no cache). The
+	// cache lives in <WorkDir>/fetch and is emptied at Start, as in Mesos.
+	FetcherCacheSize int64
 	// Simulate runs no processes: tasks are state machines (see SimOptions).
 	Simulate bool
 	Sim      SimOptions
@@ -67,6 +82,10 @@ const (
 	defaultAgentResources = "cpus:4;mem:8192;disk:65536;ports:[31000-31999]"
 	maxResendInterval     = 10 * time.Minute
 	maxFrameBytes         = 4 << 20
+	// defaultGCDelay keeps a dead task's sandbox (its stdout and stderr)
+	// long enough to read, short enough that trying things for an
+	// afternoon does not fill the disk.
+	defaultGCDelay = 15 * time.Minute
 )
 
 func (o *Options) setDefaults() {
@@ -90,6 +109,18 @@ func (o *Options) setDefaults() {
 	}
 	if o.ResendInterval <= 0 {
 		o.ResendInterval = 10 * time.Second
+	}
+	if o.GCDelay == 0 {
+		o.GCDelay = defaultGCDelay
+	}
+	if o.GCDiskHeadroom == 0 {
+		o.GCDiskHeadroom = 0.1
+	}
+	if o.DiskWatchInterval <= 0 {
+		o.DiskWatchInterval = time.Minute
+	}
+	if o.FetcherCacheSize == 0 {
+		o.FetcherCacheSize = 2 << 30
 	}
 	if o.Sim.LaunchDelay <= 0 {
 		o.Sim.LaunchDelay = 50 * time.Millisecond

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -185,6 +183,7 @@ func (m *Mesos) startCommandTask(t *task) {
 	m.agentStatus(t, mesos.TASK_STARTING, nil, "", mesos.SOURCE_EXECUTOR)
 	dir := m.sandboxDir(t.agent, t.fw.id, t.exec.id)
 	t.exec.dir = dir
+	m.reuseSandbox(dir)
 	if t.exec.kind == execDefault {
 		dir = filepath.Join(dir, "tasks", t.id)
 	}
@@ -192,10 +191,11 @@ func (m *Mesos) startCommandTask(t *task) {
 	if t.info.Command != nil {
 		uris = append(uris, t.info.Command.URIs...)
 	}
+	user := commandUser(t.fw, t.info.Command)
 	go func() {
 		err := os.MkdirAll(dir, 0o755)
 		if err == nil {
-			err = fetchURIs(uris, dir)
+			err = m.fetcher.fetchAll(uris, dir, user)
 		}
 		m.mu.Lock()
 		defer m.mu.Unlock()
@@ -226,6 +226,7 @@ func (m *Mesos) startCommandTask(t *task) {
 			return
 		}
 		t.proc = p
+		t.exec.taskProcs = append(t.exec.taskProcs, p)
 		if !t.agent.reachable {
 			p.signal(syscall.SIGSTOP)
 		}
@@ -279,91 +280,6 @@ func (m *Mesos) taskEnv(t *task, dir string) map[string]string {
 		env["PORTS"] = strings.Join(ps, ",")
 	}
 	return env
-}
-
-// fetchURIs is the Mesos fetcher for local paths and loopback http(s).
-func fetchURIs(uris []mesos.CommandInfo_URI, dir string) error {
-	for _, u := range uris {
-		if err := fetchURI(u, dir); err != nil {
-			return fmt.Errorf("%s: %w", u.Value, err)
-		}
-	}
-	return nil
-}
-
-func fetchURI(u mesos.CommandInfo_URI, dir string) error {
-	v := u.Value
-	name := filepath.Base(strings.TrimSuffix(v, "/"))
-	if i := strings.IndexAny(name, "?#"); i >= 0 {
-		name = name[:i]
-	}
-	if u.OutputFile != nil && *u.OutputFile != "" {
-		name = *u.OutputFile
-	}
-	if name == "" || name == "." || name == "/" || strings.Contains(name, "..") {
-		return errors.New("cannot name the fetched file")
-	}
-	dst := filepath.Join(dir, name)
-	var src io.ReadCloser
-	switch {
-	case strings.HasPrefix(v, "http://") || strings.HasPrefix(v, "https://"):
-		pu, err := url.Parse(v)
-		if err != nil {
-			return err
-		}
-		if !isLoopback(pu.Hostname()) {
-			return errors.New("only loopback http(s) URIs can be fetched by local mesos")
-		}
-		client := &http.Client{Timeout: 60 * time.Second}
-		resp, err := client.Get(v)
-		if err != nil {
-			return err
-		}
-		if resp.StatusCode != http.StatusOK {
-			resp.Body.Close()
-			return fmt.Errorf("HTTP %d", resp.StatusCode)
-		}
-		src = resp.Body
-	case strings.HasPrefix(v, "file://") || filepath.IsAbs(v):
-		f, err := os.Open(strings.TrimPrefix(v, "file://"))
-		if err != nil {
-			return err
-		}
-		src = f
-	default:
-		return errors.New("unsupported URI (use an absolute path, file:// or loopback http)")
-	}
-	defer src.Close()
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
-	}
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, src); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Close(); err != nil {
-		return err
-	}
-	if u.GetExecutable() {
-		if err := os.Chmod(dst, 0o755); err != nil {
-			return err
-		}
-	}
-	if u.GetExtract() && !u.GetExecutable() {
-		switch {
-		case strings.HasSuffix(name, ".tar.gz") || strings.HasSuffix(name, ".tgz"):
-			return extractTar(dst, dir, true)
-		case strings.HasSuffix(name, ".tar"):
-			return extractTar(dst, dir, false)
-		case strings.HasSuffix(name, ".zip"):
-			return extractZip(dst, dir)
-		}
-	}
-	return nil
 }
 
 func isLoopback(host string) bool {

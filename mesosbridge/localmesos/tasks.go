@@ -608,6 +608,7 @@ func (m *Mesos) removeExecutor(e *executor) {
 		delete(m.executors, key)
 	}
 	e.exited = true
+	m.collectSandbox(e)
 }
 
 // destroyTask kills a task without telling its (removed) framework.
