@@ -150,6 +150,10 @@ func (e *Election) DeepCopyInto(out *Election) {
 		d := *e.Timeout
 		out.Timeout = &d
 	}
+	if e.LeaseDuration != nil {
+		d := *e.LeaseDuration
+		out.LeaseDuration = &d
+	}
 }
 
 // DeepCopyInto copies u into out; nothing is shared.

@@ -23,6 +23,8 @@ func full() *Cluster {
 	c.Spec.Task.URIs = []URI{{Value: "v", Executable: true, Extract: true, Cache: true}}
 	c.Spec.Task.Executor = &ExecutorSpec{Command: "x", URIs: []URI{{Value: "e", Executable: true, Extract: true, Cache: true}}}
 	c.Spec.Placement.Constraints = []Constraint{{Attribute: "rack", Operator: OpMaxPer, Value: "2"}}
+	c.Spec.Election.FollowCommand = "follow"
+	c.Spec.Election.DemoteCommand = "demote"
 	c.Status = ClusterStatus{
 		ObservedGeneration: 2, Replicas: 3, ReadyReplicas: 3, UpdatedReplicas: 3,
 		Master: &MasterStatus{TaskID: "t", Ordinal: 1, Hostname: "h", Port: 1, Epoch: 1},

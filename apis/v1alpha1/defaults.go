@@ -11,6 +11,7 @@ const (
 	DefaultReplicas        int32 = 1
 	DefaultRole                  = "*"
 	DefaultElectionTimeout       = 60 * time.Second
+	DefaultLeaseDuration         = 10 * time.Second
 	DefaultMaxUnavailable  int32 = 1
 	// DefaultMinReadySeconds is longer than a process that fails on start-up
 	// (bad flags, a port in use, a missing file) takes to die, so such a
@@ -62,6 +63,9 @@ func SetDefaults(c *Cluster) {
 	}
 	if s.Election.Timeout == nil {
 		s.Election.Timeout = &metav1.Duration{Duration: DefaultElectionTimeout}
+	}
+	if s.Election.LeaseDuration == nil && s.Election.Strategy == ElectionPosition {
+		s.Election.LeaseDuration = &metav1.Duration{Duration: DefaultLeaseDuration}
 	}
 	if s.Update.MaxUnavailable == nil {
 		m := DefaultMaxUnavailable

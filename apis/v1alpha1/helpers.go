@@ -27,6 +27,8 @@ type templateForHash struct {
 	Executor        *ExecutorSpec     `json:"executor,omitempty"`
 	PositionCommand string            `json:"positionCommand,omitempty"`
 	PromoteCommand  string            `json:"promoteCommand,omitempty"`
+	FollowCommand   string            `json:"followCommand,omitempty"`
+	DemoteCommand   string            `json:"demoteCommand,omitempty"`
 	// ConvergeExecutor: strategy position with no executor named, so the
 	// controller launches members under `converge executor` (DESIGN.md 4);
 	// switching into or out of it changes how members run.
@@ -53,6 +55,8 @@ func TemplateHash(spec *ClusterSpec) string {
 		Executor:         t.Executor,
 		PositionCommand:  spec.Election.PositionCommand,
 		PromoteCommand:   spec.Election.PromoteCommand,
+		FollowCommand:    spec.Election.FollowCommand,
+		DemoteCommand:    spec.Election.DemoteCommand,
 		ConvergeExecutor: spec.Election.Strategy == ElectionPosition && t.Executor == nil,
 	}
 	if len(t.Env) > 0 {

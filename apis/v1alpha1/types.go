@@ -145,8 +145,22 @@ type Election struct {
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 	// PositionCommand prints the member's replication position (position strategy).
 	PositionCommand string `json:"positionCommand,omitempty"`
-	// PromoteCommand is run on the winner when it is promoted.
+	// PromoteCommand is run on the winner when it is promoted, once it holds
+	// the master lease.
 	PromoteCommand string `json:"promoteCommand,omitempty"`
+	// FollowCommand is run on every other member at each new master, with
+	// CONVERGE_MASTER_HOST, CONVERGE_MASTER_PORT and CONVERGE_EPOCH set; re-run
+	// until it succeeds, once per epoch (Mysos's reparent: CHANGE MASTER TO).
+	FollowCommand string `json:"followCommand,omitempty"`
+	// DemoteCommand is run on a master that cannot renew its lease, before the
+	// lease expires; without one (or if it fails) the master's task is killed.
+	// Either way a master that lost the controller stops taking writes before
+	// another is promoted.
+	DemoteCommand string `json:"demoteCommand,omitempty"`
+	// LeaseDuration of the master lease (position strategy): a master renews
+	// it every fifth of it, and one that has not been heard from for this long
+	// (plus a second for clock drift) is replaced. Default 10s.
+	LeaseDuration *metav1.Duration `json:"leaseDuration,omitempty"`
 }
 
 // Update is the rolling update strategy and what counts as progress.

@@ -21,6 +21,8 @@ const (
 	MaxPorts            = 64
 	MinElectionTimeout  = time.Second
 	MaxElectionTimeout  = time.Hour
+	MinLeaseDuration    = 3 * time.Second
+	MaxLeaseDuration    = 5 * time.Minute
 	MaxMaxUnavailable   = MaxReplicas
 	MaxMinReadySeconds  = 3600
 	MaxProgressDeadline = 7 * 24 * time.Hour
@@ -328,8 +330,18 @@ func validateElection(e *Election, p *field.Path) field.ErrorList {
 			errs = append(errs, field.Forbidden(p.Child("positionCommand"), "only used by strategy position"))
 		}
 	}
-	if strategy == ElectionNone && e.PromoteCommand != "" {
-		errs = append(errs, field.Forbidden(p.Child("promoteCommand"), "strategy none elects no master to promote"))
+	if strategy != ElectionPosition {
+		// Hooks run in `converge executor`, which only position elections use.
+		hooks := []struct{ name, value string }{
+			{"promoteCommand", e.PromoteCommand}, {"followCommand", e.FollowCommand}, {"demoteCommand", e.DemoteCommand}}
+		for _, h := range hooks {
+			if h.value != "" && (strategy == ElectionNone || h.name != "promoteCommand") {
+				errs = append(errs, field.Forbidden(p.Child(h.name), "only used by strategy position"))
+			}
+		}
+	}
+	if d := e.LeaseDuration; d != nil && (d.Duration < MinLeaseDuration || d.Duration > MaxLeaseDuration) {
+		errs = append(errs, field.Invalid(p.Child("leaseDuration"), d.Duration.String(), "must be between 3s and 5m"))
 	}
 	if t := e.Timeout; t != nil && (t.Duration < MinElectionTimeout || t.Duration > MaxElectionTimeout) {
 		errs = append(errs, field.Invalid(p.Child("timeout"), t.Duration.String(),

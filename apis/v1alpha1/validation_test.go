@@ -211,6 +211,12 @@ func TestValidate(t *testing.T) {
 		{"timeout short", func(c *Cluster) { c.Spec.Election.Timeout = &metav1.Duration{Duration: 500 * time.Millisecond} }, []string{`spec.election.timeout: Invalid value: "500ms": must be between 1s and 1h`}},
 		{"timeout long", func(c *Cluster) { c.Spec.Election.Timeout = &metav1.Duration{Duration: 2 * time.Hour} }, []string{`spec.election.timeout: Invalid value: "2h0m0s"`}},
 		{"timeout bounds ok", func(c *Cluster) { c.Spec.Election.Timeout = &metav1.Duration{Duration: time.Hour} }, nil},
+		{"follow and demote hooks with position ok", func(c *Cluster) { c.Spec.Election.FollowCommand, c.Spec.Election.DemoteCommand = "f", "d" }, nil},
+		{"follow and demote hooks need position", func(c *Cluster) {
+			c.Spec.Election.Strategy, c.Spec.Election.PositionCommand = ElectionOrdinal, ""
+			c.Spec.Election.FollowCommand, c.Spec.Election.DemoteCommand = "f", "d"
+		}, []string{"spec.election.followCommand: Forbidden", "spec.election.demoteCommand: Forbidden"}},
+		{"lease short", func(c *Cluster) { c.Spec.Election.LeaseDuration = &metav1.Duration{Duration: time.Second} }, []string{`spec.election.leaseDuration: Invalid value: "1s": must be between 3s and 5m`}},
 		{"maxUnavailable 0", func(c *Cluster) { c.Spec.Update.MaxUnavailable = ptr(int32(0)) }, []string{"spec.update.maxUnavailable: Invalid value: 0: must be between 1 and 1000"}},
 		{"minReadySeconds 0 ok", func(c *Cluster) { c.Spec.Update.MinReadySeconds = ptr(int32(0)) }, nil},
 		{"minReadySeconds -1", func(c *Cluster) { c.Spec.Update.MinReadySeconds = ptr(int32(-1)) }, []string{"spec.update.minReadySeconds: Invalid value: -1: must be between 0 and 3600"}},
