@@ -106,6 +106,10 @@ func (t *TaskSpec) DeepCopyInto(out *TaskSpec) {
 		out.Executor = new(ExecutorSpec)
 		t.Executor.DeepCopyInto(out.Executor)
 	}
+	if t.KillGracePeriod != nil {
+		d := *t.KillGracePeriod
+		out.KillGracePeriod = &d
+	}
 }
 
 // DeepCopyInto copies r into out; nothing is shared.

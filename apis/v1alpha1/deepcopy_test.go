@@ -22,6 +22,8 @@ func full() *Cluster {
 	c.Spec.Role = "db"
 	c.Spec.Task.URIs = []URI{{Value: "v", Executable: true, Extract: true, Cache: true}}
 	c.Spec.Task.Executor = &ExecutorSpec{Command: "x", URIs: []URI{{Value: "e", Executable: true, Extract: true, Cache: true}}}
+	c.Spec.Task.User = "postgres"
+	c.Spec.Task.KillGracePeriod = &metav1.Duration{Duration: 30 * time.Second}
 	c.Spec.Placement.Constraints = []Constraint{{Attribute: "rack", Operator: OpMaxPer, Value: "2"}}
 	c.Spec.Election.FollowCommand = "follow"
 	c.Spec.Election.DemoteCommand = "demote"

@@ -33,6 +33,10 @@ type templateForHash struct {
 	// controller launches members under `converge executor` (DESIGN.md 4);
 	// switching into or out of it changes how members run.
 	ConvergeExecutor bool `json:"convergeExecutor,omitempty"`
+	// User and KillGracePeriod are in the TaskInfo (CommandInfo.user,
+	// kill_policy): omitted when unset so that older hashes stay.
+	User            string `json:"user,omitempty"`
+	KillGracePeriod string `json:"killGracePeriod,omitempty"`
 }
 
 // TemplateHash is a stable hash (sha256 of canonical JSON, first 16 hex
@@ -58,6 +62,10 @@ func TemplateHash(spec *ClusterSpec) string {
 		FollowCommand:    spec.Election.FollowCommand,
 		DemoteCommand:    spec.Election.DemoteCommand,
 		ConvergeExecutor: spec.Election.Strategy == ElectionPosition && t.Executor == nil,
+		User:             t.User,
+	}
+	if g := t.KillGracePeriod; g != nil {
+		h.KillGracePeriod = g.Duration.String()
 	}
 	if len(t.Env) > 0 {
 		h.Env = t.Env

@@ -77,6 +77,14 @@ type TaskSpec struct {
 	URIs      []URI             `json:"uris,omitempty"`
 	Resources Resources         `json:"resources"`
 	Executor  *ExecutorSpec     `json:"executor,omitempty"`
+	// User the task (and its executor and hooks) runs as on the agent: Mesos
+	// CommandInfo.user. Empty: the framework's user (the agent's, under
+	// localmesos). It must exist on the agents, as for Mesos.
+	User string `json:"user,omitempty"`
+	// KillGracePeriod between the SIGTERM and the SIGKILL that stop a member
+	// (Mesos KillPolicy.grace_period). Unset: the executor's default (3s for
+	// Mesos's command executor and converge executor).
+	KillGracePeriod *metav1.Duration `json:"killGracePeriod,omitempty"`
 }
 
 // URI is a file the agent fetches into the sandbox before the task starts.

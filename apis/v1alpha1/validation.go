@@ -29,6 +29,7 @@ const (
 	MaxRestartBackoff   = time.Hour
 	MaxBackoffFactor    = 10
 	MaxResetAfter       = 24 * time.Hour
+	MaxKillGracePeriod  = time.Hour
 	// ReservedEnvPrefix is the prefix of the variables converge itself sets
 	// (CONVERGE_NAMESPACE, CONVERGE_CLUSTER, CONVERGE_ORDINAL, CONVERGE_EPOCH).
 	ReservedEnvPrefix = "CONVERGE_"
@@ -192,6 +193,13 @@ func validateTask(t *TaskSpec, p *field.Path) field.ErrorList {
 	}
 	errs = append(errs, validateURIs(t.URIs, p.Child("uris"))...)
 	errs = append(errs, validateResources(&t.Resources, p.Child("resources"))...)
+	if t.User != "" && !validUserName(t.User) {
+		errs = append(errs, field.Invalid(p.Child("user"), t.User,
+			"must be a POSIX user name: at most 32 of A-Z a-z 0-9 . _ -, not starting with - and not all digits"))
+	}
+	if g := t.KillGracePeriod; g != nil && (g.Duration < 0 || g.Duration > MaxKillGracePeriod) {
+		errs = append(errs, field.Invalid(p.Child("killGracePeriod"), g.Duration.String(), fmt.Sprintf("must be between 0s and %s", MaxKillGracePeriod)))
+	}
 	if e := t.Executor; e != nil {
 		ep := p.Child("executor")
 		if strings.TrimSpace(e.Command) == "" {
@@ -200,6 +208,15 @@ func validateTask(t *TaskSpec, p *field.Path) field.ErrorList {
 		errs = append(errs, validateURIs(e.URIs, ep.Child("uris"))...)
 	}
 	return errs
+}
+
+// userNameRE is the POSIX portable user name (XBD 3.437: the portable
+// filename characters, no leading hyphen), at most 32 as useradd allows.
+var userNameRE = regexp.MustCompile(`^[A-Za-z0-9._][A-Za-z0-9._-]{0,31}$`)
+
+// validUserName: an all-digit name would be read as a uid by chown and su.
+func validUserName(s string) bool {
+	return userNameRE.MatchString(s) && strings.Trim(s, "0123456789") != ""
 }
 
 func validateURIs(uris []URI, p *field.Path) field.ErrorList {
