@@ -138,7 +138,7 @@ func (m *Mesos) startExecutor(e *executor) {
 			return
 		}
 		e.proc = p
-		if !e.agent.reachable {
+		if e.agent.frozen() {
 			p.signal(syscall.SIGSTOP)
 		}
 		m.log.V(1).Info("executor started", "framework", e.fw.id, "executor", e.id, "agent", e.agent.id, "pid", p.cmd.Process.Pid)

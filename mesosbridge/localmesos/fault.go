@@ -27,6 +27,8 @@ func (m *Mesos) serveFault(w http.ResponseWriter, r *http.Request) {
 		err = m.FailTask(q.Get("task"))
 	case "/fault/agent/lose":
 		err = m.LoseAgent(q.Get("agent"))
+	case "/fault/agent/partition":
+		err = m.PartitionAgent(q.Get("agent"))
 	case "/fault/agent/restore":
 		err = m.RestoreAgent(q.Get("agent"))
 	case "/fault/master/failover":
@@ -69,8 +71,8 @@ func (m *Mesos) FailTask(taskID string) error {
 		if t == nil || isTerminal(t.agentState) {
 			continue
 		}
-		if !t.agent.reachable {
-			return fmt.Errorf("task %s is on unreachable agent %s", taskID, t.agent.id)
+		if t.agent.frozen() {
+			return fmt.Errorf("task %s is on lost agent %s", taskID, t.agent.id)
 		}
 		if t.simTimer != nil {
 			t.simTimer.Stop()
@@ -120,18 +122,35 @@ func (m *Mesos) LoseAgent(key string) error {
 	}
 	a.reachable = false
 	m.rescindAgentOffers(a)
-	ut := &mesos.TimeInfo{Nanoseconds: time.Now().UnixNano()}
 	for t := range a.tasks {
 		if t.proc != nil {
 			t.proc.signal(syscall.SIGSTOP)
 		}
+	}
+	for _, e := range a.executors {
+		if e.proc != nil {
+			e.proc.signal(syscall.SIGSTOP)
+		}
+	}
+	m.markUnreachable(a, "Agent "+a.id+" is unreachable")
+	m.log.Info("fault: agent lost", "agent", a.id, "hostname", a.hostname)
+	return nil
+}
+
+// markUnreachable is the master's markUnreachable and __removeSlave
+// (src/master/master.cpp): the agent's live tasks become TASK_UNREACHABLE (TASK_LOST
+// without PARTITION_AWARE) with one unreachable_time, their resources are freed,
+// and every framework gets FAILURE{agent_id} (sendSlaveLost).
+func (m *Mesos) markUnreachable(a *agent, msg string) {
+	ut := &mesos.TimeInfo{Nanoseconds: time.Now().UnixNano()}
+	for t := range a.tasks {
 		if isTerminal(t.state) {
 			continue
 		}
 		t.state = mesos.TASK_UNREACHABLE
 		t.unreach = ut
 		m.freeTask(t)
-		msg := "Agent " + a.id + " is unreachable"
+		msg := msg
 		st := mesos.TaskStatus{
 			TaskID:          t.info.TaskID,
 			State:           mesos.TASK_UNREACHABLE.Enum(),
@@ -145,18 +164,11 @@ func (m *Mesos) LoseAgent(key string) error {
 		t.last = st
 		m.sendStatus(t.fw, st)
 	}
-	for _, e := range a.executors {
-		if e.proc != nil {
-			e.proc.signal(syscall.SIGSTOP)
-		}
-	}
 	for _, fw := range m.fwOrder {
 		if fw.connected && fw.stream != nil {
 			fw.stream.send(&scheduler.Event{Type: scheduler.Event_FAILURE, Failure: &scheduler.Event_Failure{AgentID: &mesos.AgentID{Value: a.id}}})
 		}
 	}
-	m.log.Info("fault: agent lost", "agent", a.id, "hostname", a.hostname)
-	return nil
 }
 
 // RestoreAgent lets a lost agent re-register. As in Mesos 1.x, tasks of
@@ -171,6 +183,10 @@ func (m *Mesos) RestoreAgent(key string) error {
 		return err
 	}
 	if a.reachable {
+		return nil
+	}
+	if a.partition != nil {
+		m.healPartition(a)
 		return nil
 	}
 	a.reachable = true
@@ -209,6 +225,144 @@ func (m *Mesos) RestoreAgent(key string) error {
 	}
 	m.log.Info("fault: agent restored", "agent", a.id, "hostname", a.hostname)
 	return nil
+}
+
+// partition is an agent's cut from the master (/fault/agent/partition).
+type partition struct {
+	timer *time.Timer // the master's health checks giving up on the agent
+	// unreachable: the master has marked the agent unreachable
+	unreachable bool
+	// kills: tasks whose KILL the master could not deliver; sent when the agent
+	// re-registers unless it was marked unreachable meanwhile (Master::kill keeps
+	// them in Slave::killedTasks for reconcileKnownSlave; __removeSlave deletes
+	// the Slave, and them with it)
+	kills map[*task]struct{}
+}
+
+// frozen: the agent's processes are stopped (/fault/agent/lose), so nothing
+// happens on it. A partitioned agent runs on.
+func (a *agent) frozen() bool { return !a.reachable && a.partition == nil }
+
+// markedUnreachable: the master counts the agent as unreachable (lost, or
+// partitioned for longer than AgentUnreachableAfter).
+func (a *agent) markedUnreachable() bool {
+	return !a.reachable && (a.partition == nil || a.partition.unreachable)
+}
+
+// PartitionAgent cuts an agent (by id or hostname) off from the master while its
+// processes run on, as a network partition does. The master deactivates it at
+// once, as on a broken connection (Master::exited -> disconnect -> deactivate in
+// master.cpp: offers rescinded, no new ones). Nothing crosses: MESSAGE calls to
+// its executors and its executors' messages are dropped (Slave::executorMessage
+// drops them while disconnected); status updates stay in the agent's status
+// update manager until RestoreAgent (it is paused, task_status_update_manager.cpp).
+// After AgentUnreachableAfter the master marks the agent unreachable, as when it
+// fails its health checks (SlaveObserver::timeout -> Master::markUnreachable).
+func (m *Mesos) PartitionAgent(key string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a, err := m.findAgent(key)
+	if err != nil {
+		return err
+	}
+	if a.partition != nil {
+		return nil
+	}
+	if !a.reachable {
+		return fmt.Errorf("agent %s is lost: restore it first", a.id)
+	}
+	p := &partition{kills: map[*task]struct{}{}}
+	a.reachable, a.partition = false, p
+	m.rescindAgentOffers(a)
+	p.timer = time.AfterFunc(m.opts.AgentUnreachableAfter, func() { m.partitionTimedOut(a, p) })
+	m.log.Info("fault: agent partitioned", "agent", a.id, "hostname", a.hostname, "unreachableAfter", m.opts.AgentUnreachableAfter)
+	return nil
+}
+
+func (m *Mesos) partitionTimedOut(a *agent, p *partition) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed || a.partition != p {
+		return // healed meanwhile
+	}
+	p.unreachable = true
+	p.kills = nil
+	m.markUnreachable(a, "health check timed out")
+	m.log.Info("fault: partitioned agent marked unreachable", "agent", a.id, "hostname", a.hostname)
+}
+
+// killLater records a KILL for a task of a partitioned agent (m.mu held).
+func (p *partition) killLater(t *task) {
+	if !p.unreachable {
+		p.kills[t] = struct{}{}
+	}
+}
+
+// healPartition lets a partitioned agent re-register (m.mu held). Its
+// processes ran on, so the agent reports each task's latest state. If the master
+// had marked the agent unreachable, it re-admits it as __reregisterSlave does
+// (master.cpp, Mesos >= 1.5, MESOS-6406/MESOS-8337): it tracks every task again
+// and sends its framework, partition-aware or not, an update with the agent's
+// state (SOURCE_MASTER, REASON_AGENT_REREGISTERED, no uuid); no task is killed.
+// Otherwise the agent was still registered (___reregisterSlave ->
+// reconcileKnownSlave): the KILLs the master could not deliver are sent now.
+// Either way the agent's status update manager resumes: each task's oldest
+// unacknowledged update is resent at once (TaskStatusUpdateManagerProcess::resume).
+func (m *Mesos) healPartition(a *agent) {
+	p := a.partition
+	p.timer.Stop()
+	a.reachable, a.partition = true, nil
+	for t := range a.tasks {
+		m.readmitTask(t, p.unreachable)
+	}
+	for t := range a.tasks {
+		if len(t.pending) > 0 {
+			t.resendIval = m.opts.ResendInterval
+			m.forward(t)
+		}
+	}
+	for t := range p.kills {
+		if !t.forgotten && !isTerminal(t.agentState) {
+			m.killTask(t, nil)
+		}
+	}
+	m.log.Info("fault: partition healed", "agent", a.id, "hostname", a.hostname, "wasUnreachable", p.unreachable)
+}
+
+// readmitTask takes a re-registering agent's view of a task as the master's.
+func (m *Mesos) readmitTask(t *task, wasUnreachable bool) {
+	t.state = t.agentState
+	t.unreach = nil
+	if n := len(t.pending); n > 0 {
+		t.last = t.pending[n-1]
+	}
+	if isTerminal(t.state) {
+		m.freeTask(t)
+	} else if t.freed {
+		t.freed = false
+		t.agent.used.add(t.res)
+	}
+	if !wasUnreachable {
+		return
+	}
+	msg := "Unreachable agent re-reregistered" // sic, master.cpp
+	st := mesos.TaskStatus{
+		TaskID:    t.info.TaskID,
+		State:     t.state.Enum(),
+		Source:    mesos.SOURCE_MASTER.Enum(),
+		Reason:    mesos.REASON_AGENT_REREGISTERED.Enum(),
+		Message:   &msg,
+		AgentID:   &mesos.AgentID{Value: t.agent.id},
+		Timestamp: ptrFloat(now()),
+		Healthy:   t.last.Healthy,
+	}
+	if t.exec != nil && t.exec.hasExecutorID() {
+		st.ExecutorID = &mesos.ExecutorID{Value: t.exec.id}
+	}
+	if len(t.pending) == 0 {
+		t.last = st
+	}
+	m.sendStatus(t.fw, st)
 }
 
 // FailoverMaster drops every scheduler stream, as a dying master does; with several

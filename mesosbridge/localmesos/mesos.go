@@ -80,6 +80,9 @@ type agent struct {
 	offered   res // outstanding offers
 	attrs     []mesos.Attribute
 	reachable bool
+	// partition is set while /fault/agent/partition cuts the agent off from
+	// the master (reachable is false then too, but processes run on)
+	partition *partition
 	tasks     map[*task]struct{}
 	executors map[string]*executor // fwID/execID
 	ln        net.Listener         // the agent's executor API (real tasks only)

@@ -54,6 +54,11 @@ type Options struct {
 	// ResendInterval is the first resend delay of an unacknowledged status update
 	// (default 10s; doubles up to 10 minutes).
 	ResendInterval time.Duration
+	// AgentUnreachableAfter: how long after /fault/agent/partition the master
+	// marks the agent unreachable (default 5s). A real master does so when the
+	// agent fails its health checks: --agent_ping_timeout (15s) times
+	// --max_agent_ping_timeouts (5), 75s by default.
+	AgentUnreachableAfter time.Duration
 	// ExecutorHeartbeatInterval: when > 0, executor streams get HEARTBEAT events at
 	// this interval. Off by default: mesos-go's example executor treats unknown events
 	// as fatal.
@@ -82,6 +87,9 @@ const (
 	defaultAgentResources = "cpus:4;mem:8192;disk:65536;ports:[31000-31999]"
 	maxResendInterval     = 10 * time.Minute
 	maxFrameBytes         = 4 << 20
+	// defaultAgentUnreachableAfter is short so that a partition shows in
+	// `converge dev` and tests within seconds (Mesos: 75s).
+	defaultAgentUnreachableAfter = 5 * time.Second
 	// defaultGCDelay keeps a dead task's sandbox (its stdout and stderr)
 	// long enough to read, short enough that trying things for an
 	// afternoon does not fill the disk.
@@ -109,6 +117,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.ResendInterval <= 0 {
 		o.ResendInterval = 10 * time.Second
+	}
+	if o.AgentUnreachableAfter <= 0 {
+		o.AgentUnreachableAfter = defaultAgentUnreachableAfter
 	}
 	if o.GCDelay == 0 {
 		o.GCDelay = defaultGCDelay

@@ -33,7 +33,9 @@ type process struct {
 	signaled    bool
 }
 
-func startProcess(dir string, argv []string, env []string) (*process, error) {
+// ra, if not nil, is the user it runs as (its stdout and stderr files are
+// the user's too, as the Mesos fetcher chowns them).
+func startProcess(dir string, argv []string, env []string, ra *runAs) (*process, error) {
 	stdout, err := os.OpenFile(filepath.Join(dir, "stdout"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
@@ -43,13 +45,22 @@ func startProcess(dir string, argv []string, env []string) (*process, error) {
 		stdout.Close()
 		return nil, err
 	}
+	if ra != nil {
+		for _, f := range []*os.File{stdout, stderr} {
+			if err := f.Chown(ra.uid, ra.gid); err != nil {
+				stdout.Close()
+				stderr.Close()
+				return nil, fmt.Errorf("chown %s to %q: %w", f.Name(), ra.name, err)
+			}
+		}
+	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = dir
 	cmd.Env = env
 	cmd.Stdout = stdout
 	cmd.Stderr = stderr
 	// Own process group (signals reach the whole tree); killed if we die.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: ra.credential()}
 	if err := cmd.Start(); err != nil {
 		stdout.Close()
 		stderr.Close()
@@ -180,6 +191,10 @@ func commandArgv(c *mesos.CommandInfo) ([]string, error) {
 // tasks/<task id> in the executor's, as the default executor's nested containers
 // have it, and a task without a command fails to launch.
 func (m *Mesos) startCommandTask(t *task) {
+	ra, ok := m.runAsOrDrop(t, t.info.Command.GetUser())
+	if !ok {
+		return
+	}
 	m.agentStatus(t, mesos.TASK_STARTING, nil, "", mesos.SOURCE_EXECUTOR)
 	dir := m.sandboxDir(t.agent, t.fw.id, t.exec.id)
 	t.exec.dir = dir
@@ -196,6 +211,10 @@ func (m *Mesos) startCommandTask(t *task) {
 		err := os.MkdirAll(dir, 0o755)
 		if err == nil {
 			err = m.fetcher.fetchAll(uris, dir, user)
+		}
+		var chownErr error
+		if err == nil {
+			chownErr = ra.chownSandbox(dir)
 		}
 		m.mu.Lock()
 		defer m.mu.Unlock()
@@ -214,20 +233,24 @@ func (m *Mesos) startCommandTask(t *task) {
 			fail("Failed to fetch URIs: " + err.Error())
 			return
 		}
+		if chownErr != nil {
+			fail("Failed to prepare the sandbox: " + chownErr.Error())
+			return
+		}
 		argv, err := commandArgv(t.info.Command)
 		if err != nil {
 			fail(err.Error())
 			return
 		}
 		env := envList(os.Environ(), m.taskEnv(t, dir), t.info.Command)
-		p, err := startProcess(dir, argv, env)
+		p, err := startProcess(dir, argv, env, ra)
 		if err != nil {
 			fail("Failed to launch command: " + err.Error())
 			return
 		}
 		t.proc = p
 		t.exec.taskProcs = append(t.exec.taskProcs, p)
-		if !t.agent.reachable {
+		if t.agent.frozen() {
 			p.signal(syscall.SIGSTOP)
 		}
 		m.agentStatus(t, mesos.TASK_RUNNING, nil, "", mesos.SOURCE_EXECUTOR)

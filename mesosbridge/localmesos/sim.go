@@ -23,7 +23,7 @@ func (m *Mesos) armSimRun(t *task) {
 		if m.closed || t.forgotten || t.killing || t.agentState != mesos.TASK_STARTING {
 			return
 		}
-		if !t.agent.reachable {
+		if t.agent.frozen() {
 			return // frozen with its agent; restoreAgent re-arms it
 		}
 		if m.opts.Sim.FailureRate > 0 && m.rng.Float64() < m.opts.Sim.FailureRate {

@@ -155,7 +155,7 @@ func (m *Mesos) stateLocked(self *master) State {
 	for _, a := range m.agents {
 		if a.reachable {
 			st.ActivatedSlaves++
-		} else {
+		} else if a.markedUnreachable() {
 			st.UnreachableSlaves++
 		}
 		attrs := map[string]any{}

@@ -462,7 +462,7 @@ type taskGroup struct {
 func (m *Mesos) killTaskGroup(t *task) {
 	t.group.killing = true
 	for _, o := range t.group.tasks {
-		if o != t && !o.forgotten && !o.killing && !isTerminal(o.agentState) && o.agent.reachable {
+		if o != t && !o.forgotten && !o.killing && !isTerminal(o.agentState) && !o.agent.frozen() {
 			m.killTask(o, nil)
 		}
 	}
@@ -642,6 +642,10 @@ func (m *Mesos) kill(fw *framework, k *scheduler.Call_Kill) {
 		m.reconcile(fw, []scheduler.Call_Reconcile_Task{{TaskID: k.TaskID, AgentID: k.AgentID}})
 		return
 	}
+	if p := t.agent.partition; p != nil && !isTerminal(t.agentState) {
+		p.killLater(t)
+		return
+	}
 	if !t.agent.reachable || isTerminal(t.agentState) {
 		return
 	}
@@ -733,7 +737,7 @@ func (m *Mesos) reconcile(fw *framework, tasks []scheduler.Call_Reconcile_Task) 
 		if rt.AgentID != nil && rt.AgentID.Value != "" {
 			st.AgentID = &mesos.AgentID{Value: rt.AgentID.Value}
 			if a := m.agentsByID[rt.AgentID.Value]; a != nil {
-				if a.reachable {
+				if !a.markedUnreachable() {
 					st.State = mesos.TASK_GONE.Enum()
 				} else {
 					st.State = mesos.TASK_UNREACHABLE.Enum()
@@ -771,6 +775,11 @@ func (m *Mesos) agentExecutor(agentID, fwID, execID string) *executor {
 // executorToScheduler sends an executor's framework message to its scheduler.
 func (m *Mesos) executorToScheduler(e *executor, data []byte) {
 	fw := e.fw
+	if !e.agent.reachable {
+		// Slave::executorMessage drops it while disconnected: best effort
+		m.log.V(1).Info("dropping executor message: agent is disconnected", "agent", e.agent.id, "executor", e.id)
+		return
+	}
 	if !fw.connected || fw.stream == nil {
 		return
 	}
