@@ -1,4 +1,4 @@
-// Package bench is converge's scale benchmark (DESIGN.md section 5): in one
+// Package bench is converge's scale benchmark (docs/design.md section 5): in one
 // process it starts a real embedded etcd, a local Mesos in simulate mode and the
 // controller, applies N clusters of R replicas with position elections, waits
 // until every one is Ready with its master elected, then measures the converged

@@ -63,7 +63,7 @@ func TestBenchSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, f := range []string{
-		// DESIGN.md section 5.
+		// docs/design.md section 5.
 		"clusters", "tasks", "converge_seconds", "tasks_per_second", "etcd_writes_per_task",
 		"ack_latency_p99_ms", "controller_cpu_seconds", "peak_rss_mb", "etcd_ceiling_writes_per_second",
 		// Issue 8.

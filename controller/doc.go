@@ -1,5 +1,5 @@
 // Package controller is converge's level-triggered reconcile loop: it makes every
-// Cluster in the store true on Mesos (DESIGN.md sections 2 to 4).
+// Cluster in the store true on Mesos (docs/design.md sections 2 to 4).
 //
 // # Shape
 //

@@ -30,7 +30,7 @@ type templateForHash struct {
 	FollowCommand   string            `json:"followCommand,omitempty"`
 	DemoteCommand   string            `json:"demoteCommand,omitempty"`
 	// ConvergeExecutor: strategy position with no executor named, so the
-	// controller launches members under `converge executor` (DESIGN.md 4);
+	// controller launches members under `converge executor` (docs/design.md section 4);
 	// switching into or out of it changes how members run.
 	ConvergeExecutor bool `json:"convergeExecutor,omitempty"`
 	// User and KillGracePeriod are in the TaskInfo (CommandInfo.user,

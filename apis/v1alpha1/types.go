@@ -1,4 +1,4 @@
-// Package v1alpha1 holds the Cluster object users write (DESIGN.md section 2):
+// Package v1alpha1 holds the Cluster object users write (docs/design.md section 2):
 // its types, defaulting, validation with field paths, and strict decoding.
 // It is pure: no I/O.
 package v1alpha1
