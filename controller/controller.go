@@ -142,6 +142,8 @@ type Controller struct {
 	events     map[string][]store.Event                // key -> history
 	answers    map[string][]election.Message           // key -> position answers (current epochs)
 	promoted   map[string]*election.Message            // key -> latest promoted message
+	leases     map[string]*LeaseState                  // key -> master lease and follow answers
+	leaseFloor time.Time                               // first subscription (see Input.LeaseFloor)
 	unplaced   map[string]*Unplaced                    // key -> why needs found no offer
 	needy      map[string]bool                         // keys with members to launch
 	needySince map[string]time.Time                    // key -> when it came to need offers
@@ -209,6 +211,7 @@ func New(cfg Config) (*Controller, error) {
 		events:     map[string][]store.Event{},
 		answers:    map[string][]election.Message{},
 		promoted:   map[string]*election.Message{},
+		leases:     map[string]*LeaseState{},
 		unplaced:   map[string]*Unplaced{},
 		needy:      map[string]bool{},
 		needySince: map[string]time.Time{},
@@ -446,6 +449,9 @@ func (c *Controller) handleMesos(ctx context.Context, b mesosbridge.Bridge, ev m
 		c.log.Info("subscribed to Mesos", "frameworkID", ev.FrameworkID)
 		c.mu.Lock()
 		c.subscribed, c.reconciled = true, false
+		if c.leaseFloor.IsZero() {
+			c.leaseFloor = c.now()
+		}
 		c.wantOffers = nil
 		c.mu.Unlock()
 		c.syncOfferInterest(ctx)
@@ -540,6 +546,7 @@ func (c *Controller) forgetCluster(ctx context.Context, key string) {
 	delete(c.events, key)
 	delete(c.answers, key)
 	delete(c.promoted, key)
+	delete(c.leases, key)
 	delete(c.unplaced, key)
 	delete(c.needy, key)
 	delete(c.needySince, key)
@@ -648,6 +655,7 @@ func (c *Controller) inputLocked(key string) *Input {
 		StallAfter:         c.cfg.StallAfter,
 		Answers:            c.answers[key],
 		Promoted:           c.promoted[key],
+		LeaseFloor:         c.leaseFloor,
 		Unplaced:           c.unplaced[key],
 	}
 	for _, r := range c.ledger[key] {
@@ -656,6 +664,9 @@ func (c *Controller) inputLocked(key string) *Input {
 	if e := c.elections[key]; e != nil {
 		ec := *e
 		in.Election = &ec
+	}
+	if l := c.leases[key]; l != nil {
+		in.Lease = *l // its Followed map is replaced, never changed in place
 	}
 	return in
 }
@@ -905,9 +916,13 @@ func sameJSON(a, b any) bool {
 // sendElectionMessages sends position queries and promote, at most once per
 // resend interval per cluster unless the election just moved.
 func (c *Controller) sendElectionMessages(ctx context.Context, key string, out Output) {
-	msgs := append([]Message(nil), out.Queries...)
+	msgs := append(append([]Message(nil), out.Queries...), out.Follows...)
 	if out.Promote != nil {
 		msgs = append(msgs, *out.Promote)
+	}
+	if g := out.LeaseGrant; g != nil {
+		c.recordGrant(key, g)
+		msgs = append(msgs, g.Message)
 	}
 	if len(msgs) == 0 {
 		return
@@ -924,7 +939,7 @@ func (c *Controller) sendElectionMessages(ctx context.Context, key string, out O
 	for _, m := range msgs {
 		// A message not sent yet (a member that joined the election, a new
 		// epoch) goes at once; the rest are re-sent once per interval.
-		id := fmt.Sprintf("%s/%d/%s", m.Msg.Type, m.Msg.Epoch, m.Msg.TaskID)
+		id := fmt.Sprintf("%s/%d/%s/%d", m.Msg.Type, m.Msg.Epoch, m.Msg.TaskID, m.Msg.Seq)
 		if resend || !sent[id] {
 			send = append(send, m)
 			sent[id] = true
@@ -936,7 +951,7 @@ func (c *Controller) sendElectionMessages(ctx context.Context, key string, out O
 		for id := range sent {
 			keep := false
 			for _, m := range msgs {
-				if id == fmt.Sprintf("%s/%d/%s", m.Msg.Type, m.Msg.Epoch, m.Msg.TaskID) {
+				if id == fmt.Sprintf("%s/%d/%s/%d", m.Msg.Type, m.Msg.Epoch, m.Msg.TaskID, m.Msg.Seq) {
 					keep = true
 				}
 			}

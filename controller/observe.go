@@ -280,6 +280,8 @@ func (c *Controller) handleMessage(m *mesosbridge.Message) {
 	case election.TypePromoted:
 		mm := msg
 		c.promoted[key] = &mm
+	case election.TypeLeaseRequest, election.TypeFollowed:
+		c.leaseMessageLocked(key, msg)
 	default:
 		c.mu.Unlock()
 		return

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 
@@ -26,7 +27,22 @@ const (
 	EnvPositionCommand  = "CONVERGE_POSITION_COMMAND"
 	EnvPromoteCommand   = "CONVERGE_PROMOTE_COMMAND"
 	EnvElectionStrategy = "CONVERGE_ELECTION_STRATEGY"
+	EnvFollowCommand    = "CONVERGE_FOLLOW_COMMAND"
+	EnvDemoteCommand    = "CONVERGE_DEMOTE_COMMAND"
+	// The published master when the member is launched (empty while none is),
+	// so a member starts as a replica of the current master.
+	EnvMasterHost = "CONVERGE_MASTER_HOST"
+	EnvMasterPort = "CONVERGE_MASTER_PORT"
+	EnvEpoch      = "CONVERGE_EPOCH"
+	// EnvTaskUser is spec.task.user for a custom executor: one that runs as
+	// another user (an agent with --switch_user=false) switches to it itself.
+	EnvTaskUser = "CONVERGE_TASK_USER"
 )
+
+// executorGraceMargin is added to a task's kill grace period for its
+// executor's shutdown grace period, so that the agent does not kill the
+// executor before it has stopped its task and sent the update.
+const executorGraceMargin = 2 * time.Second
 
 // Task labels.
 const (
@@ -296,6 +312,7 @@ func (c *Controller) buildTask(cl *v1alpha1.Cluster, n Need, a Assignment, id st
 	if len(portStrs) > 0 {
 		ours = append(ours, envVar("PORTS", strings.Join(portStrs, ",")))
 	}
+	ours = append(ours, c.masterEnv(n.Key)...)
 	taken := map[string]bool{}
 	for _, v := range ours {
 		taken[v.Name] = true
@@ -337,8 +354,13 @@ func (c *Controller) buildTask(cl *v1alpha1.Cluster, n Need, a Assignment, id st
 			envVar(EnvTaskCommand, spec.Task.Command),
 			envVar(EnvPositionCommand, spec.Election.PositionCommand),
 			envVar(EnvPromoteCommand, spec.Election.PromoteCommand),
+			envVar(EnvFollowCommand, spec.Election.FollowCommand),
+			envVar(EnvDemoteCommand, spec.Election.DemoteCommand),
 			envVar(EnvElectionStrategy, spec.Election.Strategy),
 		)
+		if spec.Task.User != "" {
+			xenv = append(xenv, envVar(EnvTaskUser, spec.Task.User))
+		}
 		value := cmd
 		ex := &mesos.ExecutorInfo{
 			Type:       mesos.ExecutorInfo_CUSTOM,
@@ -355,6 +377,9 @@ func (c *Controller) buildTask(cl *v1alpha1.Cluster, n Need, a Assignment, id st
 				ex.FrameworkID = &mesos.FrameworkID{Value: fid}
 			}
 		}
+		if g := spec.Task.KillGracePeriod; g != nil {
+			ex.ShutdownGracePeriod = &mesos.DurationInfo{Nanoseconds: (g.Duration + executorGraceMargin).Nanoseconds()}
+		}
 		ti.Executor = ex
 		rec.ExecutorID = id
 	} else {
@@ -365,7 +390,37 @@ func (c *Controller) buildTask(cl *v1alpha1.Cluster, n Need, a Assignment, id st
 			Environment: &mesos.Environment{Variables: env},
 		}
 	}
+	setUserAndKillPolicy(&ti, &spec.Task)
 	return ti, rec
 }
 
+// setUserAndKillPolicy puts task.user on the command the agent runs (the
+// task's, or its executor's: the agent runs the executor, and so its tasks
+// and hooks, as that user) and task.killGracePeriod in the kill policy,
+// which executors read on every kill.
+func setUserAndKillPolicy(ti *mesos.TaskInfo, t *v1alpha1.TaskSpec) {
+	if t.User != "" {
+		u := t.User
+		if ti.Executor != nil {
+			ti.Executor.Command.User = &u
+		} else {
+			ti.Command.User = &u
+		}
+	}
+	if g := t.KillGracePeriod; g != nil {
+		ti.KillPolicy = &mesos.KillPolicy{GracePeriod: &mesos.DurationInfo{Nanoseconds: g.Duration.Nanoseconds()}}
+	}
+}
+
 func strPtr(s string) *string { return &s }
+
+// masterEnv is the published master of a cluster, as a member's environment.
+func (c *Controller) masterEnv(key string) []mesos.Environment_Variable {
+	host, port, epoch := "", "", ""
+	c.mu.Lock()
+	if ep := c.endpoints[key]; ep != nil && ep.Master != nil {
+		host, port, epoch = ep.Master.Hostname, strconv.Itoa(int(ep.Master.Port)), strconv.FormatInt(ep.Epoch, 10)
+	}
+	c.mu.Unlock()
+	return []mesos.Environment_Variable{envVar(EnvMasterHost, host), envVar(EnvMasterPort, port), envVar(EnvEpoch, epoch)}
+}

@@ -86,6 +86,11 @@ type Input struct {
 	// Promoted is the latest "promoted" message from the cluster's members; it
 	// counts only for the current epoch and master.
 	Promoted *election.Message
+	// Lease is the master lease and follow answers as the controller knows
+	// them; LeaseFloor is when this controller first subscribed: a lease granted
+	// before (by another) may last until it plus the lease duration.
+	Lease      LeaseState
+	LeaseFloor time.Time
 	// Reconciled: the explicit reconciliation after the last (re)subscribe is done,
 	// so the ledger reflects Mesos and missing members may be launched.
 	Reconciled bool
@@ -127,6 +132,11 @@ type Output struct {
 	Queries []Message
 	// Promote is the promote message to (re)send to the master, after persisting.
 	Promote *Message
+	// LeaseGrant answers the master's lease request; the shell records it
+	// before sending it.
+	LeaseGrant *LeaseGrant
+	// Follows tell members the promoted master, until they confirm.
+	Follows []Message
 	// Endpoints is the record to publish (nil while deleting or invalid).
 	Endpoints *store.Endpoints
 	// Status is the cluster's new status.
@@ -596,7 +606,8 @@ func (p *planner) electionTimeout() time.Duration {
 func (p *planner) candidates() []*member {
 	var out []*member
 	for _, m := range p.live {
-		if isRunning(m.rec) && (p.strategy() != v1alpha1.ElectionPosition || m.rec.ExecutorID != "") {
+		// live again: a member killed in this plan (a fenced master) is none.
+		if m.live && isRunning(m.rec) && (p.strategy() != v1alpha1.ElectionPosition || m.rec.ExecutorID != "") {
 			out = append(out, m)
 		}
 	}
@@ -620,13 +631,14 @@ func (p *planner) planElection() {
 		}
 	}
 	position := p.strategy() == v1alpha1.ElectionPosition
+	if masterAlive && position && !p.planLease(cur, p.byID[cur.MasterTaskID]) {
+		masterAlive = false
+	}
 
 	if masterAlive {
 		if cur.Phase == store.PhasePromoted {
 			p.masterOK = true
-			if m := p.byID[cur.MasterTaskID]; !position { // BREAK: tell ordinal masters too
-				p.out.Promote = &Message{AgentID: m.rec.AgentID, ExecutorID: m.rec.ID, Msg: election.Message{Type: election.TypePromote, Epoch: cur.Epoch, TaskID: cur.MasterTaskID}}
-			}
+			p.planFollow(cur, p.byID[cur.MasterTaskID])
 			return
 		}
 		// Elected, not yet confirmed promoted.
@@ -654,10 +666,10 @@ func (p *planner) planElection() {
 		p.masterReason, p.masterMsg = ReasonWaitingReconcile, "no master: waiting for Mesos reconciliation before electing"
 		return
 	}
-	if old := p.byID[cur.MasterTaskID]; old != nil && old.rec.KillRequested && old.occupying && !old.expired {
-		// Never two masters: the next is elected once the old one's kill is
-		// confirmed (it may still take writes until then).
-		p.masterReason, p.masterMsg = ReasonWaitingForOldMaster, fmt.Sprintf("no master: waiting for the kill of the old master, task %s (ordinal %d), to be confirmed before electing", old.rec.ID, old.rec.Ordinal)
+	// Never two masters: the next is elected once the old one surely takes
+	// no writes (see lease.go).
+	if ok, why := p.oldMasterFenced(cur); !ok {
+		p.masterReason, p.masterMsg = ReasonWaitingForOldMaster, why
 		return
 	}
 	cands := p.candidates()

@@ -68,7 +68,27 @@ func in(c *v1alpha1.Cluster, tasks []store.TaskRecord, mods ...func(*Input)) Inp
 	for _, m := range mods {
 		m(&i)
 	}
+	withLease(&i)
 	return i
+}
+
+// withLease gives the recorded master, unless a test says otherwise, the
+// lease a healthy master holds: renewed just now, or, while its agent is
+// unreachable, last renewed when it became unreachable.
+func withLease(i *Input) {
+	e := i.Election
+	if e == nil || e.MasterTaskID == "" || i.Lease.TaskID != "" {
+		return
+	}
+	i.Lease = LeaseState{Epoch: e.Epoch, TaskID: e.MasterTaskID, GrantedAt: i.Now}
+	for _, r := range i.Tasks {
+		if r.ID == e.MasterTaskID && r.State == stateUnreachable {
+			i.Lease.GrantedAt = r.UpdatedAt
+			if r.UnreachableAt != nil {
+				i.Lease.GrantedAt = *r.UnreachableAt
+			}
+		}
+	}
 }
 
 func needOrdinals(o Output) []int32 {
@@ -956,5 +976,116 @@ func TestPlanPromoteFailed(t *testing.T) {
 	next := Plan(in(c, fencing, func(i *Input) { i.Election = el }))
 	if next.Election == nil || next.Election.Epoch != 4 || next.Election.Phase != store.PhaseElecting || len(next.Queries) != 2 {
 		t.Fatalf("re-election = %+v, %d queries", next.Election, len(next.Queries))
+	}
+}
+
+// The master lease: renewals are granted while the lease holds; a master not
+// heard from for the lease duration (plus the drift margin) is replaced at
+// once, without waiting for Mesos to call its agent unreachable; after a
+// controller start, any master is assumed to hold a lease until the
+// subscription plus the duration.
+func TestPlanMasterLease(t *testing.T) {
+	c := testCluster(3, strategy(v1alpha1.ElectionPosition))
+	tasks := running(c, 0, 1, 2)
+	for i := range tasks {
+		tasks[i].ExecutorID = tasks[i].ID
+	}
+	promoted := elected(c, tasks[0], 5, store.PhasePromoted)
+	lease := func(granted time.Duration, req *election.Message, reqAt time.Duration) func(*Input) {
+		return func(i *Input) {
+			i.Election = promoted
+			i.Lease = LeaseState{Epoch: 5, TaskID: tasks[0].ID, GrantedAt: t0.Add(granted), Request: req, RequestAt: t0.Add(reqAt)}
+		}
+	}
+	req := &election.Message{Type: election.TypeLeaseRequest, Epoch: 5, TaskID: tasks[0].ID, Seq: 9}
+
+	renew := Plan(in(c, tasks, lease(-2*time.Second, req, -time.Second)))
+	g := renew.LeaseGrant
+	if g == nil || g.Msg.Type != election.TypeLeaseGrant || g.Msg.Seq != 9 || g.Msg.LeaseMillis != 10000 || !g.RequestAt.Equal(t0.Add(-time.Second)) {
+		t.Fatalf("renewal not granted: %+v", g)
+	}
+	if renew.Election != nil || len(renew.Kills) != 0 || renew.Status.Master == nil {
+		t.Fatalf("a renewing master was replaced: %+v", renew.Election)
+	}
+
+	// Last granted 12s ago (10s lease + 1s margin passed): replaced now.
+	lapsed := Plan(in(c, tasks, lease(-12*time.Second, nil, 0)))
+	if lapsed.LeaseGrant != nil || !sameSet(killed(lapsed, true), []int32{0}) || !hasEvent(lapsed, "MasterLeaseExpired") {
+		t.Fatalf("lapsed lease: grant %+v, kills %v", lapsed.LeaseGrant, killed(lapsed, true))
+	}
+	if e := lapsed.Election; e == nil || e.Epoch != 6 || e.Phase != store.PhaseElecting || len(lapsed.Queries) != 2 {
+		t.Fatalf("no re-election after the lease lapsed: %+v, queries %+v", e, lapsed.Queries)
+	}
+	if lapsed.Endpoints.Master != nil || lapsed.Status.Master != nil {
+		t.Fatalf("a master whose lease lapsed is still published")
+	}
+	// A request that arrived after the lease ran out is never granted.
+	late := Plan(in(c, tasks, lease(-12*time.Second, req, -500*time.Millisecond)))
+	if late.LeaseGrant != nil {
+		t.Fatalf("granted a lease that had run out: %+v", late.LeaseGrant)
+	}
+
+	// The master's agent is partitioned and its task written off: no election
+	// before its lease surely ended, then at once.
+	gone := append([]store.TaskRecord(nil), tasks...)
+	gone[0] = rec(c, 0, stateUnreachable, func(r *store.TaskRecord) {
+		u := t0.Add(-2 * time.Minute)
+		r.UnreachableAt, r.KillRequested, r.ExecutorID = &u, true, r.ID
+	})
+	wait := Plan(in(c, gone, lease(-3*time.Second, nil, 0)))
+	if wait.Election != nil || len(wait.Queries) != 0 || wait.RequeueAfter <= 0 || wait.RequeueAfter > 8*time.Second {
+		t.Fatalf("elected while the old master's lease may hold: %+v, requeue %s", wait.Election, wait.RequeueAfter)
+	}
+	after := Plan(in(c, gone, lease(-11*time.Second, nil, 0)))
+	if after.Election == nil || after.Election.Epoch != 6 {
+		t.Fatalf("no election after the old lease ended: %+v", after.Election)
+	}
+
+	// A controller that just subscribed knows no lease: it waits a duration.
+	fresh := Plan(in(c, gone, func(i *Input) {
+		i.Election = promoted
+		i.Lease = LeaseState{Epoch: 5, TaskID: "someone-else"}
+		i.LeaseFloor = t0.Add(-2 * time.Second)
+	}))
+	if fresh.Election != nil {
+		t.Fatalf("a new controller elected before any old lease surely ended: %+v", fresh.Election)
+	}
+}
+
+// Other members follow the promoted master until each confirms for its epoch.
+func TestPlanFollow(t *testing.T) {
+	c := testCluster(3, strategy(v1alpha1.ElectionPosition))
+	tasks := running(c, 0, 1, 2)
+	for i := range tasks {
+		tasks[i].ExecutorID = tasks[i].ID
+	}
+	promoted := elected(c, tasks[1], 4, store.PhasePromoted)
+	out := Plan(in(c, tasks, func(i *Input) {
+		i.Election = promoted
+		i.Lease = LeaseState{Epoch: 4, TaskID: tasks[1].ID, GrantedAt: t0, Followed: map[string]election.Message{
+			tasks[0].ID: {Type: election.TypeFollowed, Epoch: 4, TaskID: tasks[0].ID},
+			tasks[2].ID: {Type: election.TypeFollowed, Epoch: 4, TaskID: tasks[2].ID, Error: "pg_basebackup failed"},
+		}}
+	}))
+	if len(out.Follows) != 1 {
+		t.Fatalf("follows = %+v, want one, to ordinal 2 (its follow failed)", out.Follows)
+	}
+	f := out.Follows[0].Msg
+	if f.Type != election.TypeFollow || f.TaskID != tasks[2].ID || f.Epoch != 4 || f.MasterHost != tasks[1].Hostname || f.MasterPort != tasks[1].Ports[0] {
+		t.Fatalf("follow = %+v", f)
+	}
+	// An answer of an older epoch does not count for a new master.
+	stale := Plan(in(c, tasks, func(i *Input) {
+		i.Election = elected(c, tasks[1], 5, store.PhasePromoted)
+		i.Lease = LeaseState{Epoch: 5, TaskID: tasks[1].ID, GrantedAt: t0, Followed: map[string]election.Message{
+			tasks[0].ID: {Type: election.TypeFollowed, Epoch: 4, TaskID: tasks[0].ID}}}
+	}))
+	if len(stale.Follows) != 2 {
+		t.Fatalf("follows = %d, want 2 (an epoch-4 answer for epoch 5)", len(stale.Follows))
+	}
+	// Elected, not promoted: nobody is told to follow yet.
+	el := Plan(in(c, tasks, func(i *Input) { i.Election = elected(c, tasks[1], 4, store.PhaseElected) }))
+	if len(el.Follows) != 0 {
+		t.Fatalf("follow before the promotion: %+v", el.Follows)
 	}
 }

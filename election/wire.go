@@ -15,6 +15,17 @@ const (
 	TypePromote = "promote"
 	// TypePromoted: executor -> controller, promoteCommand ran (Error set if it failed).
 	TypePromoted = "promoted"
+	// TypeLeaseRequest: the executor of the master of Epoch -> controller,
+	// "renew my lease" (Seq numbers the requests of one executor).
+	TypeLeaseRequest = "lease-request"
+	// TypeLeaseGrant: controller -> that executor: the request Seq is granted
+	// for LeaseMillis, counted by the member from when it sent the request.
+	TypeLeaseGrant = "lease-grant"
+	// TypeFollow: controller -> executor of every other member: the master of
+	// Epoch is MasterHost:MasterPort; run followCommand.
+	TypeFollow = "follow"
+	// TypeFollowed: executor -> controller, followCommand ran (Error set if it failed).
+	TypeFollowed = "followed"
 )
 
 // Message is the body of every election framework message.
@@ -24,6 +35,11 @@ type Message struct {
 	TaskID   string `json:"taskId"`
 	Position string `json:"position,omitempty"`
 	Error    string `json:"error,omitempty"`
+
+	Seq         int64  `json:"seq,omitempty"`
+	LeaseMillis int64  `json:"leaseMillis,omitempty"`
+	MasterHost  string `json:"masterHost,omitempty"`
+	MasterPort  int32  `json:"masterPort,omitempty"`
 }
 
 // Encode returns the message as JSON.

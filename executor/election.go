@@ -40,7 +40,15 @@ func (e *executorState) message(data []byte) {
 		e.wg.Add(1)
 		go func() {
 			defer e.wg.Done()
-			e.promote(m)
+			e.onPromote(m)
+		}()
+	case election.TypeLeaseGrant:
+		e.onGrant(m)
+	case election.TypeFollow:
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			e.follow(m)
 		}()
 	default:
 		e.log.V(1).Info("ignoring election message of unknown type", "type", m.Type)
@@ -119,8 +127,9 @@ func (e *executorState) answerPosition(m election.Message) {
 	e.reply(reply)
 }
 
-// promote runs the promote command at most once per epoch and confirms every
-// promote message of that epoch with the result of that one run.
+// promote runs the promote command at most once per epoch (once the member
+// holds the master lease: onPromote) and confirms every promote message of
+// that epoch with the result of that one run.
 func (e *executorState) promote(m election.Message) {
 	e.mu.Lock()
 	t, taskID := e.taskForMessageLocked(m)
@@ -162,6 +171,12 @@ func (e *executorState) promote(m election.Message) {
 	}
 	if p.err != "" {
 		e.log.Error(errors.New(p.err), "promote command failed", "epoch", m.Epoch, "taskId", taskID)
+		// Not master: the lease is not renewed (the controller replaces it).
+		e.mu.Lock()
+		if l := e.lease; l != nil && l.epoch == m.Epoch {
+			l.fenced = true
+		}
+		e.mu.Unlock()
 	}
 	e.reply(election.Message{Type: election.TypePromoted, Epoch: m.Epoch, TaskID: taskID, Error: p.err})
 }

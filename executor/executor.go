@@ -126,6 +126,9 @@ type executorState struct {
 	unacked           []pendingUpdate
 	promotions        map[int64]*promotion
 	positionsInFlight map[int64]bool
+	lease             *masterLease   // as master (lease.go)
+	followed          map[int64]bool // epochs whose followCommand succeeded
+	following         bool           // a followCommand runs
 	shuttingDown      bool
 	connected         bool // SUBSCRIBED and the stream is up
 	finishTimerSet    bool
