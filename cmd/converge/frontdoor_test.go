@@ -141,3 +141,40 @@ func TestDevStopsWithWatcherConnected(t *testing.T) {
 	}
 	d.stopOK()
 }
+
+// TestEndpointsWatchSaysEtcdIsGone: endpoints -w, too, tells on stderr when
+// etcd is gone and when it is back, and streams the record published
+// meanwhile.
+func TestEndpointsWatchSaysEtcdIsGone(t *testing.T) {
+	e := newEnv(t)
+	expect(t, e.run("", "apply", "-f", e.file("ep.yaml", manifest("published", 1, ""))), 0, "created")
+	publish := func(epoch int64) {
+		t.Helper()
+		b := e.st.NewBatch()
+		b.PutEndpoints(store.Endpoints{Namespace: "default", Cluster: "published", Epoch: epoch})
+		if _, err := e.st.Commit(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out, errOut := &syncBuffer{}, &syncBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"--etcd-endpoints", e.endpoint, "--prefix", e.prefix, "endpoints", "cluster/published", "-w"},
+			streams{in: strings.NewReader(""), out: out, errOut: errOut})
+	}()
+	waitFor(t, func() bool { return strings.Contains(out.String(), "epoch 1") })
+
+	e.srv.Stop()
+	waitFor(t, func() bool { return strings.Contains(errOut.String(), "warning: lost etcd at "+e.endpoint+": ") })
+	e.srv.Restart(t)
+	waitFor(t, func() bool { return strings.Contains(errOut.String(), "etcd at "+e.endpoint+" is back; watching again\n") })
+	publish(2)
+	waitFor(t, func() bool { return strings.Contains(out.String(), "epoch 2") })
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("endpoints -w exited %d: %s", code, errOut)
+	}
+}
