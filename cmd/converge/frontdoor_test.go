@@ -170,7 +170,9 @@ func TestEndpointsWatchSaysEtcdIsGone(t *testing.T) {
 	e.srv.Stop()
 	waitFor(t, func() bool { return strings.Contains(errOut.String(), "warning: lost etcd at "+e.endpoint+": ") })
 	e.srv.Restart(t)
-	waitFor(t, func() bool { return strings.Contains(errOut.String(), "etcd at "+e.endpoint+" is back; watching again\n") })
+	waitFor(t, func() bool {
+		return strings.Contains(errOut.String(), "etcd at "+e.endpoint+" is back; watching again\n")
+	})
 	publish(2)
 	waitFor(t, func() bool { return strings.Contains(out.String(), "epoch 2") })
 	cancel()
