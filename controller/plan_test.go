@@ -903,7 +903,9 @@ func TestPlanProgressDeadline(t *testing.T) {
 		stalled  bool
 		progress time.Duration // lastProgressTime written, before t0
 	}{
-		{"crash-looping for 10m without progress is stalled", in(c, crashLoop, prev(metav1.ConditionFalse, 10*time.Minute, 10*time.Minute, 1)), true, 10 * time.Minute},
+		// Status times are truncated to the second: the deadline allows one more.
+		{"crash-looping for 10m1s without progress is stalled", in(c, crashLoop, prev(metav1.ConditionFalse, 10*time.Minute+time.Second, 10*time.Minute+time.Second, 1)), true, 10*time.Minute + time.Second},
+		{"10m is not yet (the times lost their fraction of a second)", in(c, crashLoop, prev(metav1.ConditionFalse, 10*time.Minute, 10*time.Minute, 1)), false, 10 * time.Minute},
 		{"9m is not yet", in(c, crashLoop, prev(metav1.ConditionFalse, 9*time.Minute, 20*time.Minute, 1)), false, 20 * time.Minute},
 		{"Ready until now: the clock starts now", in(c, crashLoop, prev(metav1.ConditionTrue, time.Hour, time.Hour, 2)), false, time.Hour},
 		{"a member became ready: progress", in(c, crashLoop, prev(metav1.ConditionFalse, time.Hour, time.Hour, 0)), false, 0},

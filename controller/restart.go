@@ -265,7 +265,9 @@ func (p *planner) deadlineExceeded(st *v1alpha1.ClusterStatus) bool {
 	case prevReady.LastTransitionTime.After(since):
 		since = prevReady.LastTransitionTime.Time
 	}
-	left := since.Add(p.progressDeadline()).Sub(p.in.Now)
+	// Status times are whole seconds, truncated: a second more, so the
+	// deadline is never early.
+	left := since.Add(p.progressDeadline() + time.Second).Sub(p.in.Now)
 	if left > 0 {
 		p.requeueIn(left)
 		return false
