@@ -72,9 +72,18 @@
 //     StatefulSet's: while an agent stays unreachable its members are not
 //     replaced; an operator who knows the machine is dead marks the agent gone
 //     (Mesos's MARK_AGENT_GONE: TASK_GONE_BY_OPERATOR), which frees them.
-//   - readyReplicas counts live RUNNING members. Under an executor, RUNNING is
-//     the executor's own report (its proof of life); an agent that stops
-//     answering turns its tasks UNREACHABLE.
+//   - readyReplicas counts live members RUNNING for spec.update.minReadySeconds
+//     (TaskRecord.RunningAt: the first RUNNING, not later updates). Under an
+//     executor, RUNNING is the executor's own report (its proof of life); an
+//     agent that stops answering turns its tasks UNREACHABLE. Elections and
+//     endpoints take members as soon as they run.
+//   - A member that fails by itself is relaunched after spec.restart's
+//     back-off (restart.go). The count of failures in a row is in each launched
+//     task's record (TaskRecord.Restarts), so it survives controller restarts;
+//     the record a back-off is computed from is kept past the ledger's
+//     retention until the relaunch. Meanwhile Ready says CrashLoopBackOff.
+//   - No progress (status.lastProgressTime) for spec.update.progressDeadline:
+//     Stalled/ProgressDeadlineExceeded and Reconciling False (kstatus Failed).
 //   - A spec.role that is not one of the framework's roles (Config.Roles) can
 //     get no offer: the cluster is Stalled/NoOfferFits saying so.
 //
