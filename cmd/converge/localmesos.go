@@ -35,12 +35,21 @@ func (f *localMesosFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.agentAttributes, "agent-attributes", "", `agent attributes template, e.g. "rack:r{i%3};zone:z1" ({i} is the agent index)`)
 	fl.BoolVar(&f.simulate, "simulate", false, "run no processes: tasks are simulated state machines (for scale)")
 	fl.DurationVar(&f.gcDelay, "gc-delay", 15*time.Minute, "remove a terminated executor's sandbox this long after it ended, sooner when the disk fills (Mesos --gc_delay; negative: never)")
-	fl.Float64Var(&f.gcDiskHeadroom, "gc-disk-headroom", 0.1, "sandboxes older than gc-delay * (1 - this - disk usage) are removed at each disk check (Mesos --gc_disk_headroom)")
+	fl.Float64Var(&f.gcDiskHeadroom, "gc-disk-headroom", 0.1, "sandboxes older than gc-delay * (1 - this - disk usage) are removed at each disk check, 0 to 1 (Mesos --gc_disk_headroom)")
 	fl.DurationVar(&f.diskWatchInterval, "disk-watch-interval", time.Minute, "how often the disk usage is checked (Mesos --disk_watch_interval)")
-	fl.Int64Var(&f.fetcherCacheMB, "fetcher-cache-mb", 2048, "size of the fetcher cache for URIs with cache: true, in MiB (Mesos --fetcher_cache_size; negative: no cache)")
+	fl.Int64Var(&f.fetcherCacheMB, "fetcher-cache-mb", 2048, "size of the fetcher cache for URIs with cache: true, in MiB (Mesos --fetcher_cache_size; 0: no cache)")
 }
 
 func (f *localMesosFlags) options(listen, workDir string, masters int, log logr.Logger) localmesos.Options {
+	// Zero means "none" on the command line, as for the Mesos agent, but
+	// "default" in localmesos.Options.
+	headroom, cacheMB := f.gcDiskHeadroom, f.fetcherCacheMB
+	if headroom == 0 {
+		headroom = -1
+	}
+	if cacheMB == 0 {
+		cacheMB = -1
+	}
 	return localmesos.Options{
 		Listen:          listen,
 		Masters:         masters,
@@ -52,9 +61,9 @@ func (f *localMesosFlags) options(listen, workDir string, masters int, log logr.
 		Log:             log,
 
 		GCDelay:           f.gcDelay,
-		GCDiskHeadroom:    f.gcDiskHeadroom,
+		GCDiskHeadroom:    headroom,
 		DiskWatchInterval: f.diskWatchInterval,
-		FetcherCacheSize:  f.fetcherCacheMB << 20,
+		FetcherCacheSize:  cacheMB << 20,
 	}
 }
 

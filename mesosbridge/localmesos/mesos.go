@@ -239,7 +239,7 @@ func New(o Options) (*Mesos, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent resources: %w", err)
 	}
-	if o.GCDiskHeadroom < 0 || o.GCDiskHeadroom > 1 {
+	if o.GCDiskHeadroom > 1 {
 		// As the agent checks --gc_disk_headroom (slave.cpp).
 		return nil, fmt.Errorf("gc disk headroom %v: must be between 0.0 and 1.0", o.GCDiskHeadroom)
 	}

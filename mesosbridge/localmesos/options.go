@@ -33,9 +33,9 @@ type Options struct {
 	// it terminated, sooner when the disk fills (Mesos's --gc_delay; default
 	// 15m here, a week in Mesos; negative: never).
 	GCDelay time.Duration
-	// GCDiskHeadroom (Mesos's --gc_disk_headroom, default 0.1): every
-	// DiskWatchInterval, sandboxes older than GCDelay * max(0, 1 -
-	// GCDiskHeadroom - disk usage) are removed at once.
+	// GCDiskHeadroom (Mesos's --gc_disk_headroom, default 0.1; negative
+	// means 0): every DiskWatchInterval, sandboxes older than GCDelay *
+	// max(0, 1 - GCDiskHeadroom - disk usage) are removed at once.
 	GCDiskHeadroom float64
 	// DiskWatchInterval between disk usage checks (Mesos's
 	// --disk_watch_interval, default 1m).
@@ -124,8 +124,11 @@ func (o *Options) setDefaults() {
 	if o.GCDelay == 0 {
 		o.GCDelay = defaultGCDelay
 	}
-	if o.GCDiskHeadroom == 0 {
+	switch {
+	case o.GCDiskHeadroom == 0:
 		o.GCDiskHeadroom = 0.1
+	case o.GCDiskHeadroom < 0:
+		o.GCDiskHeadroom = 0
 	}
 	if o.DiskWatchInterval <= 0 {
 		o.DiskWatchInterval = time.Minute
