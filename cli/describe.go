@@ -82,9 +82,22 @@ func Describe(w io.Writer, d Description, now time.Time) error {
 	if s.Election.PromoteCommand != "" {
 		p(2, "Promote Command", s.Election.PromoteCommand)
 	}
-	if s.Update.MaxUnavailable != nil {
+	if u := s.Update; u.MaxUnavailable != nil || u.MinReadySeconds != nil || u.ProgressDeadline != nil {
 		section(1, "Update")
-		p(2, "Max Unavailable", *s.Update.MaxUnavailable)
+		if u.MaxUnavailable != nil {
+			p(2, "Max Unavailable", *u.MaxUnavailable)
+		}
+		if u.MinReadySeconds != nil {
+			p(2, "Min Ready Seconds", *u.MinReadySeconds)
+		}
+		if u.ProgressDeadline != nil {
+			p(2, "Progress Deadline", u.ProgressDeadline.Duration)
+		}
+	}
+	if r := s.Restart; r.Backoff != nil && r.BackoffFactor != nil && r.MaxBackoff != nil && r.ResetAfter != nil {
+		section(1, "Restart")
+		p(2, "Back-off", fmt.Sprintf("%s, x%g per failure in a row, at most %s; reset after %s running",
+			r.Backoff.Duration, *r.BackoffFactor, r.MaxBackoff.Duration, r.ResetAfter.Duration))
 	}
 
 	st := c.Status
@@ -92,6 +105,9 @@ func Describe(w io.Writer, d Description, now time.Time) error {
 	p(1, "Observed Generation", st.ObservedGeneration)
 	p(1, "Replicas", fmt.Sprintf("%d desired, %d current, %d ready, %d updated", Desired(c), st.Replicas, st.ReadyReplicas, st.UpdatedReplicas))
 	p(1, "Ready", ReadyColumn(c))
+	if t := st.LastProgressTime; t != nil {
+		p(1, "Last Progress", t.UTC().Format(time.RFC3339))
+	}
 	if m := st.Master; m != nil {
 		p(1, "Master", fmt.Sprintf("%s (ordinal %d, task %s)", MasterAddress(m), m.Ordinal, orNone(m.TaskID)))
 		p(1, "Epoch", m.Epoch)

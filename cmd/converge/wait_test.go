@@ -59,3 +59,17 @@ func TestWaitStopsWhenStalled(t *testing.T) {
 		t.Fatal("apply --wait did not stop on Stalled")
 	}
 }
+
+// describe shows the defaulted update and restart fields and the last progress.
+func TestDescribeShowsRestartAndProgress(t *testing.T) {
+	e := newEnv(t)
+	expect(t, e.run("", "apply", "-f", e.file("d.yaml", manifest("described", 1, ""))), 0, "created")
+	c := e.get("described")
+	at := metav1.NewTime(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	c.Status.LastProgressTime = &at
+	if _, err := e.st.UpdateStatus(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, e.run("", "describe", "cluster", "described"), 0, "Min Ready Seconds:", "10", "Progress Deadline:", "10m0s",
+		"Back-off:", "1s, x2 per failure in a row, at most 5m0s; reset after 10m0s running", "Last Progress:", "2026-01-02T03:04:05Z")
+}
