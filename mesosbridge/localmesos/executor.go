@@ -113,10 +113,19 @@ func (m *Mesos) startExecutor(e *executor) {
 		env["MESOS_SUBSCRIPTION_BACKOFF_MAX"] = "2secs"
 	}
 	user := commandUser(e.fw, e.info.Command)
+	// launch checked that the user exists; it may have gone since.
+	ra, raErr := lookupRunAs(e.info.Command.GetUser())
 	go func() {
 		err := os.MkdirAll(dir, 0o755)
 		if err == nil {
 			err = m.fetcher.fetchAll(uris, dir, user)
+		}
+		var prepErr error
+		if err == nil {
+			prepErr = raErr
+			if prepErr == nil {
+				prepErr = ra.chownSandbox(dir)
+			}
 		}
 		m.mu.Lock()
 		defer m.mu.Unlock()
@@ -127,12 +136,16 @@ func (m *Mesos) startExecutor(e *executor) {
 			m.executorExited(e, -1, "Failed to fetch executor URIs: "+err.Error())
 			return
 		}
+		if prepErr != nil {
+			m.executorExited(e, -1, "Failed to prepare the executor sandbox: "+prepErr.Error())
+			return
+		}
 		argv, err := commandArgv(e.info.Command)
 		if err != nil {
 			m.executorExited(e, -1, "Failed to launch executor: "+err.Error())
 			return
 		}
-		p, err := startProcess(dir, argv, envList(os.Environ(), env, e.info.Command))
+		p, err := startProcess(dir, argv, envList(os.Environ(), env, e.info.Command), ra)
 		if err != nil {
 			m.executorExited(e, -1, "Failed to launch executor: "+err.Error())
 			return

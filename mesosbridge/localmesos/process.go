@@ -19,6 +19,8 @@ import (
 	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
+
+	"github.com/converge-io/converge/internal/proctree"
 )
 
 // process is a task's or executor's process, in its own process group so that
@@ -31,6 +33,9 @@ type process struct {
 	terminating bool
 	exitCode    int
 	signaled    bool
+	// tree: the leader's descendants seen when it was signalled, those
+	// that left its group too; they are killed with it.
+	tree []proctree.Proc
 }
 
 // ra, if not nil, is the user it runs as (its stdout and stderr files are
@@ -84,9 +89,12 @@ func startProcess(dir string, argv []string, env []string, ra *runAs) (*process,
 		} else if err != nil {
 			p.exitCode = -1
 		}
+		tree := p.tree
 		p.mu.Unlock()
-		// Whatever the leader did, leave nothing of its group behind.
+		// Whatever the leader did, leave nothing of its group (or of the
+		// tree it had when signalled) behind.
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		proctree.Signal(tree, syscall.SIGKILL)
 		close(p.done)
 	}()
 	return p, nil
@@ -99,7 +107,29 @@ func (p *process) signal(sig syscall.Signal) {
 	_ = syscall.Kill(-p.cmd.Process.Pid, sig)
 }
 
-// terminate sends SIGTERM to the group and SIGKILL after grace. It does not block.
+// signalTree sends sig to the group and to every descendant of the leader,
+// also those that left its group (setsid, setpgid): a stopped task leaves
+// no process behind.
+func (p *process) signalTree(sig syscall.Signal) {
+	if p == nil || p.cmd.Process == nil {
+		return
+	}
+	var found []proctree.Proc
+	select {
+	case <-p.done: // reaped: its pid may be another's now
+	default:
+		found = proctree.Descendants(p.cmd.Process.Pid)
+	}
+	p.mu.Lock()
+	p.tree = append(p.tree, found...)
+	tree := append([]proctree.Proc(nil), p.tree...)
+	p.mu.Unlock()
+	p.signal(sig)
+	proctree.Signal(tree, sig)
+}
+
+// terminate sends SIGTERM to the task's processes and SIGKILL after grace.
+// It does not block.
 func (p *process) terminate(grace time.Duration) {
 	p.mu.Lock()
 	if p.terminating {
@@ -109,12 +139,12 @@ func (p *process) terminate(grace time.Duration) {
 	p.terminating = true
 	p.mu.Unlock()
 	p.signal(syscall.SIGCONT)
-	p.signal(syscall.SIGTERM)
+	p.signalTree(syscall.SIGTERM)
 	go func() {
 		select {
 		case <-p.done:
 		case <-time.After(grace):
-			p.signal(syscall.SIGKILL)
+			p.signalTree(syscall.SIGKILL)
 		}
 	}()
 }
@@ -123,7 +153,7 @@ func (p *process) killNow() {
 	p.mu.Lock()
 	p.terminating = true
 	p.mu.Unlock()
-	p.signal(syscall.SIGKILL)
+	p.signalTree(syscall.SIGKILL)
 	p.signal(syscall.SIGCONT)
 }
 

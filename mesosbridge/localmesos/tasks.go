@@ -340,6 +340,13 @@ func (m *Mesos) launch(fw *framework, a *agent, ti mesos.TaskInfo, inGroup bool,
 	case execCommand, execDefault:
 		m.startCommandTask(t)
 	case execCustom:
+		if e.proc == nil && e.dir == "" {
+			// A new executor: its user must exist (Framework::addExecutor).
+			if _, ok := m.runAsOrDrop(t, e.info.Command.GetUser()); !ok {
+				m.removeExecutor(e)
+				break
+			}
+		}
 		if inGroup {
 			m.ensureExecutor(e)
 		} else {
@@ -678,7 +685,7 @@ func (m *Mesos) killTask(t *task, kp *mesos.KillPolicy) {
 			m.agentStatus(t, mesos.TASK_KILLED, nil, "Task killed before it started", mesos.SOURCE_EXECUTOR)
 			return
 		}
-		t.proc.terminate(gracePeriod(kp, 3*time.Second))
+		t.proc.terminate(gracePeriod(kp, defaultCommandGrace))
 	case execCustom:
 		m.executorKill(t.exec, t, kp)
 	}
