@@ -326,13 +326,15 @@ func TestPartitionHoldsUpdatesAndDropsMessages(t *testing.T) {
 	s.mustCall(calls.Message(agent.Value, "jobex", []byte("to-executor-during")))
 	s.mustCall(calls.Kill("job", agent.Value))
 	s.mustCall(reconcileOne("ghost", agent))
-	if st := s.update("ghost", 2*time.Second); st.GetState() != mesos.TASK_GONE {
+	var log []*scheduler.Event
+	if st := s.watch(&log, 2*time.Second, "reconciliation", isReconciliation("ghost")).Update.Status; st.GetState() != mesos.TASK_GONE {
 		t.Fatalf("unknown task of a registered, disconnected agent: %v", st.GetState())
 	}
-	if ev := s.wait(500*time.Millisecond, func(e *scheduler.Event) bool {
-		return e.Type == scheduler.Event_MESSAGE || e.Type == scheduler.Event_UPDATE && e.Update.Status.TaskID.Value == "job"
-	}); ev != nil {
-		t.Fatalf("crossed the partition to the scheduler: %v", ev)
+	s.wait(500*time.Millisecond, func(e *scheduler.Event) bool { log = append(log, e); return false })
+	for _, e := range log {
+		if e.Type == scheduler.Event_MESSAGE || e.Type == scheduler.Event_UPDATE && e.Update.Status.TaskID.Value == "job" {
+			t.Fatalf("crossed the partition to the scheduler: %v", e)
+		}
 	}
 	if ev := x.wait(100*time.Millisecond, func(e *execpb.Event) bool {
 		return e.Type == execpb.Event_MESSAGE || e.Type == execpb.Event_KILL
@@ -340,7 +342,7 @@ func TestPartitionHoldsUpdatesAndDropsMessages(t *testing.T) {
 		t.Fatalf("crossed the partition to the executor: %v", ev)
 	}
 
-	var log []*scheduler.Event
+	log = nil
 	postFault(t, m, "/fault/agent/restore?agent="+agent.Value)
 	ev := s.watch(&log, 2*time.Second, "the held update", func(e *scheduler.Event) bool {
 		return e.Type == scheduler.Event_UPDATE && bytes.Equal(e.Update.Status.UUID, during.UUID)
