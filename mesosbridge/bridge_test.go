@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net"
 	"net/http/httptest"
 	"os"
@@ -111,7 +112,11 @@ func TestAcknowledgeOnlyWhenConsumerAcknowledges(t *testing.T) {
 	ev, i := r.waitEvent(i, 10*time.Second, "offers", isType(EventOffers))
 	ti := mesos.TaskInfo{Name: "a", TaskID: mesos.TaskID{Value: "ack-1"}, AgentID: ev.Offers[0].AgentID,
 		Resources: []mesos.Resource{scalar("cpus", 0.1), scalar("mem", 32)}, Command: &mesos.CommandInfo{Value: proto("true")}}
-	if err := r.c.Launch(context.Background(), []mesos.OfferID{ev.Offers[0].ID}, []mesos.TaskInfo{ti}, 1); err != nil {
+	// ack-ctl, launched with it and never acknowledged, keeps the agent's
+	// resend schedule in view: the same as ack-1's, had it not been acknowledged.
+	ctl := ti
+	ctl.Name, ctl.TaskID = "ctl", mesos.TaskID{Value: "ack-ctl"}
+	if err := r.c.Launch(context.Background(), []mesos.OfferID{ev.Offers[0].ID}, []mesos.TaskInfo{ti, ctl}, 1); err != nil {
 		t.Fatal(err)
 	}
 	first, j := r.waitEvent(i, 10*time.Second, "STARTING", isUpdate("ack-1", mesos.TASK_STARTING))
@@ -148,10 +153,12 @@ func TestAcknowledgeOnlyWhenConsumerAcknowledges(t *testing.T) {
 	if got := r.metric("converge_mesos_calls_total", map[string]string{"type": "ACKNOWLEDGE"}); got != acks {
 		t.Fatal("an update without uuid was acknowledged")
 	}
-	// Once acknowledged, STARTING is not resent any more.
+	// Once acknowledged, STARTING is not resent any more: ack-ctl's STARTING,
+	// resent on the schedule ack-1's would follow, comes twice more meanwhile.
 	n := r.count()
-	time.Sleep(600 * time.Millisecond)
-	for _, e := range r.snapshot()[n:] {
+	_, c1 := r.waitEvent(n, 10*time.Second, "ack-ctl's STARTING resent", isUpdate("ack-ctl", mesos.TASK_STARTING))
+	_, c2 := r.waitEvent(c1+1, 10*time.Second, "ack-ctl's STARTING resent again", isUpdate("ack-ctl", mesos.TASK_STARTING))
+	for _, e := range r.snapshot()[n:c2] {
 		if isUpdate("ack-1", mesos.TASK_STARTING)(e) {
 			t.Fatal("STARTING resent after it was acknowledged")
 		}
@@ -247,10 +254,11 @@ func TestDeclineSuppressRevive(t *testing.T) {
 	if r.metric("converge_mesos_offers_declined_total", nil) != 1 {
 		t.Fatal("offers_declined_total")
 	}
-	// Suppressed (and filtered for an hour): no offer for a while.
+	// Suppressed (and filtered for an hour): no offer while the master's
+	// stream moves on (heartbeats every 200ms; offer rounds every 50ms).
 	n := r.count()
-	time.Sleep(400 * time.Millisecond)
-	for _, e := range r.snapshot()[n:] {
+	h := r.heartbeats(3)
+	for _, e := range r.snapshot()[n:h] {
 		if e.Type == EventOffers {
 			t.Fatal("offer while suppressed")
 		}
@@ -268,7 +276,9 @@ func TestDeclineSuppressRevive(t *testing.T) {
 	eventually(t, 3*time.Second, "the coalesced REVIVE", func() bool {
 		return r.metric("converge_mesos_calls_total", map[string]string{"type": "REVIVE"}) == 2
 	})
-	time.Sleep(500 * time.Millisecond)
+	// Nothing more is pending: no third REVIVE over more than an interval
+	// (1s) of the master's heartbeats.
+	r.heartbeats(6)
 	if got := r.metric("converge_mesos_calls_total", map[string]string{"type": "REVIVE"}); got != 2 {
 		t.Fatalf("REVIVE calls: %v, want 2 (rate limit)", got)
 	}
@@ -394,9 +404,10 @@ func TestKillRetriedUntilTerminal(t *testing.T) {
 	eventually(t, 2*time.Second, "kill tracking cleared", func() bool {
 		return r.metric("converge_mesos_kills_outstanding", nil) == 0
 	})
-	time.Sleep(100 * time.Millisecond) // a re-issue already in flight may land
+	r.heartbeats(1) // a re-issue already in flight may land
 	kills := r.metric("converge_mesos_calls_total", map[string]string{"type": "KILL"})
-	time.Sleep(700 * time.Millisecond)
+	// The retry interval is at most KillMaxRetry (1s): longer than 6 heartbeats.
+	r.heartbeats(6)
 	if got := r.metric("converge_mesos_calls_total", map[string]string{"type": "KILL"}); got != kills {
 		t.Fatalf("KILL still re-issued after the terminal update (%v -> %v)", kills, got)
 	}
@@ -413,7 +424,14 @@ func TestFrameworkRemoved(t *testing.T) {
 	r := startClient(t, cfg)
 	sub, _ := r.waitEvent(0, 10*time.Second, "SUBSCRIBED", isType(EventSubscribed))
 	r.stop()
-	time.Sleep(800 * time.Millisecond) // the failover timeout passes
+	eventually(t, 10*time.Second, "the master removing the framework (failover timeout)", func() bool {
+		for _, fw := range m.State().Frameworks {
+			if fw.ID == sub.FrameworkID {
+				return false
+			}
+		}
+		return true
+	})
 
 	logs := &logSink{}
 	cfg.Log = logs.logger()
@@ -700,12 +718,12 @@ func TestDeadMasterSkipped(t *testing.T) {
 	}
 	dead := "http://" + ln.Addr().String()
 	ln.Close()
-	r := startClient(t, testConfig([]string{dead, m.URL()}, &memStore{}))
-	start := time.Now()
-	r.waitEvent(0, 10*time.Second, "SUBSCRIBED", isType(EventSubscribed))
-	if d := time.Since(start); d > 2*time.Second {
-		t.Fatalf("took %v to get past a dead master", d)
-	}
+	// A reconnect back-off of an hour: waiting for the dead master, or backing
+	// off before the next one, would never subscribe in time.
+	cfg := testConfig([]string{dead, m.URL()}, &memStore{})
+	cfg.ReconnectBackoff, cfg.ReconnectMaxBackoff = time.Hour, time.Hour
+	r := startClient(t, cfg)
+	r.waitEvent(0, 10*time.Second, "SUBSCRIBED past the dead master", isType(EventSubscribed))
 	if got := r.c.Leader(); !strings.HasPrefix(got, m.URL()) {
 		t.Fatalf("leader %s, want %s", got, m.URL())
 	}
@@ -740,25 +758,66 @@ func TestUnacknowledgedUpdateSurvivesRestart(t *testing.T) {
 	r2.waitEvent(0, 10*time.Second, "RUNNING", isUpdate("unacked-1", mesos.TASK_RUNNING))
 }
 
-// Calls from many goroutines at once (the controller acknowledges, launches and
-// kills concurrently) all reach the master.
+// Calls of every kind the controller makes, from many goroutines at once
+// (it launches, declines, kills, acknowledges, messages and reconciles
+// concurrently), each take effect at the master: launched tasks run (their
+// updates acknowledged as they come), killed tasks end KILLED, declined
+// offers are gone, messages and reconciliations are answered.
 func TestConcurrentCalls(t *testing.T) {
 	t.Parallel()
-	m := startMesos(t, localmesos.Options{})
+	// Heartbeats every second: a loaded machine must not make the bridge drop
+	// the stream (a call in flight then fails, as it should) mid-test.
+	m := startMesos(t, localmesos.Options{Agents: 6, HeartbeatInterval: time.Second})
 	r := startClient(t, testConfig([]string{m.URL()}, &memStore{}))
-	r.waitEvent(0, 10*time.Second, "SUBSCRIBED", isType(EventSubscribed))
-	const workers, each = 16, 25
-	errs := make(chan error, workers*each)
+	_, i := r.waitEvent(0, 10*time.Second, "SUBSCRIBED", isType(EventSubscribed))
+	ctx := context.Background()
+	ackErrs := r.ackAll(i)
+	offers := r.offersOfAgents(i, 6)
+
+	// Four tasks under their own (simulated converge) executors, to kill,
+	// message and reconcile.
+	var setup []mesos.TaskInfo
+	for k := 0; k < 4; k++ {
+		setup = append(setup, executorTask(fmt.Sprintf("t-%d", k), offers[0].AgentID))
+	}
+	if err := r.c.Launch(ctx, []mesos.OfferID{offers[0].ID}, setup, 1); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "t-0..t-3 RUNNING", func() bool {
+		return tasksIn(m, "TASK_RUNNING", "t-0", "t-1", "t-2", "t-3")
+	})
+
+	start := make(chan struct{})
 	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
+	errs := make(chan error, 200)
+	do := func(f func() error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for k := 0; k < each; k++ {
-				errs <- r.c.Reconcile(context.Background(), []ReconcileTask{{TaskID: "c"}})
-			}
+			<-start
+			errs <- f()
 		}()
 	}
+	agent := offers[0].AgentID.Value
+	for _, id := range []string{"t-0", "t-1"} {
+		do(func() error { return r.c.Kill(ctx, id, agent) })
+	}
+	for _, id := range []string{"t-2", "t-3"} {
+		q := election.Message{Type: election.TypePositionQuery, Epoch: 1, TaskID: id}
+		do(func() error { return r.c.SendMessage(ctx, agent, id, q.Encode()) })
+		do(func() error { return r.c.Reconcile(ctx, []ReconcileTask{{TaskID: id, AgentID: agent}}) })
+	}
+	for k, o := range offers[1:3] {
+		ti := executorTask(fmt.Sprintf("n-%d", k), o.AgentID)
+		do(func() error { return r.c.Launch(ctx, []mesos.OfferID{o.ID}, []mesos.TaskInfo{ti}, 1) })
+	}
+	for _, o := range offers[3:] {
+		do(func() error { return r.c.Decline(ctx, []mesos.OfferID{o.ID}, 3600) })
+	}
+	for k := 0; k < 64; k++ { // and a crowd of calls beside them
+		do(func() error { return r.c.Reconcile(ctx, []ReconcileTask{{TaskID: "c"}}) })
+	}
+	close(start)
 	wg.Wait()
 	close(errs)
 	for err := range errs {
@@ -766,7 +825,138 @@ func TestConcurrentCalls(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := r.metric("converge_mesos_calls_total", map[string]string{"type": "RECONCILE", "result": "ok"}); got < workers*each {
-		t.Fatalf("%v RECONCILE calls succeeded, want %d", got, workers*each)
+
+	eventually(t, 10*time.Second, "t-0, t-1 KILLED; n-0, n-1 RUNNING", func() bool {
+		return tasksIn(m, "TASK_KILLED", "t-0", "t-1") && tasksIn(m, "TASK_RUNNING", "n-0", "n-1", "t-2", "t-3")
+	})
+	for _, fw := range m.State().Frameworks {
+		for _, o := range fw.Offers {
+			for _, d := range offers[3:] {
+				if o.ID == d.ID.Value {
+					t.Fatalf("declined offer %s still outstanding", o.ID)
+				}
+			}
+		}
 	}
+	// An agent forwards a task's next update only once the previous one is
+	// acknowledged: these prove the acknowledgements took effect.
+	for _, id := range []string{"n-0", "n-1"} {
+		r.waitEvent(i, 5*time.Second, id+"'s RUNNING update, after STARTING's ack", isUpdate(id, mesos.TASK_RUNNING))
+	}
+	for _, id := range []string{"t-0", "t-1"} {
+		r.waitEvent(i, 5*time.Second, id+"'s KILLED update", isUpdate(id, mesos.TASK_KILLED))
+	}
+	for _, id := range []string{"t-2", "t-3"} {
+		r.waitEvent(i, 5*time.Second, id+"'s position answer", func(e Event) bool {
+			if e.Type != EventMessage {
+				return false
+			}
+			msg, err := election.Decode(e.Message.Data)
+			return err == nil && msg.Type == election.TypePosition && msg.TaskID == id
+		})
+		r.waitEvent(i, 5*time.Second, id+"'s reconciliation answer", isReconcileAnswer(id))
+	}
+	select {
+	case err := <-ackErrs:
+		t.Fatalf("acknowledge: %v", err)
+	default:
+	}
+}
+
+// ackAll acknowledges, each from its own goroutine, every update with a uuid
+// from event index from on, until the test ends; failures go to the channel.
+func (r *runner) ackAll(from int) <-chan error {
+	errs := make(chan error, 1)
+	done := make(chan struct{})
+	r.t.Cleanup(func() { close(done) })
+	go func() {
+		for next := from; ; {
+			r.mu.Lock()
+			evs := append([]Event(nil), r.events[next:]...)
+			next = len(r.events)
+			ch, closed := r.cond, r.closed
+			r.mu.Unlock()
+			for _, e := range evs {
+				if e.Type == EventUpdate && len(e.Status.UUID) > 0 {
+					go func(st mesos.TaskStatus) {
+						if err := r.c.Acknowledge(context.Background(), st); err != nil {
+							select {
+							case errs <- err:
+							default:
+							}
+						}
+					}(*e.Status)
+				}
+			}
+			if closed {
+				return
+			}
+			select {
+			case <-ch:
+			case <-done:
+				return
+			}
+		}
+	}()
+	return errs
+}
+
+// offersOfAgents waits until offers from n distinct agents arrived (after
+// event index from) and returns one offer per agent.
+func (r *runner) offersOfAgents(from, n int) []mesos.Offer {
+	r.t.Helper()
+	var out []mesos.Offer
+	seen := map[string]bool{}
+	for len(out) < n {
+		ev, k := r.waitEvent(from, 10*time.Second, fmt.Sprintf("offers of %d agents", n), isType(EventOffers))
+		for _, o := range ev.Offers {
+			if !seen[o.AgentID.Value] {
+				seen[o.AgentID.Value] = true
+				out = append(out, o)
+			}
+		}
+		from = k + 1
+	}
+	return out[:n]
+}
+
+func executorTask(id string, agent mesos.AgentID) mesos.TaskInfo {
+	return mesos.TaskInfo{
+		Name: id, TaskID: mesos.TaskID{Value: id}, AgentID: agent,
+		Resources: []mesos.Resource{scalar("cpus", 0.1), scalar("mem", 32)},
+		Executor: &mesos.ExecutorInfo{
+			ExecutorID: mesos.ExecutorID{Value: id},
+			Command:    &mesos.CommandInfo{Value: proto("sleep 1000")},
+			Resources:  []mesos.Resource{scalar("cpus", 0.01), scalar("mem", 16)},
+		},
+	}
+}
+
+// tasksIn reports whether the master has every task in ids in state.
+func tasksIn(m *localmesos.Mesos, state string, ids ...string) bool {
+	have := map[string]string{}
+	for _, fw := range m.State().Frameworks {
+		for _, ts := range append(fw.Tasks, fw.CompletedTasks...) {
+			have[ts.ID] = ts.State
+		}
+	}
+	for _, id := range ids {
+		if have[id] != state {
+			return false
+		}
+	}
+	return true
+}
+
+// heartbeats waits until the bridge has read n more HEARTBEAT events from the
+// master (the master's own clock, in its stream's order) and returns the
+// number of events received by then.
+func (r *runner) heartbeats(n int) int {
+	r.t.Helper()
+	hb := map[string]string{"type": "HEARTBEAT"}
+	h0 := r.metric("converge_mesos_events_total", hb)
+	eventually(r.t, 10*time.Second, fmt.Sprintf("%d heartbeats", n), func() bool {
+		return r.metric("converge_mesos_events_total", hb) >= h0+float64(n)
+	})
+	return r.count()
 }
