@@ -26,6 +26,9 @@ type localMesosFlags struct {
 	gcDiskHeadroom    float64
 	diskWatchInterval time.Duration
 	fetcherCacheMB    int64
+	// how long a partitioned agent stays registered (Mesos: failed health
+	// checks, --agent_ping_timeout x --max_agent_ping_timeouts)
+	agentUnreachableAfter time.Duration
 }
 
 func (f *localMesosFlags) register(cmd *cobra.Command) {
@@ -37,6 +40,7 @@ func (f *localMesosFlags) register(cmd *cobra.Command) {
 	fl.DurationVar(&f.gcDelay, "gc-delay", 15*time.Minute, "remove a terminated executor's sandbox this long after it ended, sooner when the disk fills (Mesos --gc_delay; negative: never)")
 	fl.Float64Var(&f.gcDiskHeadroom, "gc-disk-headroom", 0.1, "sandboxes older than gc-delay * (1 - this - disk usage) are removed at each disk check, 0 to 1 (Mesos --gc_disk_headroom)")
 	fl.DurationVar(&f.diskWatchInterval, "disk-watch-interval", time.Minute, "how often the disk usage is checked (Mesos --disk_watch_interval)")
+	fl.DurationVar(&f.agentUnreachableAfter, "agent-unreachable-after", 5*time.Second, "how long after POST /fault/agent/partition the master marks the agent unreachable (Mesos: 15s --agent_ping_timeout x 5 --max_agent_ping_timeouts = 75s)")
 	fl.Int64Var(&f.fetcherCacheMB, "fetcher-cache-mb", 2048, "size of the fetcher cache for URIs with cache: true, in MiB (Mesos --fetcher_cache_size; 0: no cache)")
 }
 
@@ -64,6 +68,8 @@ func (f *localMesosFlags) options(listen, workDir string, masters int, log logr.
 		GCDiskHeadroom:    headroom,
 		DiskWatchInterval: f.diskWatchInterval,
 		FetcherCacheSize:  cacheMB << 20,
+
+		AgentUnreachableAfter: f.agentUnreachableAfter,
 	}
 }
 
