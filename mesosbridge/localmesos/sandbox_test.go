@@ -14,28 +14,77 @@ import (
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
 )
 
-// runToEnd launches a command task with uris on one offer, acknowledges
-// every update until it is FINISHED (so the agent forgets it and removes its
-// executor) and returns its sandbox.
-func runToEnd(t *testing.T, m *Mesos, s *sched, id, cmd string, uris ...mesos.CommandInfo_URI) string {
-	t.Helper()
-	off := s.offers(1, 5*time.Second)[0]
+// pool drives a framework without losing offers: the harness's wait drops
+// the events it is not looking for, and a dropped offer stays outstanding,
+// never offered again, so a later launch would wait for it forever. pool
+// keeps every offer that arrives while it waits for updates.
+type pool struct {
+	s      *sched
+	offers []mesos.Offer
+}
+
+// wait returns the next event f wants, keeping the offers that pass by.
+func (p *pool) wait(d time.Duration, f func(*scheduler.Event) bool) *scheduler.Event {
+	return p.s.wait(d, func(e *scheduler.Event) bool {
+		if e.Type == scheduler.Event_OFFERS && e.Offers != nil {
+			p.offers = append(p.offers, e.Offers.Offers...)
+		}
+		return f(e)
+	})
+}
+
+// offer returns an offer received, or the next one.
+func (p *pool) offer() mesos.Offer {
+	p.s.t.Helper()
+	if len(p.offers) == 0 && p.wait(5*time.Second, func(e *scheduler.Event) bool { return e.Type == scheduler.Event_OFFERS }) == nil {
+		p.s.t.Fatal("no offer within 5s")
+	}
+	o := p.offers[0]
+	p.offers = p.offers[1:]
+	return o
+}
+
+// launch runs cmd as task id with uris and returns its offer.
+func (p *pool) launch(id, cmd string, uris ...mesos.CommandInfo_URI) mesos.Offer {
+	off := p.offer()
 	ti := cmdTask(id, off, cmd)
 	ti.Command.URIs = uris
-	s.mustCall(launch(off, ti))
+	p.s.mustCall(launch(off, ti))
+	return off
+}
+
+// reach acknowledges the updates of task id until it is in state, and
+// fails the test if it ends otherwise.
+func (p *pool) reach(id string, state mesos.TaskState) {
+	p.s.t.Helper()
 	for {
-		st := s.update(id, 10*time.Second)
-		s.ack(st)
-		if st.GetState() == mesos.TASK_FINISHED {
-			break
+		e := p.wait(10*time.Second, func(e *scheduler.Event) bool {
+			return e.Type == scheduler.Event_UPDATE && e.Update.Status.TaskID.Value == id
+		})
+		if e == nil {
+			p.s.t.Fatalf("task %s: no update within 10s", id)
+		}
+		st := &e.Update.Status
+		p.s.ack(st)
+		if st.GetState() == state {
+			return
 		}
 		if isTerminal(st.GetState()) {
-			t.Fatalf("task %s: %v", id, st)
+			p.s.t.Fatalf("task %s: %v", id, st)
 		}
 	}
+}
+
+// runToEnd launches a command task, acknowledges every update until it is
+// FINISHED (so the agent forgets it and removes its executor) and returns
+// its sandbox.
+func runToEnd(t *testing.T, m *Mesos, p *pool, id, cmd string, uris ...mesos.CommandInfo_URI) string {
+	t.Helper()
+	off := p.launch(id, cmd, uris...)
+	p.reach(id, mesos.TASK_FINISHED)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.sandboxDir(m.agentsByID[off.AgentID.Value], s.fwID, id)
+	return m.sandboxDir(m.agentsByID[off.AgentID.Value], p.s.fwID, id)
 }
 
 // TestFetcherCache: a URI with cache: true is downloaded once for all the
@@ -57,11 +106,11 @@ func TestFetcherCache(t *testing.T) {
 	defer srv.Close()
 	yes, exe := true, true
 	cached := mesos.CommandInfo_URI{Value: srv.URL + "/converge", Cache: &yes, Executable: &exe}
-	s := subscribe(t, m.URL(), pbCodec, frameworkInfo("fw"))
+	p := &pool{s: subscribe(t, m.URL(), pbCodec, frameworkInfo("fw"))}
 
 	var sandboxes []string
 	for _, id := range []string{"c1", "c2", "c3"} {
-		sandboxes = append(sandboxes, runToEnd(t, m, s, id, "test -x converge", cached))
+		sandboxes = append(sandboxes, runToEnd(t, m, p, id, "test -x converge", cached))
 	}
 	if n := gets.Load(); n != 1 {
 		t.Fatalf("a cached URI was downloaded %d times by 3 tasks, want 1", n)
@@ -87,7 +136,7 @@ func TestFetcherCache(t *testing.T) {
 	plain := cached
 	no := false
 	plain.Cache = &no
-	d := runToEnd(t, m, s, "p1", "test -x converge", plain)
+	d := runToEnd(t, m, p, "p1", "test -x converge", plain)
 	if n := gets.Load(); n != 2 {
 		t.Fatalf("an uncached URI was not downloaded again: %d downloads", n)
 	}
@@ -144,18 +193,17 @@ func TestSandboxGC(t *testing.T) {
 			o := realOptions(t)
 			tc.opts(&o)
 			m := startMesos(t, o)
-			s := subscribe(t, m.URL(), pbCodec, frameworkInfo("fw"))
-			off := s.offers(1, 5*time.Second)[0]
-			s.mustCall(launch(off, cmdTask("runs", off, "exec sleep 1000")))
-			s.ack(s.reach("runs", 10*time.Second, mesos.TASK_RUNNING))
-			dead := runToEnd(t, m, s, "ends", "true")
+			p := &pool{s: subscribe(t, m.URL(), pbCodec, frameworkInfo("fw"))}
+			off := p.launch("runs", "exec sleep 1000")
+			p.reach("runs", mesos.TASK_RUNNING)
+			dead := runToEnd(t, m, p, "ends", "true")
 			executorDir := filepath.Dir(filepath.Dir(dead)) // executors/ends
 			waitFor(t, 10*time.Second, func() bool {
 				_, err := os.Stat(executorDir)
 				return os.IsNotExist(err)
 			})
 			m.mu.Lock()
-			live := m.sandboxDir(m.agentsByID[off.AgentID.Value], s.fwID, "runs")
+			live := m.sandboxDir(m.agentsByID[off.AgentID.Value], p.s.fwID, "runs")
 			m.mu.Unlock()
 			if _, err := os.Stat(filepath.Join(live, "stdout")); err != nil {
 				t.Fatalf("a running task's sandbox was collected: %v", err)
