@@ -1,6 +1,9 @@
 package controller
 
 import (
+	"context"
+	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -8,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/converge-io/converge/apis/v1alpha1"
+	"github.com/converge-io/converge/mesosbridge"
 	"github.com/converge-io/converge/store"
 )
 
@@ -117,5 +121,65 @@ func TestBuildTask(t *testing.T) {
 		if env[k] != v {
 			t.Errorf("executor env %s = %q, want %q", k, env[k], v)
 		}
+	}
+}
+
+// killRecorder is a Mesos bridge that records KILL calls (other calls are not
+// expected: the embedded nil interface panics on them).
+type killRecorder struct {
+	mesosbridge.Bridge
+	mu    sync.Mutex
+	kills []string
+}
+
+func (k *killRecorder) Kill(_ context.Context, taskID, _ string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.kills = append(k.kills, taskID)
+	return nil
+}
+
+// TestUpdateKillsWhatMustNotRun: a member written off while unreachable, or
+// finished as TASK_UNKNOWN, that Mesos reports alive again is killed at once,
+// even though a KILL was sent before (issue 11 §3, §4); a live member, or one
+// still unreachable, is not.
+func TestUpdateKillsWhatMustNotRun(t *testing.T) {
+	c, err := New(Config{Store: &store.Store{}, Now: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr := &killRecorder{}
+	c.bridge = kr
+	recs := map[string]*store.TaskRecord{
+		"default.db.0.aa": {ID: "default.db.0.aa", Ordinal: 0, State: stateUnreachable, KillRequested: true, KillReason: "unreachable for more than 10s"},
+		"default.db.1.bb": {ID: "default.db.1.bb", Ordinal: 1, State: stateUnknown, Reason: "REASON_RECONCILIATION"},
+		"default.db.2.cc": {ID: "default.db.2.cc", Ordinal: 2, State: stateRunning},
+		"default.db.3.dd": {ID: "default.db.3.dd", Ordinal: 3, State: stateUnreachable, KillRequested: true},
+	}
+	c.ledger["default/db"] = recs
+	c.killSent["default.db.0.aa"] = true // its first KILL could not reach it
+	report := func(id string, state mesos.TaskState) {
+		ts := 100.0
+		c.handleUpdate(context.Background(), mesos.TaskStatus{TaskID: mesos.TaskID{Value: id}, State: state.Enum(),
+			Reason: mesos.REASON_RECONCILIATION.Enum(), Timestamp: &ts, AgentID: &mesos.AgentID{Value: "S1"}})
+	}
+	report("default.db.0.aa", mesos.TASK_RUNNING)
+	report("default.db.1.bb", mesos.TASK_RUNNING)
+	report("default.db.2.cc", mesos.TASK_RUNNING)
+	report("default.db.3.dd", mesos.TASK_UNREACHABLE)
+	if want := []string{"default.db.0.aa", "default.db.1.bb"}; !reflect.DeepEqual(kr.kills, want) {
+		t.Fatalf("KILL sent for %v, want %v", kr.kills, want)
+	}
+}
+
+func TestApplyStatusUnknownIsFinished(t *testing.T) {
+	r := store.TaskRecord{ID: "default.db.0.aa", State: stateRunning, AgentID: "S1"}
+	st := status(mesos.TASK_UNKNOWN, "", 12)
+	st.Reason = mesos.REASON_RECONCILIATION.Enum()
+	if changed, _ := applyStatus(&r, st, t0); !changed || r.State != stateUnknown || r.UnreachableAt != nil || !finished(r.State) {
+		t.Fatalf("TASK_UNKNOWN: changed=%v, record %+v", changed, r)
+	}
+	if changed, _ := applyStatus(&r, status(mesos.TASK_RUNNING, "u-back-00000001", 20), t0); changed || r.State != stateUnknown {
+		t.Fatalf("a finished record changed: %+v", r)
 	}
 }
