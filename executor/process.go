@@ -16,8 +16,12 @@ import (
 
 // startProcess starts argv in dir with env as the leader of a new process group,
 // its stdout and stderr those of the executor (the sandbox's stdout and stderr
-// files under Mesos).
+// files under Mesos), as the user env names (CONVERGE_TASK_USER).
 func startProcess(argv []string, dir string, env []string) (*exec.Cmd, error) {
+	cred, err := userCredential(env)
+	if err != nil {
+		return nil, err
+	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = dir
 	cmd.Env = env
@@ -28,7 +32,8 @@ func startProcess(argv []string, dir string, env []string) (*exec.Cmd, error) {
 		Setpgid: true,
 		// If the executor dies the task dies with it, as Mesos destroys an
 		// executor's container.
-		Pdeathsig: syscall.SIGKILL,
+		Pdeathsig:  syscall.SIGKILL,
+		Credential: cred,
 	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start task process: %w", err)
@@ -72,11 +77,16 @@ type hookResult struct {
 	Stdout string // trimmed
 }
 
-// runHook runs `sh -c script` in dir with env and a timeout, in its own process
-// group (killed whole on timeout or ctx end). Its stdout is returned trimmed
+// runHook runs `sh -c script` in dir with env and a timeout, as the task's user
+// (CONVERGE_TASK_USER in env), in its own process group (killed whole on
+// timeout or ctx end). Its stdout is returned trimmed
 // (at most 64 KiB); its stderr is copied to stderrSink and its tail quoted in the
 // error of a failed run.
 func runHook(ctx context.Context, name, script, dir string, env []string, timeout time.Duration, stderrSink io.Writer) (hookResult, error) {
+	cred, err := userCredential(env)
+	if err != nil {
+		return hookResult{}, fmt.Errorf("%s: %w", name, err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "sh", "-c", script)
@@ -90,11 +100,11 @@ func runHook(ctx context.Context, name, script, dir string, env []string, timeou
 		stderrSink = io.Discard
 	}
 	cmd.Stderr = io.MultiWriter(stderrSink, tail)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: cred}
 	cmd.Cancel = func() error { return signalGroup(cmd.Process.Pid, syscall.SIGKILL) }
 	// Background children may keep stdout open: do not wait for them for long.
 	cmd.WaitDelay = time.Second
-	err := cmd.Run()
+	err = cmd.Run()
 	if cmd.Process != nil {
 		// Leave nothing of the hook behind.
 		_ = signalGroup(cmd.Process.Pid, syscall.SIGKILL)

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
+
+	"github.com/converge-io/converge/internal/proctree"
 )
 
 // sandbox is the directory tasks and hooks run in.
@@ -144,21 +146,40 @@ func (e *executorState) kill(id string, policy *mesos.KillPolicy, shutdown bool)
 		if sendKilling {
 			e.update(t.info.TaskID, mesos.TASK_KILLING, "", nil, nil)
 		}
+		// The task's whole tree, also what left its group, as Mesos's
+		// command executor does (os::killtree with groups and sessions).
+		tree := taskTree(t, pid)
 		if err := signalGroup(pid, syscall.SIGTERM); err != nil {
 			e.log.Error(err, "SIGTERM", "taskId", id)
 		}
+		proctree.Signal(tree, syscall.SIGTERM)
 		timer := time.NewTimer(grace)
 		defer timer.Stop()
 		select {
 		case <-t.exited:
+			// runTask killed its group; the rest of its tree goes too.
+			proctree.Signal(tree, syscall.SIGKILL)
 			return
 		case <-timer.C:
 		}
-		e.log.Info("grace period over, sending SIGKILL", "taskId", id)
+		e.log.Info("grace period over, sending SIGKILL", "taskId", id, "processes", len(tree)+1)
+		tree = append(tree, taskTree(t, pid)...)
 		if err := signalGroup(pid, syscall.SIGKILL); err != nil {
 			e.log.Error(err, "SIGKILL", "taskId", id)
 		}
+		proctree.Signal(tree, syscall.SIGKILL)
 	}()
+}
+
+// taskTree lists the descendants of the task's process pid while it has not
+// been reaped (after that pid may be another process's).
+func taskTree(t *task, pid int) []proctree.Proc {
+	select {
+	case <-t.exited:
+		return nil
+	default:
+		return proctree.Descendants(pid)
+	}
 }
 
 // shutdownTasks kills every task (SHUTDOWN, or the executor stopping) and makes the
