@@ -1,8 +1,14 @@
 package localmesos
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -207,18 +213,86 @@ func TestSimulatedElectionMessages(t *testing.T) {
 	}
 }
 
+// TestManyAgentsOffersSplit: one offer round whose OFFERS event would exceed
+// mesos-go's 4 MiB frame limit (300 agents with a 20 KB attribute each: 256
+// offers, the most per event, make 5 MB) goes out as several events, each
+// frame under the limit, and every agent's offer arrives. Frames are read off
+// the wire, as RecordIO, to measure them.
 func TestManyAgentsOffersSplit(t *testing.T) {
+	const agents, limit = 300, 4 << 20 // mesos-go's recordio reader takes frames up to 1<<22 bytes
 	o := testOptions()
-	o.Agents = 1000
-	o.AllocationInterval = 200 * time.Millisecond
+	o.Agents = agents
+	o.AgentAttributes = "pad:" + strings.Repeat("p", 20<<10) + ";rack:r{i}"
 	m := startMesos(t, o)
-	s := subscribe(t, m.URL(), jsonCodec, frameworkInfo("fw"))
-	offers := s.offers(1000, 5*time.Second)
+	body := `{"type":"SUBSCRIBE","subscribe":{"framework_info":{"user":"test","name":"split"}}}`
+	req, err := http.NewRequest(http.MethodPost, m.URL()+"/api/v1/scheduler", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := http.DefaultClient.Do(req.WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("SUBSCRIBE: %s", res.Status)
+	}
+	rd := bufio.NewReader(res.Body)
 	hosts := map[string]bool{}
-	for _, of := range offers {
-		hosts[of.Hostname] = true
+	var sizes, counts []int
+	for len(hosts) < agents {
+		frame, err := readRecordIO(rd)
+		if err != nil {
+			t.Fatalf("after %d OFFERS events (%d agents' offers): %v", len(counts), len(hosts), err)
+		}
+		var ev struct {
+			Type   string `json:"type"`
+			Offers struct {
+				Offers []struct {
+					Hostname string `json:"hostname"`
+				} `json:"offers"`
+			} `json:"offers"`
+		}
+		if err := json.Unmarshal(frame, &ev); err != nil {
+			t.Fatalf("frame of %d bytes: %v", len(frame), err)
+		}
+		if ev.Type != "OFFERS" {
+			continue
+		}
+		sizes, counts = append(sizes, len(frame)), append(counts, len(ev.Offers.Offers))
+		for _, of := range ev.Offers.Offers {
+			hosts[of.Hostname] = true
+		}
 	}
-	if len(hosts) != 1000 {
-		t.Fatalf("%d distinct hosts", len(hosts))
+	t.Logf("OFFERS events: offers %v, frame bytes %v", counts, sizes)
+	for k, n := range sizes {
+		if n > limit {
+			t.Errorf("OFFERS event %d (%d offers) is a %d-byte frame, over mesos-go's %d", k, counts[k], n, limit)
+		}
 	}
+	// 300 offers fit in 2 events of at most offersPerEvent (256): more events
+	// means the 256-offer one, too big to send, was split.
+	if len(counts) <= (agents+offersPerEvent-1)/offersPerEvent {
+		t.Errorf("%d OFFERS events for %d offers: the oversized event was not split", len(counts), agents)
+	}
+}
+
+// readRecordIO reads one RecordIO record ("<length>\n<bytes>"), the framing of
+// the scheduler API's event stream.
+func readRecordIO(rd *bufio.Reader) ([]byte, error) {
+	line, err := rd.ReadString('\n')
+	if err != nil {
+		return nil, err
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil || n < 0 {
+		return nil, fmt.Errorf("bad RecordIO length %q", line)
+	}
+	buf := make([]byte, n)
+	_, err = io.ReadFull(rd, buf)
+	return buf, err
 }
