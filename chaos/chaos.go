@@ -458,8 +458,7 @@ func (s *suite) createClusters(ctx context.Context) error {
 	return nil
 }
 
-// masterURL is the leading Mesos master (the first that answers /master/state
-// without a redirect).
+// mesosState reads GET /master/state from the first master that answers it.
 func (s *suite) mesosState(ctx context.Context) (*mesosState, error) {
 	var last error
 	for _, u := range s.masters {

@@ -125,7 +125,7 @@ func (m *monitor) expect(c *v1alpha1.Cluster) {
 	m.strategy[c.Name] = c.Spec.Election.Strategy
 }
 
-// allowed is the most members a cluster may run now: the largest replicas
+// allowedLocked is the most members a cluster may run now: the largest replicas
 // in effect within specWindow (a scale-down takes a moment), plus surge 0
 // (converge replaces members in place: a rolling update kills first).
 func (m *monitor) allowedLocked(name string, now time.Time) int {

@@ -637,7 +637,7 @@ func splitKey(key string) (ns, name string) {
 	return ns, name
 }
 
-// input builds the planner's input for key from the caches (c.mu held).
+// inputLocked builds the planner's input for key from the caches (c.mu held).
 // It returns nil when the cluster is unknown.
 func (c *Controller) inputLocked(key string) *Input {
 	raw := c.clusters[key]

@@ -90,7 +90,8 @@
 // # Task ids
 //
 // A task id is "<namespace>.<cluster>.<ordinal>.<suffix>" where suffix is 8 random
-// hex characters: unique forever, readable, and parseable back to its cluster
+// hex characters (32 bits: a repeat within one ordinal is unlikely, not
+// impossible; see NewTaskID), readable, and parseable back to its cluster
 // (namespaces and cluster names are DNS-1123 labels, so they hold no dot). The task
 // name is "<namespace>/<cluster>-<ordinal>". Labels: converge.io/namespace,
 // converge.io/cluster, converge.io/ordinal.

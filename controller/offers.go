@@ -259,7 +259,7 @@ func (c *Controller) decline(ctx context.Context, ids []mesos.OfferID, refuse fl
 	}
 }
 
-// usesExecutor reports whether members of spec run under a custom executor, and
+// executorFor reports whether members of spec run under a custom executor, and
 // which command (and URIs) start it.
 func (c *Controller) executorFor(spec *v1alpha1.ClusterSpec) (cmd string, uris []v1alpha1.URI, name string, ok bool) {
 	if e := spec.Task.Executor; e != nil {

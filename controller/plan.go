@@ -19,7 +19,6 @@ const (
 	stateStaging     = "TASK_STAGING"
 	stateStarting    = "TASK_STARTING"
 	stateRunning     = "TASK_RUNNING"
-	stateKilling     = "TASK_KILLING"
 	stateUnreachable = "TASK_UNREACHABLE"
 	stateUnknown     = "TASK_UNKNOWN"
 )
@@ -878,7 +877,7 @@ func (p *planner) status(deleting, invalid bool) {
 	st := v1alpha1.ClusterStatus{ObservedGeneration: c.Generation}
 	desired := p.replicas()
 	if invalid || deleting {
-		p.collectLiveFromRecords()
+		p.collectLive() // planMembers, which fills it, did not run
 	}
 	for _, m := range p.live {
 		st.Replicas++
@@ -1033,9 +1032,6 @@ func (p *planner) dying() int {
 	}
 	return n
 }
-
-// collectLiveFromRecords fills p.live when planMembers did not run.
-func (p *planner) collectLiveFromRecords() { p.collectLive() }
 
 func specErrorsMessage(errs field.ErrorList) string {
 	var parts []string

@@ -14,9 +14,10 @@ func TaskID(ns, name string, ordinal int32, suffix string) string {
 	return ns + "." + name + "." + strconv.Itoa(int(ordinal)) + "." + suffix
 }
 
-// NewTaskID returns a fresh task id with 8 random hex characters: unique forever
-// for practical purposes (ids are never reused, so a collision would need the same
-// cluster and ordinal too).
+// NewTaskID returns a fresh task id whose suffix is 32 random bits (8 hex
+// characters). That is not unique forever: a repeat needs the same cluster
+// and ordinal, and after n launches of one ordinal the next id repeats an
+// earlier one with probability n/2^32 (about 1 in 4 million after 1000).
 func NewTaskID(ns, name string, ordinal int32) string {
 	var b [4]byte
 	if _, err := rand.Read(b[:]); err != nil {

@@ -153,7 +153,8 @@ func (g *globals) connect(ctx context.Context) (*store.Store, error) {
 	return cli.Connect(ctx, g.etcdOptions())
 }
 
-// exactArgs and friends return usage errors (exit 2) with kubectl-like text.
+// noArgs, exactArgs and friends return usage errors (exit 2) with
+// kubectl-like text.
 func noArgs(cmd *cobra.Command, args []string) error {
 	if len(args) > 0 {
 		return cli.Usage("%s takes no arguments, got %q", cmd.CommandPath(), args)

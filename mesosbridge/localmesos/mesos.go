@@ -444,7 +444,7 @@ func (m *Mesos) agentEndpoint(a *agent) string {
 	return m.masters[m.leader].hostport()
 }
 
-// agentPort is the port an agent advertises (offers' url, state's pid).
+// port is the port an agent advertises (offers' url, state's pid).
 func (a *agent) port() int {
 	if a.ln != nil {
 		return a.ln.Addr().(*net.TCPAddr).Port

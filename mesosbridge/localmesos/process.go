@@ -38,8 +38,10 @@ type process struct {
 	tree []proctree.Proc
 }
 
-// ra, if not nil, is the user it runs as (its stdout and stderr files are
-// the user's too, as the Mesos fetcher chowns them).
+// startProcess starts argv in dir with env, its stdout and stderr appended to
+// the sandbox's files, in its own process group. ra, if not nil, is the user
+// it runs as (its stdout and stderr files are the user's too, as the Mesos
+// fetcher chowns them).
 func startProcess(dir string, argv []string, env []string, ra *runAs) (*process, error) {
 	stdout, err := os.OpenFile(filepath.Join(dir, "stdout"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
