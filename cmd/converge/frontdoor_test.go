@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/converge-io/converge/store"
 )
 
@@ -179,4 +181,52 @@ func TestEndpointsWatchSaysEtcdIsGone(t *testing.T) {
 	if code := <-done; code != 0 {
 		t.Fatalf("endpoints -w exited %d: %s", code, errOut)
 	}
+}
+
+// TestWaitSaysEtcdIsGone: a wait, which watches, says on stderr when etcd is
+// gone and when it is back, and still sees the deletion made after that.
+func TestWaitSaysEtcdIsGone(t *testing.T) {
+	e := newEnv(t)
+	expect(t, e.run("", "apply", "-f", e.file("w.yaml", manifest("awaited-delete", 1, ""))), 0, "created")
+	out, errOut := &syncBuffer{}, &syncBuffer{}
+	done := make(chan int, 1)
+	before := etcdWatchers(t)
+	go func() {
+		done <- run(context.Background(), []string{"--etcd-endpoints", e.endpoint, "--prefix", e.prefix,
+			"wait", "cluster/awaited-delete", "--for=delete", "--timeout", "60s"},
+			streams{in: strings.NewReader(""), out: out, errOut: errOut})
+	}()
+	// Stop etcd only once the wait watches (its reporter runs by then).
+	waitFor(t, func() bool { return etcdWatchers(t) > before })
+	e.srv.Stop()
+	waitFor(t, func() bool { return strings.Contains(errOut.String(), "warning: lost etcd at "+e.endpoint+": ") })
+	e.srv.Restart(t)
+	waitFor(t, func() bool {
+		return strings.Contains(errOut.String(), "etcd at "+e.endpoint+" is back; watching again\n")
+	})
+	expect(t, e.run("", "delete", "cluster", "awaited-delete"), 0)
+	select {
+	case code := <-done:
+		if code != 0 || !strings.Contains(out.String(), "cluster/awaited-delete deleted") {
+			t.Fatalf("wait: exit %d, stdout %q, stderr %q", code, out, errOut)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("wait did not see the deletion: stderr %q", errOut)
+	}
+}
+
+// etcdWatchers is the number of watchers of the etcd servers embedded in this
+// test process (etcd's etcd_debugging_mvcc_watcher_total gauge).
+func etcdWatchers(t *testing.T) float64 {
+	t.Helper()
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "etcd_debugging_mvcc_watcher_total" && len(mf.GetMetric()) > 0 {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	return 0
 }

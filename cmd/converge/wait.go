@@ -60,6 +60,8 @@ Failed. Changes are followed through an etcd watch.`,
 				return err
 			}
 			defer cli.Disconnect(st)
+			// A wait is a watch: say so when etcd goes away meanwhile.
+			defer cli.ReportConnection(ctx, st, g.errOut)()
 			ns := g.ns()
 			if selector != "" {
 				items, err := listSelected(ctx, st, ns, selector)
