@@ -3,6 +3,7 @@ package controller
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -956,6 +957,9 @@ func (p *planner) status(deleting, invalid bool) {
 			if noFit {
 				msg += "; " + p.in.Unplaced.Reason
 			}
+			if held := p.writtenOff(); held != "" {
+				msg += "; " + held
+			}
 		case int(st.Replicas) > desired || p.dying() > 0:
 			reason, msg = ReasonScalingDown, fmt.Sprintf("%s; %d stopping", running, p.dying())
 		case int(st.ReadyReplicas) < desired:
@@ -1020,6 +1024,21 @@ func (p *planner) rolling() bool {
 		}
 	}
 	return false
+}
+
+// writtenOff names the ordinals held by members written off as unreachable
+// ("" if none): they are relaunched only once Mesos reports them finished.
+func (p *planner) writtenOff() string {
+	var ords []string
+	for i := range p.members {
+		if p.members[i].expired {
+			ords = append(ords, strconv.Itoa(int(p.members[i].rec.Ordinal)))
+		}
+	}
+	if len(ords) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("ordinal %s waits until its unreachable member is killed (once its agent is back) or its agent is marked gone", strings.Join(ords, ", "))
 }
 
 // dying counts members being killed that still hold their ordinal.

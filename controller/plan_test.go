@@ -634,6 +634,7 @@ func TestPlanGhostsAndOrdinals(t *testing.T) {
 		master       int32   // -1: none published
 		forget       int
 		removesFinal bool
+		readyMsg     string // in the Ready condition's message
 	}{
 		{name: "TASK_UNKNOWN with its kill decided: not killed again, not listed, relaunched",
 			in:    in(c3, append(running(c3, 0, 2), rec(c3, 1, stateRunning, reconciled(stateUnknown, true)))),
@@ -661,7 +662,8 @@ func TestPlanGhostsAndOrdinals(t *testing.T) {
 			removesFinal: true},
 		{name: "unreachable past the timeout, kill decided: its ordinal still waits",
 			in:      in(c3, append(running(c3, 0, 2), rec(c3, 1, stateRunning, unreachableFor(2*time.Minute, true)))),
-			waiting: 1, kills: []int32{1}, listed: []int32{0, 1, 2}, master: -1},
+			waiting: 1, kills: []int32{1}, listed: []int32{0, 1, 2}, master: -1,
+			readyMsg: "ordinal 1 waits until its unreachable member is killed"},
 		{name: "unreachable master past the timeout: re-elected among the reachable, its ordinal waits",
 			in:      in(ord, append(running(ord, 1, 2), rec(ord, 0, stateRunning, unreachableFor(2*time.Minute, false))), withMaster(ord, 0)),
 			waiting: 1, kills: []int32{0}, listed: []int32{0, 1, 2}, master: 1},
@@ -716,6 +718,9 @@ func TestPlanGhostsAndOrdinals(t *testing.T) {
 			}
 			if out.RemoveFinalizer != tc.removesFinal {
 				t.Errorf("RemoveFinalizer = %v, want %v", out.RemoveFinalizer, tc.removesFinal)
+			}
+			if r := cond(out, v1alpha1.ConditionReady); !strings.Contains(r.Message, tc.readyMsg) {
+				t.Errorf("Ready message %q, want it to say %q", r.Message, tc.readyMsg)
 			}
 			assertOneLivePerOrdinal(t, tc.in, out)
 		})
