@@ -117,11 +117,14 @@ func TestDevStopsWithWatcherConnected(t *testing.T) {
 	defer stopWatch()
 	wout, werr := &syncBuffer{}, &syncBuffer{}
 	wdone := make(chan int, 1)
+	before := etcdWatchers(t)
 	go func() {
 		wdone <- run(wctx, []string{"--etcd-endpoints", d.etcdURL, "get", "clusters", "-w"},
 			streams{in: strings.NewReader(""), out: wout, errOut: werr})
 	}()
-	waitFor(t, func() bool { return strings.Contains(wout.String(), "NAME") })
+	// It listed, and a watch stream more is open in dev's etcd (embedded
+	// in this process).
+	waitFor(t, func() bool { return strings.Contains(wout.String(), "NAME") && etcdWatchers(t) > before })
 
 	// Not machine speed: etcd's forced close comes only after 7 s (5 s
 	// request timeout plus two 1 s election timeouts); dev without a
