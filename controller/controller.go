@@ -920,10 +920,7 @@ func (c *Controller) sendElectionMessages(ctx context.Context, key string, out O
 	if out.Promote != nil {
 		msgs = append(msgs, *out.Promote)
 	}
-	if g := out.LeaseGrant; g != nil {
-		c.recordGrant(key, g)
-		msgs = append(msgs, g.Message)
-	}
+
 	if len(msgs) == 0 {
 		return
 	}

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -44,23 +45,41 @@ type LeaseState struct {
 	// Epoch and TaskID of the master the last grant went to.
 	Epoch  int64
 	TaskID string
-	// GrantedAt is when the last granted request was received (zero: none).
+	// GrantedAt is when the last granted request was taken (zero: none).
 	GrantedAt time.Time
-	// Request is the latest request not yet answered, received at RequestAt.
-	Request   *election.Message
-	RequestAt time.Time
 	// Followed is the latest followed answer of each member, by task id.
 	Followed map[string]election.Message
 }
 
-// LeaseGrant is a grant to send, and when the request it answers arrived.
-type LeaseGrant struct {
-	Message
-	RequestAt time.Time
+// leaseEnd is when the lease of rec's master has surely ended, on the
+// controller's clock: the duration and the margin after the latest of the
+// last granted request, the election itself and the controller's
+// subscription (floor).
+func leaseEnd(rec store.ElectionRecord, l LeaseState, floor time.Time, d time.Duration) time.Time {
+	start := floor
+	if rec.ElectedAt != nil && rec.ElectedAt.After(start) {
+		start = *rec.ElectedAt
+	}
+	if l.Epoch == rec.Epoch && l.TaskID == rec.MasterTaskID && l.GrantedAt.After(start) {
+		start = l.GrantedAt
+	}
+	return start.Add(d + leaseDriftMargin)
 }
 
-func (p *planner) leaseDuration() time.Duration {
-	if d := p.c.Spec.Election.LeaseDuration; d != nil {
+// grantable reports whether a lease request of the master of rec, taken now,
+// may be granted: only while the lease it holds has not run out, so a master
+// that fenced itself is never revived, and a planner that saw the lease end
+// never sees it renewed.
+func grantable(req election.Message, rec *store.ElectionRecord, l LeaseState, floor time.Time, d time.Duration, now time.Time) bool {
+	if rec == nil || req.Epoch != rec.Epoch || req.TaskID != rec.MasterTaskID ||
+		(rec.Phase != store.PhaseElected && rec.Phase != store.PhasePromoted) {
+		return false
+	}
+	return now.Before(leaseEnd(*rec, l, floor, d).Add(-leaseDriftMargin))
+}
+
+func leaseDurationOf(spec *v1alpha1.ClusterSpec) time.Duration {
+	if d := spec.Election.LeaseDuration; d != nil {
 		return d.Duration
 	}
 	return v1alpha1.DefaultLeaseDuration
@@ -68,42 +87,20 @@ func (p *planner) leaseDuration() time.Duration {
 
 func (p *planner) usesLease() bool { return p.strategy() == v1alpha1.ElectionPosition }
 
-// leaseEnd is when the lease of cur's master has surely ended, on the
-// controller's clock: the duration and the margin after the latest of the
-// last granted request, the election itself and the controller's
-// subscription.
 func (p *planner) leaseEnd(cur store.ElectionRecord) time.Time {
-	start := p.in.LeaseFloor
-	if cur.ElectedAt != nil && cur.ElectedAt.After(start) {
-		start = *cur.ElectedAt
-	}
-	l := p.in.Lease
-	if l.Epoch == cur.Epoch && l.TaskID == cur.MasterTaskID && l.GrantedAt.After(start) {
-		start = l.GrantedAt
-	}
-	if g := p.out.LeaseGrant; g != nil && g.RequestAt.After(start) {
-		start = g.RequestAt
-	}
-	return start.Add(p.leaseDuration() + leaseDriftMargin)
+	return leaseEnd(cur, p.in.Lease, p.in.LeaseFloor, leaseDurationOf(&p.c.Spec))
 }
 
-// planLease grants the master's pending lease request while its lease has
-// not run out (once it has, the master has fenced itself and is replaced),
-// and reports whether the lease still holds.
+// planLease reports whether the master's lease still holds; once it has run
+// out, the master has fenced itself: it is killed and replaced.
 func (p *planner) planLease(cur store.ElectionRecord, m *member) bool {
-	l := p.in.Lease
-	if req := l.Request; req != nil && req.Epoch == cur.Epoch && req.TaskID == cur.MasterTaskID &&
-		l.RequestAt.Before(p.leaseEnd(cur).Add(-leaseDriftMargin)) {
-		p.out.LeaseGrant = &LeaseGrant{RequestAt: l.RequestAt, Message: Message{AgentID: m.rec.AgentID, ExecutorID: executorID(m.rec),
-			Msg: election.Message{Type: election.TypeLeaseGrant, Epoch: cur.Epoch, TaskID: cur.MasterTaskID, Seq: req.Seq, LeaseMillis: p.leaseDuration().Milliseconds()}}}
-	}
 	end := p.leaseEnd(cur)
 	if p.in.Now.Before(end) {
 		p.requeueIn(end.Sub(p.in.Now))
 		return true
 	}
 	p.ev("Warning", "MasterLeaseExpired", "master task %s (ordinal %d) of epoch %d has not renewed its lease for %s; it has stopped taking writes, and is replaced",
-		cur.MasterTaskID, cur.MasterOrdinal, cur.Epoch, p.leaseDuration())
+		cur.MasterTaskID, cur.MasterOrdinal, cur.Epoch, leaseDurationOf(&p.c.Spec))
 	p.kill(m, fmt.Sprintf("its master lease of epoch %d expired", cur.Epoch))
 	return false
 }
@@ -162,18 +159,29 @@ func (p *planner) planFollow(cur store.ElectionRecord, master *member) {
 	}
 }
 
-// leaseMessageLocked keeps a lease request (the latest, with when it arrived)
-// or a followed answer for the planner. c.mu is held.
-func (c *Controller) leaseMessageLocked(key string, msg election.Message) {
-	old := c.leases[key]
+// leaseMessageLocked grants a lease request at once when grantable, or keeps
+// a followed answer for the planner; it returns the grant to send, if any.
+// Grants are decided here, under c.mu, at the time the request is taken: a
+// planner snapshot either holds the grant or was taken before it, when the
+// lease had not ended. c.mu is held.
+func (c *Controller) leaseMessageLocked(key string, msg election.Message) *election.Message {
 	l := LeaseState{}
-	if old != nil {
+	if old := c.leases[key]; old != nil {
 		l = *old
 	}
 	switch msg.Type {
 	case election.TypeLeaseRequest:
-		m := msg
-		l.Request, l.RequestAt = &m, c.now()
+		cl := c.clusters[key]
+		if cl == nil {
+			return nil
+		}
+		d, now := leaseDurationOf(&cl.Spec), c.now()
+		if !grantable(msg, c.elections[key], l, c.leaseFloor, d, now) {
+			return nil
+		}
+		l.Epoch, l.TaskID, l.GrantedAt = msg.Epoch, msg.TaskID, now
+		c.leases[key] = &l
+		return &election.Message{Type: election.TypeLeaseGrant, Epoch: msg.Epoch, TaskID: msg.TaskID, Seq: msg.Seq, LeaseMillis: d.Milliseconds()}
 	case election.TypeFollowed:
 		// A fresh map: planners may hold the old one.
 		f := make(map[string]election.Message, len(l.Followed)+1)
@@ -182,25 +190,15 @@ func (c *Controller) leaseMessageLocked(key string, msg election.Message) {
 		}
 		f[msg.TaskID] = msg
 		l.Followed = f
+		c.leases[key] = &l
 	}
-	c.leases[key] = &l
+	return nil
 }
 
-// recordGrant notes a grant before it is sent: from now on the master may
-// hold the lease, whether or not the message arrives.
-func (c *Controller) recordGrant(key string, g *LeaseGrant) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	l := LeaseState{}
-	if old := c.leases[key]; old != nil {
-		l = *old
+func (c *Controller) sendGrant(agentID, executorID string, grant election.Message) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.bridge.SendMessage(ctx, agentID, executorID, grant.Encode()); err != nil {
+		c.log.V(1).Info("lease grant not sent; the master asks again", "taskID", grant.TaskID, "epoch", grant.Epoch, "error", err.Error())
 	}
-	l.Epoch, l.TaskID = g.Msg.Epoch, g.Msg.TaskID
-	if g.RequestAt.After(l.GrantedAt) {
-		l.GrantedAt = g.RequestAt
-	}
-	if l.Request != nil && l.Request.Seq <= g.Msg.Seq && l.Request.Epoch == g.Msg.Epoch {
-		l.Request = nil
-	}
-	c.leases[key] = &l
 }

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/converge-io/converge/apis/v1alpha1"
+	"github.com/converge-io/converge/election"
 	"github.com/converge-io/converge/mesosbridge/localmesos"
 )
 
@@ -132,3 +133,29 @@ func TestMasterLeaseFencesPartitionedMaster(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestMasterLeaseRenewed: a healthy master keeps its lease (simulated
+// converge executors renew it as the real one does): after many renewals
+// it is still master of the first epoch, and never replaced.
+func TestMasterLeaseRenewed(t *testing.T) {
+	e := newEnv(t, localmesos.Options{Simulate: true})
+	e.start()
+	e.create(newCluster("db", 3, func(c *v1alpha1.Cluster) {
+		c.Spec.Election.Strategy = v1alpha1.ElectionPosition
+		c.Spec.Election.PositionCommand = "unused: simulated"
+		c.Spec.Election.LeaseDuration = &metav1.Duration{Duration: 3 * time.Second}
+	}))
+	c := e.waitReady("db")
+	m := c.Status.Master
+	// Renewals every 600ms: wait for 8 grants, more than a lease's worth.
+	e.eventually(30*time.Second, "8 lease grants", func() bool {
+		return len(e.calls(electionMessages(election.TypeLeaseGrant))) >= 8
+	})
+	c = e.get("db")
+	if c.Status.Master == nil || c.Status.Master.TaskID != m.TaskID || c.Status.Master.Epoch != m.Epoch {
+		t.Fatalf("master changed from %+v to %+v while renewing", m, c.Status.Master)
+	}
+	if hasEventReason(e.events("db"), "MasterLeaseExpired") {
+		t.Fatalf("a renewing master's lease expired")
+	}
+}

@@ -17,6 +17,8 @@ import (
 	"github.com/mesos/mesos-go/api/v1/lib/encoding"
 	"github.com/mesos/mesos-go/api/v1/lib/encoding/codecs"
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
+
+	"github.com/converge-io/converge/election"
 )
 
 // mesosProxy is an HTTP reverse proxy in front of one localmesos master: the
@@ -41,6 +43,7 @@ type seenCall struct {
 	FrameworkID string   // for SUBSCRIBE, the id it subscribes to ("" for a new framework)
 	TaskIDs     []string // ACKNOWLEDGE, KILL, RECONCILE, and the tasks an ACCEPT launches
 	UUID        []byte   // ACKNOWLEDGE
+	Message     string   // MESSAGE: the election message's type
 	Dropped     bool
 	Refused     bool
 }
@@ -132,6 +135,10 @@ func describeCall(call *scheduler.Call) seenCall {
 		s.UUID = call.GetAcknowledge().UUID
 	case scheduler.Call_KILL:
 		s.TaskIDs = []string{call.GetKill().TaskID.Value}
+	case scheduler.Call_MESSAGE:
+		if m, err := election.Decode(call.GetMessage().Data); err == nil {
+			s.Message, s.TaskIDs = m.Type, []string{m.TaskID}
+		}
 	case scheduler.Call_RECONCILE:
 		for _, t := range call.GetReconcile().Tasks {
 			s.TaskIDs = append(s.TaskIDs, t.TaskID.Value)
@@ -178,6 +185,11 @@ func (p *mesosProxy) seen(f func(seenCall) bool) []seenCall {
 
 func ofType(typ scheduler.Call_Type) func(seenCall) bool {
 	return func(c seenCall) bool { return c.Type == typ }
+}
+
+// electionMessages: MESSAGE calls carrying election messages of type typ.
+func electionMessages(typ string) func(seenCall) bool {
+	return func(c seenCall) bool { return c.Type == scheduler.Call_MESSAGE && c.Message == typ }
 }
 
 // launching: ACCEPT calls that launch at least one task.

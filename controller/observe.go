@@ -280,7 +280,16 @@ func (c *Controller) handleMessage(m *mesosbridge.Message) {
 	case election.TypePromoted:
 		mm := msg
 		c.promoted[key] = &mm
-	case election.TypeLeaseRequest, election.TypeFollowed:
+	case election.TypeLeaseRequest:
+		grant := c.leaseMessageLocked(key, msg)
+		c.mu.Unlock()
+		if grant != nil {
+			// Off the event loop: a send is an HTTP round trip. A lost grant is
+			// harmless: the member asks again.
+			go c.sendGrant(m.AgentID, m.ExecutorID, *grant)
+		}
+		return // a renewal changes nothing the planner needs: no reconcile
+	case election.TypeFollowed:
 		c.leaseMessageLocked(key, msg)
 	default:
 		c.mu.Unlock()

@@ -132,9 +132,6 @@ type Output struct {
 	Queries []Message
 	// Promote is the promote message to (re)send to the master, after persisting.
 	Promote *Message
-	// LeaseGrant answers the master's lease request; the shell records it
-	// before sending it.
-	LeaseGrant *LeaseGrant
 	// Follows tell members the promoted master, until they confirm.
 	Follows []Message
 	// Endpoints is the record to publish (nil while deleting or invalid).

@@ -998,38 +998,27 @@ func TestPlanMasterLease(t *testing.T) {
 		tasks[i].ExecutorID = tasks[i].ID
 	}
 	promoted := elected(c, tasks[0], 5, store.PhasePromoted)
-	lease := func(granted time.Duration, req *election.Message, reqAt time.Duration) func(*Input) {
+	lease := func(granted time.Duration) func(*Input) {
 		return func(i *Input) {
 			i.Election = promoted
-			i.Lease = LeaseState{Epoch: 5, TaskID: tasks[0].ID, GrantedAt: t0.Add(granted), Request: req, RequestAt: t0.Add(reqAt)}
+			i.Lease = LeaseState{Epoch: 5, TaskID: tasks[0].ID, GrantedAt: t0.Add(granted)}
 		}
 	}
-	req := &election.Message{Type: election.TypeLeaseRequest, Epoch: 5, TaskID: tasks[0].ID, Seq: 9}
-
-	renew := Plan(in(c, tasks, lease(-2*time.Second, req, -time.Second)))
-	g := renew.LeaseGrant
-	if g == nil || g.Msg.Type != election.TypeLeaseGrant || g.Msg.Seq != 9 || g.Msg.LeaseMillis != 10000 || !g.RequestAt.Equal(t0.Add(-time.Second)) {
-		t.Fatalf("renewal not granted: %+v", g)
-	}
-	if renew.Election != nil || len(renew.Kills) != 0 || renew.Status.Master == nil {
-		t.Fatalf("a renewing master was replaced: %+v", renew.Election)
+	held := Plan(in(c, tasks, lease(-2*time.Second)))
+	if held.Election != nil || len(held.Kills) != 0 || held.Status.Master == nil || held.RequeueAfter <= 0 || held.RequeueAfter > 9*time.Second {
+		t.Fatalf("a master holding its lease: election %+v, kills %v, requeue %s", held.Election, held.Kills, held.RequeueAfter)
 	}
 
 	// Last granted 12s ago (10s lease + 1s margin passed): replaced now.
-	lapsed := Plan(in(c, tasks, lease(-12*time.Second, nil, 0)))
-	if lapsed.LeaseGrant != nil || !sameSet(killed(lapsed, true), []int32{0}) || !hasEvent(lapsed, "MasterLeaseExpired") {
-		t.Fatalf("lapsed lease: grant %+v, kills %v", lapsed.LeaseGrant, killed(lapsed, true))
+	lapsed := Plan(in(c, tasks, lease(-12*time.Second)))
+	if !sameSet(killed(lapsed, true), []int32{0}) || !hasEvent(lapsed, "MasterLeaseExpired") {
+		t.Fatalf("lapsed lease: kills %v", killed(lapsed, true))
 	}
 	if e := lapsed.Election; e == nil || e.Epoch != 6 || e.Phase != store.PhaseElecting || len(lapsed.Queries) != 2 {
 		t.Fatalf("no re-election after the lease lapsed: %+v, queries %+v", e, lapsed.Queries)
 	}
 	if lapsed.Endpoints.Master != nil || lapsed.Status.Master != nil {
 		t.Fatalf("a master whose lease lapsed is still published")
-	}
-	// A request that arrived after the lease ran out is never granted.
-	late := Plan(in(c, tasks, lease(-12*time.Second, req, -500*time.Millisecond)))
-	if late.LeaseGrant != nil {
-		t.Fatalf("granted a lease that had run out: %+v", late.LeaseGrant)
 	}
 
 	// The master's agent is partitioned and its task written off: no election
@@ -1039,11 +1028,11 @@ func TestPlanMasterLease(t *testing.T) {
 		u := t0.Add(-2 * time.Minute)
 		r.UnreachableAt, r.KillRequested, r.ExecutorID = &u, true, r.ID
 	})
-	wait := Plan(in(c, gone, lease(-3*time.Second, nil, 0)))
+	wait := Plan(in(c, gone, lease(-3*time.Second)))
 	if wait.Election != nil || len(wait.Queries) != 0 || wait.RequeueAfter <= 0 || wait.RequeueAfter > 8*time.Second {
 		t.Fatalf("elected while the old master's lease may hold: %+v, requeue %s", wait.Election, wait.RequeueAfter)
 	}
-	after := Plan(in(c, gone, lease(-11*time.Second, nil, 0)))
+	after := Plan(in(c, gone, lease(-11*time.Second)))
 	if after.Election == nil || after.Election.Epoch != 6 {
 		t.Fatalf("no election after the old lease ended: %+v", after.Election)
 	}
@@ -1094,5 +1083,37 @@ func TestPlanFollow(t *testing.T) {
 	el := Plan(in(c, tasks, func(i *Input) { i.Election = elected(c, tasks[1], 4, store.PhaseElected) }))
 	if len(el.Follows) != 0 {
 		t.Fatalf("follow before the promotion: %+v", el.Follows)
+	}
+}
+
+// Grants: only to the recorded master of the epoch, and only while the lease
+// it holds has not run out, so a planner that saw the lease end never sees it
+// renewed, and a master that fenced itself is never revived.
+func TestLeaseGrantable(t *testing.T) {
+	el := t0.Add(-time.Minute)
+	rec := &store.ElectionRecord{Epoch: 5, Phase: store.PhasePromoted, MasterTaskID: "m", ElectedAt: &el}
+	req := election.Message{Type: election.TypeLeaseRequest, Epoch: 5, TaskID: "m", Seq: 3}
+	held := LeaseState{Epoch: 5, TaskID: "m", GrantedAt: t0.Add(-9 * time.Second)}
+	d := 10 * time.Second
+	cases := []struct {
+		name string
+		req  election.Message
+		rec  *store.ElectionRecord
+		l    LeaseState
+		now  time.Time
+		want bool
+	}{
+		{"renewal while the lease holds", req, rec, held, t0, true},
+		{"renewal after it ran out", req, rec, held, t0.Add(1500 * time.Millisecond), false},
+		{"first request of a new master, soon after its election", req, &store.ElectionRecord{Epoch: 5, Phase: store.PhaseElected, MasterTaskID: "m", ElectedAt: &t0}, LeaseState{}, t0.Add(time.Second), true},
+		{"another member", election.Message{Type: election.TypeLeaseRequest, Epoch: 5, TaskID: "x"}, rec, held, t0, false},
+		{"an old epoch", election.Message{Type: election.TypeLeaseRequest, Epoch: 4, TaskID: "m"}, rec, held, t0, false},
+		{"while electing", req, &store.ElectionRecord{Epoch: 5, Phase: store.PhaseElecting, MasterTaskID: "m"}, held, t0, false},
+		{"no record", req, nil, held, t0, false},
+	}
+	for _, tc := range cases {
+		if got := grantable(tc.req, tc.rec, tc.l, time.Time{}, d, tc.now); got != tc.want {
+			t.Errorf("%s: grantable = %t, want %t", tc.name, got, tc.want)
+		}
 	}
 }

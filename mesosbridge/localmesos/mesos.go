@@ -206,6 +206,7 @@ type task struct {
 	killing    bool
 	proc       *process
 	simTimer   *time.Timer
+	simLease   *simLease // the master lease of a simulated converge executor
 	forgotten  bool
 	unreach    *mesos.TimeInfo
 	delivered  bool       // a custom executor got its LAUNCH

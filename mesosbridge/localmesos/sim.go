@@ -73,9 +73,56 @@ func (m *Mesos) simMessage(e *executor, data []byte) {
 		}
 		reply = election.Message{Type: election.TypePosition, Epoch: msg.Epoch, TaskID: t.id, Position: pos}
 	case election.TypePromote:
+		// As converge's executor: promoted only once it holds the lease.
+		l := t.simLease
+		if l == nil || l.epoch != msg.Epoch {
+			l = &simLease{epoch: msg.Epoch}
+			t.simLease = l
+		}
+		if !l.granted {
+			m.simRequestLease(e, t)
+			return
+		}
+		reply = election.Message{Type: election.TypePromoted, Epoch: msg.Epoch, TaskID: t.id}
+	case election.TypeLeaseGrant:
+		l := t.simLease
+		if l == nil || l.epoch != msg.Epoch || msg.LeaseMillis <= 0 {
+			return
+		}
+		if l.granted {
+			return // a renewal: the lease is simulated, nothing fences
+		}
+		l.granted = true
+		m.armSimRenewal(e, t, l, time.Duration(msg.LeaseMillis)*time.Millisecond/5)
 		reply = election.Message{Type: election.TypePromoted, Epoch: msg.Epoch, TaskID: t.id}
 	default:
 		return
 	}
 	m.executorToScheduler(e, reply.Encode())
+}
+
+// simLease is a simulated master's lease: it asks for renewals every fifth
+// of the lease while its task runs (its requests are lost while its agent is
+// cut off, so the controller replaces it as it would a real one).
+type simLease struct {
+	epoch, seq int64
+	granted    bool
+}
+
+func (m *Mesos) simRequestLease(e *executor, t *task) {
+	t.simLease.seq++
+	req := election.Message{Type: election.TypeLeaseRequest, Epoch: t.simLease.epoch, TaskID: t.id, Seq: t.simLease.seq}
+	m.executorToScheduler(e, req.Encode())
+}
+
+func (m *Mesos) armSimRenewal(e *executor, t *task, l *simLease, every time.Duration) {
+	time.AfterFunc(every, func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if m.closed || t.forgotten || t.killing || t.agentState != mesos.TASK_RUNNING || t.simLease != l {
+			return
+		}
+		m.simRequestLease(e, t)
+		m.armSimRenewal(e, t, l, every)
+	})
 }
