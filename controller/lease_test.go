@@ -158,4 +158,8 @@ func TestMasterLeaseRenewed(t *testing.T) {
 	if hasEventReason(e.events("db"), "MasterLeaseExpired") {
 		t.Fatalf("a renewing master's lease expired")
 	}
+	// Each other member confirmed following once: follow is not re-sent.
+	if n := len(e.calls(electionMessages(election.TypeFollow))); n != 2 {
+		t.Fatalf("%d follow messages for 2 members that answered at once", n)
+	}
 }

@@ -44,7 +44,8 @@ func simPosition(taskID string) string {
 }
 
 // simMessage answers election framework messages as converge's executor would:
-// position-query -> position, promote -> promoted.
+// position-query -> position, promote -> lease-request, then promoted once
+// the lease is granted, follow -> followed.
 func (m *Mesos) simMessage(e *executor, data []byte) {
 	msg, err := election.Decode(data)
 	if err != nil {
@@ -95,6 +96,8 @@ func (m *Mesos) simMessage(e *executor, data []byte) {
 		l.granted = true
 		m.armSimRenewal(e, t, l, time.Duration(msg.LeaseMillis)*time.Millisecond/5)
 		reply = election.Message{Type: election.TypePromoted, Epoch: msg.Epoch, TaskID: t.id}
+	case election.TypeFollow:
+		reply = election.Message{Type: election.TypeFollowed, Epoch: msg.Epoch, TaskID: t.id}
 	default:
 		return
 	}
