@@ -73,12 +73,19 @@ it cleanly; the data stays for the next run (delete --data-dir to start over).`,
 			if err != nil {
 				return err
 			}
-			if err := m.Start(ctx); err != nil {
+			// Not ctx: localmesos closes (SIGKILLs every task) when its
+			// context ends, and Ctrl-C must stop tasks gracefully (below).
+			if err := m.Start(context.WithoutCancel(ctx)); err != nil {
 				return fmt.Errorf("%w (is another converge dev or Mesos already listening there? use --mesos-listen)", err)
 			}
 			defer func() {
-				m.Close()
-				fmt.Fprintln(g.out, "local Mesos stopped (task processes killed)")
+				// As a kill: SIGTERM, each task's grace period, SIGKILL
+				// (databases get to shut down cleanly).
+				fmt.Fprintln(g.out, "stopping tasks (SIGTERM, then SIGKILL after their kill grace period)")
+				if err := m.Shutdown(context.Background()); err != nil {
+					fmt.Fprintf(g.errOut, "local Mesos: %v\n", err)
+				}
+				fmt.Fprintln(g.out, "local Mesos stopped")
 			}()
 
 			reg := newRegistry()

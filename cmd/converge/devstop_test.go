@@ -1,0 +1,89 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/converge-io/converge/store"
+)
+
+// TestDevCtrlCStopsTasksGracefully builds converge, runs `converge dev` as a
+// process, starts a member that traps SIGTERM, sends dev SIGINT (Ctrl-C) and
+// checks that the member got SIGTERM (its trap wrote its file) before dev
+// exited, rather than a SIGKILL.
+func TestDevCtrlCStopsTasksGracefully(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs converge dev")
+	}
+	bin := filepath.Join(t.TempDir(), "converge")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	etcdURL := freeURL(t)
+	marks := t.TempDir()
+	out, errOut := &syncBuffer{}, &syncBuffer{}
+	dev := exec.Command(bin, "dev", "--data-dir", t.TempDir(), "--etcd-client-url", etcdURL,
+		"--mesos-listen", "127.0.0.1:0", "--http", "", "--agents", "1")
+	dev.Stdout, dev.Stderr = out, errOut
+	if err := dev.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- dev.Wait() }()
+	t.Cleanup(func() {
+		_ = dev.Process.Kill()
+		<-exited
+	})
+	waitUntil(t, 60*time.Second, "dev to start", func() bool { return strings.Contains(out.String(), "Press Ctrl-C") })
+
+	e := &env{t: t, endpoint: etcdURL, prefix: store.DefaultPrefix, dir: t.TempDir()}
+	m := `apiVersion: converge.io/v1alpha1
+kind: Cluster
+metadata:
+  name: graceful
+spec:
+  replicas: 1
+  task:
+    command: |
+      trap 'echo term > ` + marks + `/term; exit 0' TERM
+      echo up > ` + marks + `/up
+      while :; do sleep 0.05; done
+    killGracePeriod: 30s
+    resources: {cpus: 0.1, mem: 32Mi}
+`
+	expect(t, e.run("", "apply", "-f", e.file("graceful.yaml", m), "--wait", "--timeout", "60s"), 0, "cluster/graceful ready")
+	waitUntil(t, 30*time.Second, "the member to run", func() bool { _, err := os.Stat(filepath.Join(marks, "up")); return err == nil })
+
+	if err := dev.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		exited <- err // for the cleanup
+		if err != nil {
+			t.Fatalf("dev exited with %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errOut.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("dev did not stop within 60s of SIGINT\nstdout:\n%s", out.String())
+	}
+	b, err := os.ReadFile(filepath.Join(marks, "term"))
+	if err != nil || strings.TrimSpace(string(b)) != "term" {
+		t.Fatalf("the member's SIGTERM trap did not run (%q, %v): it was not stopped gracefully\nstdout:\n%s\nstderr:\n%s", b, err, out.String(), errOut.String())
+	}
+}
+
+// waitUntil polls cond until it holds or d passes.
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
