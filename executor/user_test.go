@@ -183,3 +183,32 @@ func gone(pid int) bool {
 	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
 	return len(f) > 0 && f[0] == "Z"
 }
+
+// TestExecutorStopsGracefullyOnShutdown: local Mesos's Shutdown (converge
+// dev's Ctrl-C) SIGTERMs converge executor, which stops its task with the
+// task's grace period: the task's SIGTERM trap runs.
+func TestExecutorStopsGracefullyOnShutdown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs real executor processes")
+	}
+	bin := buildExecutor(t)
+	work, dir := t.TempDir(), t.TempDir()
+	m, s, ctx := startUserMesos(t, work)
+	o := s.takeOffer(15 * time.Second)
+	serve := `trap 'echo term > "$TEST_DIR/term"; exit 0' TERM; echo up > "$TEST_DIR/up"; while :; do sleep 0.05; done`
+	ti := memberTask(o, bin, "testns.db.0.graceful", 0, offerPorts(o)[0], serve, "", "", dir, 30*time.Second)
+	// As the controller sets it: the task's grace plus a margin.
+	ti.Executor.ShutdownGracePeriod = &mesos.DurationInfo{Nanoseconds: int64(32 * time.Second)}
+	s.mustCall(ctx, calls.Accept(calls.OfferOperations{calls.OpLaunch(ti)}.WithOffers(o.ID)))
+	s.waitState(ti.TaskID.Value, mesos.TASK_RUNNING, 30*time.Second)
+	waitFile(t, filepath.Join(dir, "up"), 10*time.Second, func(s string) bool { return s == "up\n" })
+
+	sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := m.Shutdown(sctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, filepath.Join(dir, "term")); got != "term\n" {
+		t.Fatalf("the task's SIGTERM trap did not run on Shutdown (marker %q)", got)
+	}
+}

@@ -12,13 +12,17 @@ const defaultCommandGrace = 3 * time.Second
 
 // Shutdown stops every task the way a kill does, then closes: command tasks
 // get SIGTERM, their kill policy's grace period (3s without one), then
-// SIGKILL; custom executors get SIGTERM (converge executor then stops its
-// tasks with their grace periods) and SIGKILL after their shutdown grace
-// period. Close, by contrast, SIGKILLs at once. If ctx ends first, what
-// still runs is killed.
+// SIGKILL; custom executors get SHUTDOWN, as from the agent (converge
+// executor then stops its tasks with their grace periods), and are killed
+// after their shutdown grace period. Not SIGTERM: an executor run with
+// sh -c would lose its shell, and with it its group. Close, by contrast,
+// SIGKILLs at once. If ctx ends first, what still runs is killed.
 func (m *Mesos) Shutdown(ctx context.Context) error {
 	type stop struct {
-		p     *process
+		p *process
+		// term: SIGTERM now, SIGKILL after grace (a command task);
+		// executors are stopped by SHUTDOWN.
+		term  bool
 		grace time.Duration
 	}
 	var stops []stop
@@ -31,20 +35,22 @@ func (m *Mesos) Shutdown(ctx context.Context) error {
 		for t := range a.tasks {
 			if t.proc != nil && !isTerminal(t.agentState) {
 				t.killing = true // TASK_KILLED, not TASK_FAILED, when it ends
-				stops = append(stops, stop{t.proc, gracePeriod(t.info.KillPolicy, defaultCommandGrace)})
+				stops = append(stops, stop{p: t.proc, term: true, grace: gracePeriod(t.info.KillPolicy, defaultCommandGrace)})
 			}
 		}
 		for _, e := range a.executors {
 			if e.proc != nil && !e.exited {
-				e.shuttingDown = true
-				stops = append(stops, stop{e.proc, executorGrace(e)})
+				m.executorShutdown(e)
+				stops = append(stops, stop{p: e.proc})
 			}
 		}
 	}
 	m.mu.Unlock()
 	m.log.Info("stopping tasks and executors", "processes", len(stops))
 	for _, s := range stops {
-		s.p.terminate(s.grace)
+		if s.term {
+			s.p.terminate(s.grace)
+		}
 	}
 	for _, s := range stops {
 		select {
