@@ -127,6 +127,12 @@
 //     CONVERGE_POSITION_COMMAND  election.positionCommand ("" when not set)
 //     CONVERGE_PROMOTE_COMMAND   election.promoteCommand ("" when not set)
 //     CONVERGE_ELECTION_STRATEGY election.strategy
+//     CONVERGE_TASK_USER         task.user, when set (for an executor not run as it)
+//
+//   - task.user is ExecutorInfo.command.user (the agent runs the executor, so
+//     its tasks and hooks, as that user); task.killGracePeriod is the
+//     TaskInfo's kill_policy and, plus 2s, ExecutorInfo.shutdown_grace_period.
+//     Without an executor they are the task's CommandInfo.user and kill_policy.
 //
 //   - TaskInfo carries no CommandInfo (Mesos forbids both); the executor reads the
 //     command from CONVERGE_TASK_COMMAND. The task's own environment (the task
