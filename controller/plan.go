@@ -230,7 +230,6 @@ type planner struct {
 	masterOK     bool
 	masterReason string
 	masterMsg    string
-	excess       int
 	rollPending  bool
 	// crashLoops are the members whose tasks keep failing.
 	crashLoops []crashLoop

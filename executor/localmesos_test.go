@@ -249,18 +249,6 @@ func (s *testScheduler) waitMessage(d time.Duration, what string, pred func(elec
 	return got
 }
 
-func (s *testScheduler) countMessages(pred func(election.Message) bool) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, m := range s.messages {
-		if pred(m) {
-			n++
-		}
-	}
-	return n
-}
-
 // takeOffer waits for an offer and removes it from the pending list.
 func (s *testScheduler) takeOffer(d time.Duration) mesos.Offer {
 	s.t.Helper()

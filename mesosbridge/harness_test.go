@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -545,9 +544,3 @@ func (b *freezableBody) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
-
-func hostPort(u string) string {
-	return strings.TrimPrefix(strings.TrimPrefix(u, "http://"), "https://")
-}
-
-var _ = fmt.Sprintf

@@ -3,7 +3,6 @@ package localmesos
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -57,7 +56,6 @@ type sched struct {
 	events chan *scheduler.Event
 	ended  chan struct{}
 	resp   mesos.Response
-	mu     sync.Mutex
 	cancel context.CancelFunc
 }
 
