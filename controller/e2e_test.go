@@ -60,7 +60,7 @@ func TestFailedTaskReplaced(t *testing.T) {
 	if err := e.mesos.FailTask(victim); err != nil {
 		t.Fatal(err)
 	}
-	c = e.waitFor("db", 20*time.Second, "replacement of ordinal 1", func(c *v1alpha1.Cluster) bool {
+	e.waitFor("db", 20*time.Second, "replacement of ordinal 1", func(c *v1alpha1.Cluster) bool {
 		return clusterReady(c) && taskOf(c, 1).ID != "" && taskOf(c, 1).ID != victim
 	})
 	e.checkConverged("db", 3)

@@ -92,7 +92,7 @@ func TestOrdinalElectionNoMessages(t *testing.T) {
 	if err := e.mesos.FailTask(c.Status.Master.TaskID); err != nil {
 		t.Fatal(err)
 	}
-	c = e.waitFor("db", 20*time.Second, "re-election in epoch 2", func(c *v1alpha1.Cluster) bool {
+	e.waitFor("db", 20*time.Second, "re-election in epoch 2", func(c *v1alpha1.Cluster) bool {
 		return clusterReady(c) && c.Status.Master != nil && c.Status.Master.Epoch == 2
 	})
 	if msgs := e.calls(ofType(scheduler.Call_MESSAGE)); len(msgs) != 0 {

@@ -375,7 +375,7 @@ func TestKillRetriedUntilTerminal(t *testing.T) {
 	m := startMesos(t, localmesos.Options{Agents: 1})
 	r := startClient(t, testConfig([]string{m.URL()}, &memStore{}))
 	_, i := r.waitEvent(0, 10*time.Second, "SUBSCRIBED", isType(EventSubscribed))
-	agent, i := r.launchOne(i, "kill-1", false)
+	agent, _ := r.launchOne(i, "kill-1", false)
 	ack := func(from int) int {
 		// acknowledge everything seen so far so updates flow
 		evs := r.snapshot()

@@ -208,7 +208,7 @@ func TestSimulatedElectionMessages(t *testing.T) {
 	if got, _ := election.Decode(ev.Message.Data); got.Type != election.TypePromoted {
 		t.Fatalf("promote answer %+v", got)
 	}
-	if simPosition("a") != simPosition("a") || simPosition("a") == simPosition("b") {
+	if a1, a2 := simPosition("a"), simPosition("a"); a1 != a2 || a1 == simPosition("b") {
 		t.Fatal("default position not deterministic")
 	}
 }
