@@ -17,7 +17,7 @@ import (
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler/calls"
 )
 
-// startLocalMesos runs a one-agent local Mesos with real processes in work.
+// startUserMesos runs a one-agent local Mesos with real processes in work.
 func startUserMesos(t *testing.T, work string) (*localmesos.Mesos, *testScheduler, context.Context) {
 	t.Helper()
 	m, err := localmesos.New(localmesos.Options{
