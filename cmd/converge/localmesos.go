@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -29,6 +30,8 @@ type localMesosFlags struct {
 	// how long a partitioned agent stays registered (Mesos: failed health
 	// checks, --agent_ping_timeout x --max_agent_ping_timeouts)
 	agentUnreachableAfter time.Duration
+	// relative URIs are fetched from under it (Mesos --frameworks_home)
+	frameworksHome string
 }
 
 func (f *localMesosFlags) register(cmd *cobra.Command) {
@@ -41,6 +44,7 @@ func (f *localMesosFlags) register(cmd *cobra.Command) {
 	fl.Float64Var(&f.gcDiskHeadroom, "gc-disk-headroom", 0.1, "sandboxes older than gc-delay * (1 - this - disk usage) are removed at each disk check, 0 to 1 (Mesos --gc_disk_headroom)")
 	fl.DurationVar(&f.diskWatchInterval, "disk-watch-interval", time.Minute, "how often the disk usage is checked (Mesos --disk_watch_interval)")
 	fl.DurationVar(&f.agentUnreachableAfter, "agent-unreachable-after", 5*time.Second, "how long after POST /fault/agent/partition the master marks the agent unreachable (Mesos: 15s --agent_ping_timeout x 5 --max_agent_ping_timeouts = 75s)")
+	fl.StringVar(&f.frameworksHome, "frameworks-home", ".", "relative local paths in task URIs are fetched from under this directory (Mesos --frameworks_home; default: where converge runs)")
 	fl.Int64Var(&f.fetcherCacheMB, "fetcher-cache-mb", 2048, "size of the fetcher cache for URIs with cache: true, in MiB (Mesos --fetcher_cache_size; 0: no cache)")
 }
 
@@ -70,7 +74,19 @@ func (f *localMesosFlags) options(listen, workDir string, masters int, log logr.
 		FetcherCacheSize:  cacheMB << 20,
 
 		AgentUnreachableAfter: f.agentUnreachableAfter,
+		FrameworksHome:        absPath(f.frameworksHome),
 	}
+}
+
+// absPath makes p absolute against the working directory ("" stays "").
+func absPath(p string) string {
+	if p == "" {
+		return ""
+	}
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
 }
 
 func newLocalMesosCmd(g *globals) *cobra.Command {

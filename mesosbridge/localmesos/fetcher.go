@@ -29,6 +29,7 @@ import (
 // reason; a task running as root can still write through it.
 type fetcher struct {
 	dir     string // the cache directory (Mesos's --fetcher_cache_dir)
+	home    string // --frameworks_home, for relative URIs
 	maxSize int64  // --fetcher_cache_size
 	log     logr.Logger
 
@@ -67,11 +68,21 @@ func newFetcher(dir string, maxSize int64, log logr.Logger) (*fetcher, error) {
 // ("" when none is given): the cache is per user, as in Mesos.
 func (f *fetcher) fetchAll(uris []mesos.CommandInfo_URI, dir, user string) error {
 	for _, u := range uris {
+		u.Value = f.resolve(u.Value)
 		if err := f.fetch(u, dir, user); err != nil {
 			return fmt.Errorf("%s: %w", u.Value, err)
 		}
 	}
 	return nil
+}
+
+// resolve puts a relative local path under the frameworks home (the Mesos
+// fetcher's --frameworks_home); other URIs are returned as they are.
+func (f *fetcher) resolve(v string) string {
+	if f == nil || f.home == "" || v == "" || filepath.IsAbs(v) || strings.Contains(v, "://") {
+		return v
+	}
+	return filepath.Join(f.home, v)
 }
 
 func (f *fetcher) fetch(u mesos.CommandInfo_URI, dir, user string) error {

@@ -168,6 +168,7 @@ func (m *Mesos) startSandboxes() error {
 	if err != nil {
 		return err
 	}
+	f.home = m.opts.FrameworksHome
 	m.fetcher = f
 	if m.opts.GCDelay < 0 {
 		return nil

@@ -44,6 +44,10 @@ type Options struct {
 	// (Mesos's --fetcher_cache_size, default 2 GiB; negative: no cache). The
 	// cache lives in <WorkDir>/fetch and is emptied at Start, as in Mesos.
 	FetcherCacheSize int64
+	// FrameworksHome is prepended to relative local paths in URIs (Mesos's
+	// --frameworks_home). Empty: a relative URI fails to fetch, as on an
+	// agent without the flag.
+	FrameworksHome string
 	// Simulate runs no processes: tasks are state machines (see SimOptions).
 	Simulate bool
 	Sim      SimOptions

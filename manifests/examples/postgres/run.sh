@@ -1,0 +1,38 @@
+#!/bin/sh
+# The member: a PostgreSQL server on $HOST:$PORT0, data in the sandbox.
+# Its task ends when the server dies by itself, so converge replaces it;
+# follow.sh and demote.sh restart it in place (the file "restart" says so).
+. ./lib.sh
+set -e
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+	if [ -n "$CONVERGE_MASTER_HOST" ]; then
+		# A master is published: start as its streaming standby.
+		"$PG/pg_basebackup" -D "$PGDATA" -d "$(master_conninfo)" -X stream -c fast -R
+	else
+		# No master yet: a new database, started read-only (a standby with
+		# no upstream) until the election promotes one member.
+		"$PG/initdb" -D "$PGDATA" -U postgres --auth=trust >/dev/null
+		cat >> "$PGDATA/pg_hba.conf" <<HBA
+host all         postgres 127.0.0.0/8 trust
+host replication postgres 127.0.0.0/8 trust
+HBA
+		cat >> "$PGDATA/postgresql.conf" <<CONF
+synchronous_standby_names = 'ANY 1 (*)' # a commit is acknowledged once a standby has it too
+wal_log_hints = on                      # for pg_rewind
+wal_keep_size = 256MB                   # WAL kept for standbys that fall behind
+wal_retrieve_retry_interval = 500ms     # standbys find a new master quickly
+unix_socket_directories = ''
+CONF
+		touch "$PGDATA/standby.signal"
+	fi
+fi
+set +e
+# Stopped (SIGTERM): a fast shutdown, waited for.
+trap 'kill -INT "$pid"; wait "$pid"; exit 0' TERM INT
+while :; do
+	"$PG/postgres" -c listen_addresses="$HOST" -c port="$PORT0" &
+	pid=$!
+	wait "$pid"; rc=$?
+	[ -e restart ] || exit "$rc" # died by itself: the member fails
+	while [ -e restart ]; do sleep 0.1; done
+done
