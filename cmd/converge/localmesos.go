@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -119,10 +120,12 @@ any v1 framework.`,
 			if err != nil {
 				return err
 			}
-			if err := m.Start(ctx); err != nil {
+			// Not ctx, which would SIGKILL every task at Ctrl-C: Shutdown
+			// stops them as kills do (SIGTERM, grace period, SIGKILL).
+			if err := m.Start(context.WithoutCancel(ctx)); err != nil {
 				return err
 			}
-			defer m.Close()
+			defer func() { _ = m.Shutdown(context.Background()) }()
 			fmt.Fprintf(g.out, "local Mesos: %d agents%s\n", lm.agents, map[bool]string{true: " (simulated)", false: ""}[lm.simulate])
 			fmt.Fprintf(g.out, "  masters:  %s (leader %s)\n", strings.Join(m.URLs(), ", "), m.URL())
 			fmt.Fprintf(g.out, "  state:    curl %s/master/state\n", m.URL())
