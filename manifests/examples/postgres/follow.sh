@@ -9,7 +9,9 @@ streaming() {
 	end=$(($(date +%s) + $1)) from='' lsn=''
 	while [ "$(date +%s)" -le "$end" ]; do
 		[ -n "$from" ] || from=$(sql "SELECT pg_last_wal_replay_lsn()" 2>/dev/null)
-		[ -n "$from" ] && [ -z "$lsn" ] && lsn=$(msql "SELECT pg_logical_emit_message(false, 'converge', 'follow')")
+		if [ -n "$from" ] && [ -z "$lsn" ]; then
+			lsn=$(msql "SELECT pg_logical_emit_message(false, 'converge', 'follow')") || return 1
+		fi
 		[ -n "$lsn" ] && [ "$(sql "SELECT pg_last_wal_replay_lsn() >= '$lsn'
 			AND pg_last_wal_replay_lsn() > '$from'" 2>/dev/null)" = t ] && return 0
 		sleep 0.2
@@ -17,9 +19,15 @@ streaming() {
 	echo "follow: not streaming from $CONVERGE_MASTER_HOST:$CONVERGE_MASTER_PORT after $1s" >&2
 	return 1
 }
-# Nothing is changed unless the master answers, and the server is up (not
-# still being created by run.sh) or was stopped by an earlier run of this.
-master_id=$(msql "SELECT system_identifier FROM pg_control_system()") || exit 1
+# Nothing is changed unless the master answers as a primary (not one that
+# has been demoted since), and this server is up (not still being created by
+# run.sh) or was stopped by an earlier run of this.
+primary() { msql "SELECT system_identifier FROM pg_control_system() WHERE NOT pg_is_in_recovery()"; }
+master_id=$(primary)
+if [ -z "$master_id" ]; then
+	echo "follow: $CONVERGE_MASTER_HOST:$CONVERGE_MASTER_PORT is not a primary" >&2
+	exit 1
+fi
 if [ ! -e restart ] && ! sql "SELECT 1" >/dev/null; then
 	echo "follow: the server is not up yet" >&2
 	exit 1
@@ -31,6 +39,7 @@ if $same_db && [ "$(sql 'SELECT pg_is_in_recovery()')" = t ]; then
 		streaming 10 && exit 0
 fi
 # Stop the server (run.sh starts it again once "restart" is gone).
+[ -n "$(primary)" ] || exit 1
 touch restart
 if "$PG/pg_ctl" status >/dev/null; then "$PG/pg_ctl" stop -m fast -w -t 30 || exit 1; fi
 if $same_db && "$PG/pg_rewind" -D "$PGDATA" --source-server="$(master_conninfo) dbname=postgres" -R; then
