@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -81,8 +83,11 @@ it cleanly; the data stays for the next run (delete --data-dir to start over).`,
 			defer func() {
 				// As a kill: SIGTERM, each task's grace period, SIGKILL
 				// (databases get to shut down cleanly).
-				fmt.Fprintln(g.out, "stopping tasks (SIGTERM, then SIGKILL after their kill grace period)")
-				if err := m.Shutdown(context.Background()); err != nil {
+				fmt.Fprintln(g.out, "stopping tasks (SIGTERM, then SIGKILL after their kill grace period; Ctrl-C again kills them now)")
+				// A second Ctrl-C ends the wait: Shutdown then SIGKILLs.
+				again, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+				defer stop()
+				if err := m.Shutdown(again); err != nil {
 					fmt.Fprintf(g.errOut, "local Mesos: %v\n", err)
 				}
 				fmt.Fprintln(g.out, "local Mesos stopped")

@@ -4,7 +4,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,31 +18,8 @@ import (
 // checks that the member got SIGTERM (its trap wrote its file) before dev
 // exited, rather than a SIGKILL.
 func TestDevCtrlCStopsTasksGracefully(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs converge dev")
-	}
-	bin := filepath.Join(t.TempDir(), "converge")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	etcdURL := freeURL(t)
 	marks := t.TempDir()
-	out, errOut := &syncBuffer{}, &syncBuffer{}
-	dev := exec.Command(bin, "dev", "--data-dir", t.TempDir(), "--etcd-client-url", etcdURL,
-		"--mesos-listen", "127.0.0.1:0", "--http", "", "--agents", "1")
-	dev.Stdout, dev.Stderr = out, errOut
-	if err := dev.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- dev.Wait() }()
-	t.Cleanup(func() {
-		_ = dev.Process.Kill()
-		<-exited
-	})
-	waitUntil(t, 60*time.Second, "dev to start", func() bool { return strings.Contains(out.String(), "Press Ctrl-C") })
-
-	e := &env{t: t, endpoint: etcdURL, prefix: store.DefaultPrefix, dir: t.TempDir()}
+	dev, out, errOut, exited, e := startDevProcess(t)
 	m := `apiVersion: converge.io/v1alpha1
 kind: Cluster
 metadata:
@@ -73,6 +52,83 @@ spec:
 	b, err := os.ReadFile(filepath.Join(marks, "term"))
 	if err != nil || strings.TrimSpace(string(b)) != "term" {
 		t.Fatalf("the member's SIGTERM trap did not run (%q, %v): it was not stopped gracefully\nstdout:\n%s\nstderr:\n%s", b, err, out.String(), errOut.String())
+	}
+}
+
+// startDevProcess builds converge and runs `converge dev` as a
+// process on free ports until it says it runs; exited gets its Wait result
+// (the test puts it back after reading it). e talks to its etcd.
+func startDevProcess(t *testing.T) (dev *exec.Cmd, out, errOut *syncBuffer, exited chan error, e *env) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs converge dev")
+	}
+	bin := filepath.Join(t.TempDir(), "converge")
+	if b, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, b)
+	}
+	etcdURL := freeURL(t)
+	out, errOut = &syncBuffer{}, &syncBuffer{}
+	dev = exec.Command(bin, "dev", "--data-dir", t.TempDir(), "--etcd-client-url", etcdURL,
+		"--mesos-listen", "127.0.0.1:0", "--http", "", "--agents", "1")
+	dev.Stdout, dev.Stderr = out, errOut
+	if err := dev.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited = make(chan error, 1)
+	go func() { exited <- dev.Wait() }()
+	t.Cleanup(func() {
+		_ = dev.Process.Kill()
+		<-exited
+	})
+	waitUntil(t, 60*time.Second, "dev to start", func() bool { return strings.Contains(out.String(), "Press Ctrl-C") })
+	return dev, out, errOut, exited, &env{t: t, endpoint: etcdURL, prefix: store.DefaultPrefix, dir: t.TempDir()}
+}
+
+// TestDevSecondCtrlCKillsAtOnce: while converge dev waits for a task that
+// ignores SIGTERM (an hour of grace), a second Ctrl-C kills it and dev exits.
+func TestDevSecondCtrlCKillsAtOnce(t *testing.T) {
+	marks := t.TempDir()
+	dev, out, _, exited, e := startDevProcess(t)
+	m := `apiVersion: converge.io/v1alpha1
+kind: Cluster
+metadata:
+  name: stubborn
+spec:
+  replicas: 1
+  task:
+    command: |
+      trap '' TERM
+      echo $$ > ` + marks + `/pid
+      while :; do sleep 0.05; done
+    killGracePeriod: 1h
+    resources: {cpus: 0.1, mem: 32Mi}
+`
+	expect(t, e.run("", "apply", "-f", e.file("stubborn.yaml", m), "--wait", "--timeout", "60s"), 0, "cluster/stubborn ready")
+	var pid int
+	waitUntil(t, 30*time.Second, "the member to run", func() bool {
+		b, err := os.ReadFile(filepath.Join(marks, "pid"))
+		pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		return err == nil && pid > 0
+	})
+	if err := dev.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 60*time.Second, "dev to stop its tasks", func() bool { return strings.Contains(out.String(), "Ctrl-C again") })
+	if err := dev.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		exited <- err
+		if err != nil {
+			t.Fatalf("dev exited with %v\nstdout:\n%s", err, out.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("dev did not stop within 60s of the second SIGINT\nstdout:\n%s", out.String())
+	}
+	if syscall.Kill(pid, 0) == nil {
+		t.Fatalf("the member (pid %d) outlived dev", pid)
 	}
 }
 
