@@ -163,6 +163,11 @@ type Controller struct {
 	newDemand bool
 
 	wantOffers *bool // last Suppress/Revive decision, nil: none made on this subscription
+	// offerMu serialises Suppress/Revive decisions with their calls: decided
+	// under mu but sent after it, a SUPPRESS decided first could reach Mesos
+	// after a REVIVE decided later, leaving offers suppressed while wantOffers
+	// says revived (a new cluster then waited forever for offers).
+	offerMu sync.Mutex
 }
 
 // New checks cfg and returns a controller; Run starts it.
@@ -976,6 +981,8 @@ func (c *Controller) sendElectionMessages(ctx context.Context, key string, out O
 // syncOfferInterest suppresses offers when no cluster needs any, and revives
 // them when one does.
 func (c *Controller) syncOfferInterest(ctx context.Context) {
+	c.offerMu.Lock()
+	defer c.offerMu.Unlock()
 	c.mu.Lock()
 	want := len(c.needy) > 0
 	revive := want && c.newDemand

@@ -114,8 +114,17 @@ func (c *Controller) handleOffers(ctx context.Context, offers []mesos.Offer) {
 		all[i] = offers[i].ID
 	}
 	if len(needs) == 0 && len(roleless) == 0 {
+		// Under offerMu, as Suppress/Revive: a long refusal must not reach
+		// Mesos after a REVIVE for demand that came meanwhile (the filter
+		// would outlive the REVIVE: no offers for refuseUnneeded). Demand
+		// seen now gets a short refusal; demand after it revives after it.
+		c.offerMu.Lock()
+		defer c.offerMu.Unlock()
+		c.mu.Lock()
+		demand := len(c.needy) > 0
+		c.mu.Unlock()
 		refuse := float64(refuseUnneeded)
-		if !ready {
+		if !ready || demand {
 			refuse = refuseShort
 		}
 		c.decline(ctx, all, refuse)
