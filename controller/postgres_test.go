@@ -172,9 +172,9 @@ func TestPostgresExample(t *testing.T) {
 	}
 	t.Logf("the old master acknowledged its last write %.1fs before the new master's first; %d later writes to it failed (%s)",
 		newFirst.Sub(oldLast).Seconds(), refused, log.lastError(old))
-	n := log.checkOn(t, addrOf(third))
-	t.Logf("figures: crash -> first write on the new master %.1fs; partition -> first write on the new master %.1fs; %d acknowledged writes, 0 lost",
-		crashFailover.Seconds(), partitionFailover.Seconds(), n)
+	n, lost := log.checkOn(t, addrOf(third))
+	t.Logf("figures: crash -> first write on the new master %.1fs; partition -> first write on the new master %.1fs; %d acknowledged writes, %d lost",
+		crashFailover.Seconds(), partitionFailover.Seconds(), n, lost)
 	_ = e.mesos.RestoreAgent(second.Hostname)
 }
 
@@ -396,8 +396,8 @@ func (l *writeLog) waitAcks(t *testing.T, addr string, since time.Time, n int, t
 }
 
 // checkOn checks that every acknowledged write so far is on addr, and
-// returns how many there were.
-func (l *writeLog) checkOn(t *testing.T, addr string) int {
+// returns how many there were and how many of them are not.
+func (l *writeLog) checkOn(t *testing.T, addr string) (acked, missing int) {
 	t.Helper()
 	l.mu.Lock()
 	acks := append([]write(nil), l.acks...)
@@ -427,7 +427,7 @@ func (l *writeLog) checkOn(t *testing.T, addr string) int {
 	if len(lost) > 0 {
 		t.Errorf("%d of %d acknowledged writes are not on the master %s: %s", len(lost), len(acks), addr, strings.Join(lost, ", "))
 	}
-	return len(acks)
+	return len(acks), len(lost)
 }
 
 // overlap returns when the old master (writes to oldAddr since oldSince)
