@@ -518,8 +518,21 @@ while :; do sleep 0.05; done`
 				return m.Type == election.TypePromoted && m.Epoch == epoch && m.TaskID == serve
 			}
 		}
+		// The member asks for the master lease and promotes only once it
+		// holds it (controller/lease.go).
+		grant := func(epoch int64) {
+			req := s.waitMessage(20*time.Second, "a lease request", func(m election.Message) bool {
+				return m.Type == election.TypeLeaseRequest && m.Epoch == epoch && m.TaskID == serve
+			})
+			if _, err := os.Stat(filepath.Join(dir, "promoted")); epoch == 8 && !os.IsNotExist(err) {
+				t.Fatalf("promote command ran before the lease was granted (%v)", err)
+			}
+			s.send(ctx, agentID, serve, election.Message{Type: election.TypeLeaseGrant, Epoch: epoch, TaskID: serve,
+				Seq: req.Seq, LeaseMillis: (10 * time.Minute).Milliseconds()})
+		}
 		// Twice at once (the second while the first runs), then again once done.
 		s.send(ctx, agentID, serve, election.Message{Type: election.TypePromote, Epoch: 8, TaskID: serve})
+		grant(8)
 		s.send(ctx, agentID, serve, election.Message{Type: election.TypePromote, Epoch: 8, TaskID: serve})
 		m := s.waitMessage(20*time.Second, "promoted of epoch 8", isPromoted(8))
 		if m.Error != "" {
@@ -549,6 +562,7 @@ while :; do sleep 0.05; done`
 		}
 		// A new epoch runs it again.
 		s.send(ctx, agentID, serve, election.Message{Type: election.TypePromote, Epoch: 9, TaskID: serve})
+		grant(9)
 		if m := s.waitMessage(20*time.Second, "promoted of epoch 9", isPromoted(9)); m.Error != "" {
 			t.Fatalf("promoted %+v", m)
 		}
