@@ -34,7 +34,9 @@ type mesosProxy struct {
 	calls   []seenCall
 	drop    map[scheduler.Call_Type]bool
 	refuse  map[scheduler.Call_Type]bool
-	rewrite map[string]string // master host:port -> its proxy's, for 307 Locations
+	delay   map[scheduler.Call_Type]time.Duration
+	held    map[scheduler.Call_Type]int // calls being delayed now
+	rewrite map[string]string           // master host:port -> its proxy's, for 307 Locations
 }
 
 // seenCall is one scheduler call as it crossed the proxy.
@@ -60,7 +62,8 @@ func newMesosProxies(t *testing.T, masterURLs []string) []*mesosProxy {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := &mesosProxy{rewrite: rewrite, drop: map[scheduler.Call_Type]bool{}, refuse: map[scheduler.Call_Type]bool{}}
+		p := &mesosProxy{rewrite: rewrite, drop: map[scheduler.Call_Type]bool{}, refuse: map[scheduler.Call_Type]bool{},
+			delay: map[scheduler.Call_Type]time.Duration{}, held: map[scheduler.Call_Type]int{}}
 		rp := &httputil.ReverseProxy{
 			Rewrite:       func(r *httputil.ProxyRequest) { r.SetURL(target); r.Out.Host = target.Host },
 			FlushInterval: -1, // the SUBSCRIBE response is an event stream
@@ -113,7 +116,13 @@ func (p *mesosProxy) intercept(r *http.Request) string {
 	}
 	seen := describeCall(&call)
 	p.mu.Lock()
+	d := p.delay[call.Type]
+	p.held[call.Type]++
+	p.mu.Unlock()
+	time.Sleep(d) // a slow network for this type (fault injection)
+	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.held[call.Type]--
 	seen.Dropped, seen.Refused = p.drop[call.Type], p.refuse[call.Type]
 	p.calls = append(p.calls, seen)
 	switch {
@@ -161,6 +170,21 @@ func (p *mesosProxy) setDrop(typ scheduler.Call_Type, on bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.drop[typ] = on
+}
+
+// setDelay holds calls of type typ for d before forwarding (and recording)
+// them: calls sent after them may reach the master first.
+func (p *mesosProxy) setDelay(typ scheduler.Call_Type, d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.delay[typ] = d
+}
+
+// holding is the number of calls of type typ being delayed now.
+func (p *mesosProxy) holding(typ scheduler.Call_Type) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.held[typ]
 }
 
 // setRefuse refuses (on) or forwards (off) calls of type typ from now on.

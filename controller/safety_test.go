@@ -9,6 +9,7 @@ import (
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/converge-io/converge/apis/v1alpha1"
 	"github.com/converge-io/converge/mesosbridge/localmesos"
@@ -205,4 +206,40 @@ func TestNoLaunchBeforeReconciliation(t *testing.T) {
 		}
 	}
 	e.checkConverged("db", 3)
+}
+
+// TestSuppressAndReviveKeepTheirOrder: the network holds SUPPRESS for 2s.
+// Cluster a fills the only agent; once it is launched the controller
+// suppresses offers. Cluster b, created while that SUPPRESS is held, makes it
+// revive; b fits only once a is deleted. A REVIVE that overtook the SUPPRESS
+// would leave offers suppressed while the controller believes them revived:
+// the resources a frees would never be offered, and b would wait forever.
+func TestSuppressAndReviveKeepTheirOrder(t *testing.T) {
+	e := newEnv(t, localmesos.Options{Simulate: true, Agents: 1})
+	p := e.proxies[0]
+	p.setDelay(scheduler.Call_SUPPRESS, 2*time.Second)
+	e.start()
+	mem := func(q string) func(*v1alpha1.Cluster) {
+		return func(c *v1alpha1.Cluster) { m := resource.MustParse(q); c.Spec.Task.Resources.Mem = &m }
+	}
+	e.create(newCluster("a", 1, mem("7Gi")))
+	e.eventually(20*time.Second, "a SUPPRESS held after a's launch", func() bool {
+		return len(e.calls(launching)) > 0 && p.holding(scheduler.Call_SUPPRESS) > 0
+	})
+	revives := len(e.calls(ofType(scheduler.Call_REVIVE)))
+	e.create(newCluster("b", 1, mem("2Gi")))
+	e.eventually(20*time.Second, "b's REVIVE and the held SUPPRESS both at Mesos", func() bool {
+		return len(e.calls(ofType(scheduler.Call_REVIVE))) > revives && p.holding(scheduler.Call_SUPPRESS) == 0
+	})
+	var order []string
+	for _, c := range e.calls(func(c seenCall) bool {
+		return c.Type == scheduler.Call_SUPPRESS || c.Type == scheduler.Call_REVIVE
+	}) {
+		order = append(order, c.Type.String())
+	}
+	t.Logf("SUPPRESS/REVIVE in the order they reached Mesos: %v", order)
+	if _, _, err := e.st.Delete(context.Background(), "default", "a"); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("b", 30*time.Second, "Ready on the resources a freed", clusterReady)
 }
