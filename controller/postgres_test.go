@@ -80,7 +80,10 @@ func TestPostgresExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	bin := buildExecutor(t)
+	// Ports of their own (24000, 25000, 26000): other packages' tests run
+	// real servers on localmesos's default 31000, 32000, ... meanwhile.
 	e := newEnv(t, localmesos.Options{WorkDir: work, Agents: 3, FrameworksHome: repo,
+		AgentResources:        "cpus:4;mem:8192;disk:65536;ports:[24000-24999]",
 		AgentUnreachableAfter: 75 * time.Second})
 	// Fetched into each sandbox (and so readable by the task's user), as
 	// converge dev and serve --executor-uri do.
