@@ -11,8 +11,9 @@ import (
 // A record is written (checkpointed) before the ACCEPT that launches the task,
 // and every status update is written here before it is acknowledged.
 type TaskRecord struct {
-	// ID is the Mesos task id: <namespace>.<cluster>.<ordinal>.<unique suffix>,
-	// unique forever.
+	// ID is the Mesos task id: <namespace>.<cluster>.<ordinal>.<suffix>, the
+	// suffix 32 random bits (controller.NewTaskID), so one ordinal's ids differ
+	// from launch to launch with high probability, not certainty.
 	ID        string `json:"id"`
 	Namespace string `json:"namespace"`
 	Cluster   string `json:"cluster"`

@@ -203,10 +203,24 @@ func TestSimulatedElectionMessages(t *testing.T) {
 	if err != nil || got.Type != election.TypePosition || got.Position != "pos-t1" || got.Epoch != 7 || ev.Message.AgentID != off.AgentID || ev.Message.ExecutorID.Value != "t1" {
 		t.Fatalf("answer %+v %v (%v)", got, ev.Message, err)
 	}
+	// As converge's executor: promote asks for the master lease first, and
+	// confirms only once it is granted; follow is confirmed.
 	s.mustCall(calls.Message(off.AgentID.Value, "t1", election.Message{Type: election.TypePromote, Epoch: 7, TaskID: "t1"}.Encode()))
 	ev = s.next(scheduler.Event_MESSAGE, 2*time.Second)
-	if got, _ := election.Decode(ev.Message.Data); got.Type != election.TypePromoted {
-		t.Fatalf("promote answer %+v", got)
+	req, _ := election.Decode(ev.Message.Data)
+	if req.Type != election.TypeLeaseRequest || req.Epoch != 7 || req.Seq == 0 {
+		t.Fatalf("promote answer %+v, want a lease request", req)
+	}
+	grant := election.Message{Type: election.TypeLeaseGrant, Epoch: 7, TaskID: "t1", Seq: req.Seq, LeaseMillis: 60000}
+	s.mustCall(calls.Message(off.AgentID.Value, "t1", grant.Encode()))
+	ev = s.next(scheduler.Event_MESSAGE, 2*time.Second)
+	if got, _ := election.Decode(ev.Message.Data); got.Type != election.TypePromoted || got.Epoch != 7 {
+		t.Fatalf("answer to the grant %+v, want promoted", got)
+	}
+	s.mustCall(calls.Message(off.AgentID.Value, "t1", election.Message{Type: election.TypeFollow, Epoch: 8, TaskID: "t1"}.Encode()))
+	ev = s.next(scheduler.Event_MESSAGE, 2*time.Second)
+	if got, _ := election.Decode(ev.Message.Data); got.Type != election.TypeFollowed || got.Epoch != 8 {
+		t.Fatalf("follow answer %+v", got)
 	}
 	if a1, a2 := simPosition("a"), simPosition("a"); a1 != a2 || a1 == simPosition("b") {
 		t.Fatal("default position not deterministic")
