@@ -39,7 +39,7 @@ func lockDataDir(dir string) (*dataLock, error) {
 		return nil, fmt.Errorf("lock data dir %s: %w", path, err)
 	}
 	// Ours now: record who holds it, for the error above.
-	if err := f.Truncate(0); err == nil {
+	if err = f.Truncate(0); err == nil {
 		_, err = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
 	if err != nil {
