@@ -551,6 +551,9 @@ func (c *Controller) forgetCluster(ctx context.Context, key string) {
 	delete(c.events, key)
 	delete(c.answers, key)
 	delete(c.promoted, key)
+	if l := c.leases[key]; l != nil && l.lapse != nil {
+		l.lapse.Stop()
+	}
 	delete(c.leases, key)
 	delete(c.unplaced, key)
 	delete(c.needy, key)

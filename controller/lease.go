@@ -49,6 +49,9 @@ type LeaseState struct {
 	GrantedAt time.Time
 	// Followed is the latest followed answer of each member, by task id.
 	Followed map[string]election.Message
+	// lapse enqueues the cluster when a granted lease would end unrenewed;
+	// each grant pushes it back, so a healthy master costs no reconcile.
+	lapse *time.Timer
 }
 
 // leaseEnd is when the lease of rec's master has surely ended, on the
@@ -96,7 +99,9 @@ func (p *planner) leaseEnd(cur store.ElectionRecord) time.Time {
 func (p *planner) planLease(cur store.ElectionRecord, m *member) bool {
 	end := p.leaseEnd(cur)
 	if p.in.Now.Before(end) {
-		p.requeueIn(end.Sub(p.in.Now))
+		if l := p.in.Lease; l.Epoch != cur.Epoch || l.TaskID != cur.MasterTaskID || l.GrantedAt.IsZero() {
+			p.requeueIn(end.Sub(p.in.Now)) // no grant yet: its timer is not set
+		}
 		return true
 	}
 	p.ev("Warning", "MasterLeaseExpired", "master task %s (ordinal %d) of epoch %d has not renewed its lease for %s; it has stopped taking writes, and is replaced",
@@ -180,6 +185,12 @@ func (c *Controller) leaseMessageLocked(key string, msg election.Message) *elect
 			return nil
 		}
 		l.Epoch, l.TaskID, l.GrantedAt = msg.Epoch, msg.TaskID, now
+		// Wake the planner just after the lease would end, unless renewed.
+		if wait := leaseEnd(*c.elections[key], l, c.leaseFloor, d).Sub(now) + 10*time.Millisecond; l.lapse == nil {
+			l.lapse = time.AfterFunc(wait, func() { c.queue.Add(key) })
+		} else {
+			l.lapse.Reset(wait)
+		}
 		c.leases[key] = &l
 		return &election.Message{Type: election.TypeLeaseGrant, Epoch: msg.Epoch, TaskID: msg.TaskID, Seq: msg.Seq, LeaseMillis: d.Milliseconds()}
 	case election.TypeFollowed:

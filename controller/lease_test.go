@@ -60,6 +60,8 @@ func TestMasterLeaseFencesPartitionedMaster(t *testing.T) {
 	work := t.TempDir()
 	e := newEnv(t, localmesos.Options{WorkDir: work, Agents: 3, AgentUnreachableAfter: 75 * time.Second})
 	e.cfg.ExecutorCommand = bin
+	// No periodic resync: only the lease's own timer may notice it lapse.
+	e.cfg.ResyncInterval = time.Hour
 	e.start()
 	e.create(newCluster("db", 3, func(c *v1alpha1.Cluster) {
 		c.Spec.Task.Command = `echo "$CONVERGE_MASTER_HOST:$CONVERGE_MASTER_PORT" > master-at-launch; exec sleep 1000`

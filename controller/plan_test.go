@@ -1005,8 +1005,8 @@ func TestPlanMasterLease(t *testing.T) {
 		}
 	}
 	held := Plan(in(c, tasks, lease(-2*time.Second)))
-	if held.Election != nil || len(held.Kills) != 0 || held.Status.Master == nil || held.RequeueAfter <= 0 || held.RequeueAfter > 9*time.Second {
-		t.Fatalf("a master holding its lease: election %+v, kills %v, requeue %s", held.Election, held.Kills, held.RequeueAfter)
+	if held.Election != nil || len(held.Kills) != 0 || held.Status.Master == nil {
+		t.Fatalf("a master holding its lease: election %+v, kills %v", held.Election, held.Kills)
 	}
 
 	// Last granted 12s ago (10s lease + 1s margin passed): replaced now.
