@@ -1,0 +1,436 @@
+package controller
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/converge-io/converge/apis/v1alpha1"
+	"github.com/converge-io/converge/mesosbridge/localmesos"
+)
+
+// TestMariaDBExample runs manifests/examples/mariadb.yaml as it is (its hook
+// scripts fetched by relative path, as converge dev does) with real MariaDB
+// servers under real executors, localmesos, the controller and etcd, a
+// master lease of 6s and an election timeout of 5s. A client logs every
+// acknowledged INSERT. It checks: Ready with a master; a row written on the
+// master reaches every replica; after kill -9 of the master's mariadbd, a
+// new master and every acknowledged write on it; after a partition of the
+// master's agent (Mesos would call it unreachable only after 75 s: the lease
+// fences, not Mesos) while a client keeps writing to the old address, a new
+// master, every acknowledged write on it, and the old master accepted no
+// write once the new one had; once the agent is back, the old master's
+// replacement replicates from the new one and holds every acknowledged write.
+func TestMariaDBExample(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs real MariaDB servers")
+	}
+	for _, b := range []string{"mariadbd", "mariadb-install-db", "mariadb"} {
+		if _, err := exec.LookPath(b); err != nil {
+			t.Skipf("MariaDB binaries not installed (%v): apt-get install mariadb-server", err)
+		}
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("the agents must run as root to run MariaDB as user mysql (task.user)")
+	}
+	repo, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(repo, "manifests/examples/mariadb.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cls, err := v1alpha1.Decode(data, "mariadb.yaml")
+	if err != nil || len(cls) != 1 {
+		t.Fatalf("decode the example: %v (%d objects)", err, len(cls))
+	}
+	c := cls[0]
+	const lease = 6 * time.Second
+	c.Spec.Election.LeaseDuration = &metav1.Duration{Duration: lease}
+	c.Spec.Election.Timeout = &metav1.Duration{Duration: 5 * time.Second}
+	minReady := int32(0)
+	c.Spec.Update.MinReadySeconds = &minReady
+	v1alpha1.SetDefaults(c)
+
+	// Sandboxes the mysql user can reach (t.TempDir's are root's alone).
+	work, err := os.MkdirTemp("", "mariadb-example-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() && os.Getenv("MARIADB_TEST_KEEP") != "" {
+			t.Logf("sandboxes kept in %s", work)
+			return
+		}
+		_ = os.RemoveAll(work)
+	})
+	if err := os.Chmod(work, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := buildExecutor(t)
+	// Ports of their own (27000, 28000, 29000), apart from other tests'.
+	e := newEnv(t, localmesos.Options{WorkDir: work, Agents: 3, FrameworksHome: repo,
+		AgentResources:        "cpus:4;mem:8192;disk:65536;ports:[27000-27999]",
+		AgentUnreachableAfter: 75 * time.Second})
+	e.cfg.ExecutorURI, e.cfg.ExecutorCommand = bin, "./"+filepath.Base(bin)
+	e.start()
+	e.create(c)
+	// No server may outlive the test (a killed executor's child would).
+	t.Cleanup(func() { killSandboxServers(work) })
+
+	c = e.waitFor("mariadb", 120*time.Second, "Ready with a master", func(c *v1alpha1.Cluster) bool {
+		return clusterReady(c) && c.Status.Master != nil
+	})
+	master := *c.Status.Master
+	t.Logf("master: ordinal %d at %s:%d, epoch %d", master.Ordinal, master.Hostname, master.Port, master.Epoch)
+	waitSemiSync(t, c, 2, 60*time.Second)
+
+	c, master = myBootstrap(t, e, 60*time.Second)
+	for _, ts := range c.Status.Tasks {
+		myWaitRow(t, taskAddr(ts), "first", 30*time.Second)
+	}
+
+	log := &writeLog{}
+	published := &target{}
+	published.set(addrOf(master))
+	stopPublished := myWriter(log, "published", published.get)
+	stopFollow := followMasterOf(e, "mariadb", published)
+	defer stopFollow()
+	log.waitAcks(t, addrOf(master), time.Time{}, 5, 20*time.Second)
+
+	// kill -9 of the master's mariadbd.
+	pidText, _, ok := sandboxFile(work, master.TaskID, "mariadbd.pid")
+	if !ok {
+		t.Fatalf("no mariadbd.pid in the sandbox of %s", master.TaskID)
+	}
+	pid, err := strconv.Atoi(pidText)
+	if err != nil {
+		t.Fatalf("mariadbd.pid: %q", pidText)
+	}
+	crashed := time.Now()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill -9 %d: %v", pid, err)
+	}
+	c = e.waitFor("mariadb", 60*time.Second, "a new master after the crash", func(c *v1alpha1.Cluster) bool {
+		return c.Status.Master != nil && c.Status.Master.TaskID != master.TaskID
+	})
+	second := *c.Status.Master
+	first := log.waitAcks(t, addrOf(second), crashed, 1, 30*time.Second)
+	crashFailover := first.acked.Sub(crashed)
+	t.Logf("kill -9 of the master's mariadbd: new master ordinal %d (epoch %d) took its first write %.1fs after the crash (lease %s)",
+		second.Ordinal, second.Epoch, crashFailover.Seconds(), lease)
+	myCheckOn(t, log, addrOf(second))
+
+	// Three members again, both replicas semi-synchronous, before the
+	// partition.
+	c = e.waitFor("mariadb", 90*time.Second, "Ready again", func(c *v1alpha1.Cluster) bool {
+		return clusterReady(c) && c.Status.Master != nil && c.Status.Master.TaskID == second.TaskID && len(c.Status.Tasks) == 3
+	})
+	waitSemiSync(t, c, 2, 60*time.Second)
+
+	// Partition the master's agent; a second client keeps writing to the
+	// address it knew.
+	old := addrOf(second)
+	stopStale := myWriter(log, "stale", func() string { return old })
+	log.waitAcks(t, old, crashed, 10, 20*time.Second)
+	parted := time.Now()
+	if err := e.mesos.PartitionAgent(second.Hostname); err != nil {
+		t.Fatal(err)
+	}
+	c = e.waitFor("mariadb", 60*time.Second, "a new master after the partition", func(c *v1alpha1.Cluster) bool {
+		return c.Status.Master != nil && c.Status.Master.TaskID != second.TaskID
+	})
+	third := *c.Status.Master
+	first = log.waitAcks(t, addrOf(third), parted, 1, 30*time.Second)
+	partitionFailover := first.acked.Sub(parted)
+	t.Logf("partition of the master's agent: new master ordinal %d (epoch %d) took its first write %.1fs after the partition (lease %s, election timeout 5s)",
+		third.Ordinal, third.Epoch, partitionFailover.Seconds(), lease)
+	log.waitAcks(t, addrOf(third), parted, 10, 20*time.Second)
+	stopStale()
+	stopPublished()
+
+	// Never two masters: the old one took no write once the new one had.
+	oldLast, newFirst, refused := log.overlap(old, crashed, addrOf(third), parted)
+	if !oldLast.Before(newFirst) {
+		t.Errorf("two masters took writes: the old master %s acknowledged a write at %s, the new one %s took its first (sent) at %s",
+			old, oldLast.Format(time.RFC3339Nano), addrOf(third), newFirst.Format(time.RFC3339Nano))
+	}
+	if refused == 0 {
+		t.Errorf("the stale client's writes to %s were never refused", old)
+	}
+	t.Logf("the old master acknowledged its last write %.1fs before the new master's first; %d later writes to it failed (%s)",
+		newFirst.Sub(oldLast).Seconds(), refused, log.lastError(old))
+	n, lost := myCheckOn(t, log, addrOf(third))
+	t.Logf("figures: crash -> first write on the new master %.1fs; partition -> first write on the new master %.1fs; %d acknowledged writes, %d lost",
+		crashFailover.Seconds(), partitionFailover.Seconds(), n, lost)
+
+	// The agent comes back: the old master is replaced by a member that
+	// replicates from the new master; every acknowledged write reaches
+	// every member.
+	if err := e.mesos.RestoreAgent(second.Hostname); err != nil {
+		t.Fatal(err)
+	}
+	c = e.waitFor("mariadb", 90*time.Second, "the old master replaced", func(c *v1alpha1.Cluster) bool {
+		if !clusterReady(c) || c.Status.Master == nil || c.Status.Master.TaskID != third.TaskID || len(c.Status.Tasks) != 3 {
+			return false
+		}
+		for _, ts := range c.Status.Tasks {
+			if ts.ID == second.TaskID {
+				return false
+			}
+		}
+		return true
+	})
+	waitSemiSync(t, c, 2, 60*time.Second)
+	if err := myTry(addrOf(third), "INSERT INTO converge.writes VALUES ('last')"); err != nil {
+		t.Fatal(err)
+	}
+	for _, ts := range c.Status.Tasks {
+		myWaitRow(t, taskAddr(ts), "last", 30*time.Second)
+		myCheckOn(t, log, taskAddr(ts))
+	}
+}
+
+// killSandboxServers kills every mariadbd whose pid file is under work.
+func killSandboxServers(work string) {
+	_ = filepath.Walk(work, func(p string, info os.FileInfo, err error) error {
+		if err == nil && info.Name() == "mariadbd.pid" {
+			if b, err := os.ReadFile(p); err == nil {
+				if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// myOpen connects as root (no password) to the MariaDB server at addr.
+func myOpen(addr string) (*sql.DB, error) {
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Net, cfg.Addr = "root", "tcp", addr
+	cfg.Timeout, cfg.ReadTimeout, cfg.WriteTimeout = 2*time.Second, 5*time.Second, 5*time.Second
+	db, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(1)
+	return db, nil
+}
+
+// myTry runs statements on addr, one after another.
+func myTry(addr string, stmts ...string) error {
+	db, err := myOpen(addr)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, s := range stmts {
+		if _, err := db.ExecContext(ctx, s); err != nil {
+			return fmt.Errorf("%s on %s: %w", s, addr, err)
+		}
+	}
+	return nil
+}
+
+// myQuery runs a query of one text column on addr.
+func myQuery(addr, q string) ([]string, error) {
+	db, err := myOpen(addr)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rows, err := db.QueryContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+// myBootstrap creates the writes table and its first row on the published
+// master, retrying on the master published next should that one stop
+// taking writes meanwhile.
+func myBootstrap(t *testing.T, e *env, timeout time.Duration) (*v1alpha1.Cluster, v1alpha1.MasterStatus) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for attempt := 1; ; attempt++ {
+		c := e.get("mariadb")
+		if m := c.Status.Master; m != nil && clusterReady(c) {
+			err := myTry(addrOf(*m), "CREATE DATABASE IF NOT EXISTS converge",
+				"CREATE TABLE IF NOT EXISTS converge.writes (id varchar(64) PRIMARY KEY)",
+				"INSERT IGNORE INTO converge.writes VALUES ('first')")
+			if err == nil {
+				return c, *m
+			}
+			t.Logf("bootstrap attempt %d on the master %s (epoch %d): %v", attempt, addrOf(*m), m.Epoch, err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no master took the first write within %s", timeout)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// myWaitRow waits for the row id to be readable on addr.
+func myWaitRow(t *testing.T, addr, id string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		got, err := myQuery(addr, "SELECT id FROM converge.writes WHERE id = '"+id+"'")
+		if err == nil && len(got) == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("row %q not on %s after %s (%v, %v)", id, addr, timeout, got, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitSemiSync waits for the master of c to have n semi-synchronous
+// replicas connected, semi-synchronous replication on.
+func waitSemiSync(t *testing.T, c *v1alpha1.Cluster, n int, timeout time.Duration) {
+	t.Helper()
+	addr := addrOf(*c.Status.Master)
+	deadline := time.Now().Add(timeout)
+	for {
+		got, err := myQuery(addr, "SELECT CONCAT(@@rpl_semi_sync_master_enabled, ' ', VARIABLE_VALUE) FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS'")
+		if err == nil && len(got) == 1 {
+			if on, clients, _ := strings.Cut(got[0], " "); on == "ON" || on == "1" {
+				if k, _ := strconv.Atoi(clients); k >= n {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("master %s: semi-sync enabled and clients %v (%v) after %s, want %d clients", addr, got, err, timeout, n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// followMasterOf keeps to pointed at the published master of cluster name,
+// as a client of converge endpoints -w would.
+func followMasterOf(e *env, name string, to *target) (stop func()) {
+	done, quit := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+				if c := e.get(name); c != nil && c.Status.Master != nil {
+					to.set(addrOf(*c.Status.Master))
+				}
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
+}
+
+// myWriter INSERTs continuously, one row at a time, to where() until
+// stopped, logging each acknowledged one in l.
+func myWriter(l *writeLog, name string, where func() string) (stop func()) {
+	done, quit := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		var db *sql.DB
+		var dbAddr string
+		defer func() {
+			if db != nil {
+				_ = db.Close()
+			}
+		}()
+		pace := time.NewTicker(20 * time.Millisecond)
+		defer pace.Stop()
+		for seq := 0; ; seq++ {
+			select {
+			case <-quit:
+				return
+			case <-pace.C:
+			}
+			addr := where()
+			if db != nil && dbAddr != addr {
+				_ = db.Close()
+				db = nil
+			}
+			w := write{id: fmt.Sprintf("%s-%d", name, seq), addr: addr, sent: time.Now()}
+			var err error
+			if db == nil {
+				db, err = myOpen(addr)
+				dbAddr = addr
+			}
+			if err == nil {
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				_, err = db.ExecContext(ctx, "INSERT INTO converge.writes VALUES (?)", w.id)
+				cancel()
+			}
+			w.acked = time.Now()
+			l.record(w, err)
+		}
+	}()
+	return func() { close(quit); <-done }
+}
+
+// myCheckOn checks that every acknowledged write so far is on addr, and
+// returns how many there were and how many of them are not.
+func myCheckOn(t *testing.T, l *writeLog, addr string) (acked, missing int) {
+	t.Helper()
+	l.mu.Lock()
+	acks := append([]write(nil), l.acks...)
+	l.mu.Unlock()
+	var rows []string
+	var err error
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if rows, err = myQuery(addr, "SELECT id FROM converge.writes"); err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("read the writes on %s: %v", addr, err)
+	}
+	have := make(map[string]bool, len(rows))
+	for _, id := range rows {
+		have[id] = true
+	}
+	var lost []string
+	for _, w := range acks {
+		if !have[w.id] {
+			lost = append(lost, fmt.Sprintf("%s (to %s, acknowledged %s)", w.id, w.addr, w.acked.Format("15:04:05.000")))
+		}
+	}
+	if len(lost) > 0 {
+		t.Errorf("%d of %d acknowledged writes are not on %s: %s", len(lost), len(acks), addr, strings.Join(lost, ", "))
+	}
+	return len(acks), len(lost)
+}
