@@ -37,7 +37,7 @@ type EtcdOptions struct {
 	Password  string
 	// Timeout for the first contact (default 5s).
 	Timeout time.Duration
-	// TxnOpsLimit and RequestBytesLimit: the etcd servers' --max-txn-ops and
+	// TxnOpsLimit and RequestBytesLimit: the etcd servers' flags --max-txn-ops and
 	// --max-request-bytes (0: etcd's defaults).
 	TxnOpsLimit, RequestBytesLimit int
 }

@@ -41,7 +41,7 @@ type Options struct {
 	// Username and Password authenticate with etcd auth (the password is never
 	// logged or put into an error).
 	Username, Password string
-	// TxnOpsLimit and RequestBytesLimit are the etcd servers' --max-txn-ops and
+	// TxnOpsLimit and RequestBytesLimit are the etcd servers' flags --max-txn-ops and
 	// --max-request-bytes; 0 means etcd's defaults. Raise them only for an etcd
 	// configured so.
 	TxnOpsLimit, RequestBytesLimit int
