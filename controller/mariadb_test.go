@@ -14,10 +14,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/converge-io/converge/apis/v1alpha1"
-	"github.com/converge-io/converge/mesosbridge/localmesos"
 )
 
 // TestMariaDBExample runs manifests/examples/mariadb.yaml as it is (its hook
@@ -44,53 +42,12 @@ func TestMariaDBExample(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the agents must run as root to run MariaDB as user mysql (task.user)")
 	}
-	repo, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(filepath.Join(repo, "manifests/examples/mariadb.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cls, err := v1alpha1.Decode(data, "mariadb.yaml")
-	if err != nil || len(cls) != 1 {
-		t.Fatalf("decode the example: %v (%d objects)", err, len(cls))
-	}
-	c := cls[0]
-	const lease = 6 * time.Second
-	c.Spec.Election.LeaseDuration = &metav1.Duration{Duration: lease}
-	c.Spec.Election.Timeout = &metav1.Duration{Duration: 5 * time.Second}
-	minReady := int32(0)
-	c.Spec.Update.MinReadySeconds = &minReady
-	v1alpha1.SetDefaults(c)
-
-	// Sandboxes the mysql user can reach (t.TempDir's are root's alone).
-	work, err := os.MkdirTemp("", "mariadb-example-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() && os.Getenv("MARIADB_TEST_KEEP") != "" {
-			t.Logf("sandboxes kept in %s", work)
-			return
-		}
-		_ = os.RemoveAll(work)
-	})
-	if err := os.Chmod(work, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin := buildExecutor(t)
 	// Ports of their own (27000, 28000, 29000), apart from other tests'.
-	e := newEnv(t, localmesos.Options{WorkDir: work, Agents: 3, FrameworksHome: repo,
-		AgentResources:        "cpus:4;mem:8192;disk:65536;ports:[27000-27999]",
-		AgentUnreachableAfter: 75 * time.Second})
-	e.cfg.ExecutorURI, e.cfg.ExecutorCommand = bin, "./"+filepath.Base(bin)
-	e.start()
-	e.create(c)
+	e, work := startExample(t, "mariadb.yaml", "ports:[27000-27999]")
 	// No server may outlive the test (a killed executor's child would).
 	t.Cleanup(func() { killSandboxServers(work) })
 
-	c = e.waitFor("mariadb", 120*time.Second, "Ready with a master", func(c *v1alpha1.Cluster) bool {
+	c := e.waitFor("mariadb", 120*time.Second, "Ready with a master", func(c *v1alpha1.Cluster) bool {
 		return clusterReady(c) && c.Status.Master != nil
 	})
 	master := *c.Status.Master
@@ -130,7 +87,7 @@ func TestMariaDBExample(t *testing.T) {
 	first := log.waitAcks(t, addrOf(second), crashed, 1, 30*time.Second)
 	crashFailover := first.acked.Sub(crashed)
 	t.Logf("kill -9 of the master's mariadbd: new master ordinal %d (epoch %d) took its first write %.1fs after the crash (lease %s)",
-		second.Ordinal, second.Epoch, crashFailover.Seconds(), lease)
+		second.Ordinal, second.Epoch, crashFailover.Seconds(), exampleLease)
 	myCheckOn(t, log, addrOf(second))
 
 	// Three members again, both replicas semi-synchronous, before the
@@ -156,7 +113,7 @@ func TestMariaDBExample(t *testing.T) {
 	first = log.waitAcks(t, addrOf(third), parted, 1, 30*time.Second)
 	partitionFailover := first.acked.Sub(parted)
 	t.Logf("partition of the master's agent: new master ordinal %d (epoch %d) took its first write %.1fs after the partition (lease %s, election timeout 5s)",
-		third.Ordinal, third.Epoch, partitionFailover.Seconds(), lease)
+		third.Ordinal, third.Epoch, partitionFailover.Seconds(), exampleLease)
 	log.waitAcks(t, addrOf(third), parted, 10, 20*time.Second)
 	stopStale()
 	stopPublished()

@@ -23,10 +23,13 @@ import (
 // every machine of this project, CI included).
 const pgBin = "/usr/lib/postgresql/15/bin"
 
+// exampleLease is the master lease of the example clusters under test.
+const exampleLease = 6 * time.Second
+
 // TestPostgresExample runs manifests/examples/postgres.yaml as it is (its
 // hook scripts fetched by relative path, as converge dev does) with real
 // PostgreSQL servers under real executors, localmesos, the controller and
-// etcd, a master lease of 4s and an election timeout of 5s. A client logs
+// etcd, a master lease of 6s and an election timeout of 5s. A client logs
 // every acknowledged INSERT. It checks: Ready with a master; a row written
 // on the master reaches every replica; after kill -9 of the master's
 // postgres, a new master and every acknowledged write on it; after a
@@ -46,56 +49,11 @@ func TestPostgresExample(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the agents must run as root to run PostgreSQL as user postgres (task.user)")
 	}
-	repo, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(filepath.Join(repo, "manifests/examples/postgres.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cls, err := v1alpha1.Decode(data, "postgres.yaml")
-	if err != nil || len(cls) != 1 {
-		t.Fatalf("decode the example: %v (%d objects)", err, len(cls))
-	}
-	c := cls[0]
-	// Short, so the partition fails over quickly, yet with room for renewals
-	// delayed on a loaded machine (a master fences itself 2/5 of it early).
-	const lease = 6 * time.Second
-	c.Spec.Election.LeaseDuration = &metav1.Duration{Duration: lease}
-	c.Spec.Election.Timeout = &metav1.Duration{Duration: 5 * time.Second}
-	minReady := int32(0)
-	c.Spec.Update.MinReadySeconds = &minReady
-	v1alpha1.SetDefaults(c)
-
-	// Sandboxes the postgres user can reach (t.TempDir's are root's alone).
-	work, err := os.MkdirTemp("", "postgres-example-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() && os.Getenv("POSTGRES_TEST_KEEP") != "" {
-			t.Logf("sandboxes kept in %s", work)
-			return
-		}
-		_ = os.RemoveAll(work)
-	})
-	if err := os.Chmod(work, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin := buildExecutor(t)
 	// Ports of their own (24000, 25000, 26000): other packages' tests run
 	// real servers on localmesos's default 31000, 32000, ... meanwhile.
-	e := newEnv(t, localmesos.Options{WorkDir: work, Agents: 3, FrameworksHome: repo,
-		AgentResources:        "cpus:4;mem:8192;disk:65536;ports:[24000-24999]",
-		AgentUnreachableAfter: 75 * time.Second})
-	// Fetched into each sandbox (and so readable by the task's user), as
-	// converge dev and serve --executor-uri do.
-	e.cfg.ExecutorURI, e.cfg.ExecutorCommand = bin, "./"+filepath.Base(bin)
-	e.start()
-	e.create(c)
+	e, work := startExample(t, "postgres.yaml", "ports:[24000-24999]")
 
-	c = e.waitFor("postgres", 120*time.Second, "Ready with a master", func(c *v1alpha1.Cluster) bool {
+	c := e.waitFor("postgres", 120*time.Second, "Ready with a master", func(c *v1alpha1.Cluster) bool {
 		return clusterReady(c) && c.Status.Master != nil
 	})
 	master := *c.Status.Master
@@ -138,7 +96,7 @@ func TestPostgresExample(t *testing.T) {
 	first := log.waitAcks(t, addrOf(second), crashed, 1, 30*time.Second)
 	crashFailover := first.acked.Sub(crashed)
 	t.Logf("kill -9 of the master's postgres: new master ordinal %d (epoch %d) took its first write %.1fs after the crash (lease %s)",
-		second.Ordinal, second.Epoch, crashFailover.Seconds(), lease)
+		second.Ordinal, second.Epoch, crashFailover.Seconds(), exampleLease)
 	log.checkOn(t, addrOf(second))
 
 	// Three members again, both standbys streaming from the master, before
@@ -164,7 +122,7 @@ func TestPostgresExample(t *testing.T) {
 	first = log.waitAcks(t, addrOf(third), parted, 1, 30*time.Second)
 	partitionFailover := first.acked.Sub(parted)
 	t.Logf("partition of the master's agent: new master ordinal %d (epoch %d) took its first write %.1fs after the partition (lease %s, election timeout 5s)",
-		third.Ordinal, third.Epoch, partitionFailover.Seconds(), lease)
+		third.Ordinal, third.Epoch, partitionFailover.Seconds(), exampleLease)
 	// A few more writes on the new master while the stale client goes on.
 	log.waitAcks(t, addrOf(third), parted, 10, 20*time.Second)
 	stopStale()
@@ -225,6 +183,61 @@ func taskAddr(ts v1alpha1.TaskStatus) string {
 func pgConnect(ctx context.Context, addr string) (*pgx.Conn, error) {
 	host, port, _ := strings.Cut(addr, ":")
 	return pgx.Connect(ctx, fmt.Sprintf("host=%s port=%s user=postgres dbname=postgres connect_timeout=2 sslmode=disable", host, port))
+}
+
+// startExample runs the example manifest file under real executors with a
+// short lease (exampleLease: the partition fails over quickly, with room for renewals
+// delayed on a loaded machine, as a master fences itself 2/5 of it early),
+// on agents with the given port range (apart from other tests' servers),
+// Mesos calling a partitioned agent unreachable only after 75 s, as a real
+// master does: the lease fences, not Mesos. It returns the env and the work
+// directory of the sandboxes (kept after a failure when KEEP_SANDBOXES is set).
+func startExample(t *testing.T, file, ports string) (*env, string) {
+	t.Helper()
+	repo, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(repo, "manifests/examples", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cls, err := v1alpha1.Decode(data, file)
+	if err != nil || len(cls) != 1 {
+		t.Fatalf("decode the example: %v (%d objects)", err, len(cls))
+	}
+	c := cls[0]
+	c.Spec.Election.LeaseDuration = &metav1.Duration{Duration: exampleLease}
+	c.Spec.Election.Timeout = &metav1.Duration{Duration: 5 * time.Second}
+	minReady := int32(0)
+	c.Spec.Update.MinReadySeconds = &minReady
+	v1alpha1.SetDefaults(c)
+
+	// Sandboxes the task's user can reach (t.TempDir's are root's alone).
+	work, err := os.MkdirTemp("", "example-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() && os.Getenv("KEEP_SANDBOXES") != "" {
+			t.Logf("sandboxes kept in %s", work)
+			return
+		}
+		_ = os.RemoveAll(work)
+	})
+	if err := os.Chmod(work, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := buildExecutor(t)
+	e := newEnv(t, localmesos.Options{WorkDir: work, Agents: 3, FrameworksHome: repo,
+		AgentResources:        "cpus:4;mem:8192;disk:65536;" + ports,
+		AgentUnreachableAfter: 75 * time.Second})
+	// Fetched into each sandbox (and so readable by the task's user), as
+	// converge dev and serve --executor-uri do.
+	e.cfg.ExecutorURI, e.cfg.ExecutorCommand = bin, "./"+filepath.Base(bin)
+	e.start()
+	e.create(c)
+	return e, work
 }
 
 // bootstrapTable creates the writes table and its first row on the
