@@ -63,7 +63,7 @@ func TestMariaDBExample(t *testing.T) {
 	published := &target{}
 	published.set(addrOf(master))
 	stopPublished := myWriter(log, "published", published.get)
-	stopFollow := followMasterOf(e, "mariadb", published)
+	stopFollow := followMaster(e, "mariadb", published)
 	defer stopFollow()
 	log.waitAcks(t, addrOf(master), time.Time{}, 5, 20*time.Second)
 
@@ -289,28 +289,6 @@ func waitSemiSync(t *testing.T, c *v1alpha1.Cluster, n int, timeout time.Duratio
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// followMasterOf keeps to pointed at the published master of cluster name,
-// as a client of converge endpoints -w would.
-func followMasterOf(e *env, name string, to *target) (stop func()) {
-	done, quit := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(50 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-quit:
-				return
-			case <-tick.C:
-				if c := e.get(name); c != nil && c.Status.Master != nil {
-					to.set(addrOf(*c.Status.Master))
-				}
-			}
-		}
-	}()
-	return func() { close(quit); <-done }
 }
 
 // myWriter INSERTs continuously, one row at a time, to where() until

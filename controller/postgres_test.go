@@ -72,7 +72,7 @@ func TestPostgresExample(t *testing.T) {
 	published := &target{}
 	published.set(addrOf(master))
 	stopPublished := log.writer("published", published.get)
-	stopFollow := followMaster(e, published)
+	stopFollow := followMaster(e, "postgres", published)
 	defer stopFollow()
 	log.waitAcks(t, addrOf(master), time.Time{}, 5, 20*time.Second)
 
@@ -353,9 +353,9 @@ type target struct {
 func (t *target) set(a string) { t.mu.Lock(); t.addr = a; t.mu.Unlock() }
 func (t *target) get() string  { t.mu.Lock(); defer t.mu.Unlock(); return t.addr }
 
-// followMaster keeps to pointed at the cluster's published master, as a
-// client of converge endpoints -w would.
-func followMaster(e *env, to *target) (stop func()) {
+// followMaster keeps to pointed at the named cluster's published master, as
+// a client of converge endpoints -w would.
+func followMaster(e *env, name string, to *target) (stop func()) {
 	done, quit := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
@@ -366,7 +366,7 @@ func followMaster(e *env, to *target) (stop func()) {
 			case <-quit:
 				return
 			case <-tick.C:
-				if c := e.get("postgres"); c != nil && c.Status.Master != nil {
+				if c := e.get(name); c != nil && c.Status.Master != nil {
 					to.set(addrOf(*c.Status.Master))
 				}
 			}
