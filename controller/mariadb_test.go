@@ -88,7 +88,7 @@ func TestMariaDBExample(t *testing.T) {
 	crashFailover := first.acked.Sub(crashed)
 	t.Logf("kill -9 of the master's mariadbd: new master ordinal %d (epoch %d) took its first write %.1fs after the crash (lease %s)",
 		second.Ordinal, second.Epoch, crashFailover.Seconds(), exampleLease)
-	myCheckOn(t, log, addrOf(second))
+	log.checkOn(t, addrOf(second), myWriteIDs)
 
 	// Three members again, both replicas semi-synchronous, before the
 	// partition.
@@ -129,7 +129,7 @@ func TestMariaDBExample(t *testing.T) {
 	}
 	t.Logf("the old master acknowledged its last write %.1fs before the new master's first; %d later writes to it failed (%s)",
 		newFirst.Sub(oldLast).Seconds(), refused, log.lastError(old))
-	n, lost := myCheckOn(t, log, addrOf(third))
+	n, lost := log.checkOn(t, addrOf(third), myWriteIDs)
 	t.Logf("figures: crash -> first write on the new master %.1fs; partition -> first write on the new master %.1fs; %d acknowledged writes, %d lost",
 		crashFailover.Seconds(), partitionFailover.Seconds(), n, lost)
 
@@ -156,7 +156,7 @@ func TestMariaDBExample(t *testing.T) {
 	}
 	for _, ts := range c.Status.Tasks {
 		myWaitRow(t, taskAddr(ts), "last", 30*time.Second)
-		myCheckOn(t, log, taskAddr(ts))
+		log.checkOn(t, taskAddr(ts), myWriteIDs)
 	}
 }
 
@@ -335,37 +335,7 @@ func myWriter(l *writeLog, name string, where func() string) (stop func()) {
 	return func() { close(quit); <-done }
 }
 
-// myCheckOn checks that every acknowledged write so far is on addr, and
-// returns how many there were and how many of them are not.
-func myCheckOn(t *testing.T, l *writeLog, addr string) (acked, missing int) {
-	t.Helper()
-	l.mu.Lock()
-	acks := append([]write(nil), l.acks...)
-	l.mu.Unlock()
-	var rows []string
-	var err error
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if rows, err = myQuery(addr, "SELECT id FROM converge.writes"); err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatalf("read the writes on %s: %v", addr, err)
-	}
-	have := make(map[string]bool, len(rows))
-	for _, id := range rows {
-		have[id] = true
-	}
-	var lost []string
-	for _, w := range acks {
-		if !have[w.id] {
-			lost = append(lost, fmt.Sprintf("%s (to %s, acknowledged %s)", w.id, w.addr, w.acked.Format("15:04:05.000")))
-		}
-	}
-	if len(lost) > 0 {
-		t.Errorf("%d of %d acknowledged writes are not on %s: %s", len(lost), len(acks), addr, strings.Join(lost, ", "))
-	}
-	return len(acks), len(lost)
+// myWriteIDs reads the ids of the MariaDB test's writes on addr.
+func myWriteIDs(addr string) ([]string, error) {
+	return myQuery(addr, "SELECT id FROM converge.writes")
 }

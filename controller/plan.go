@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -791,6 +792,9 @@ func (p *planner) promoteFailed(m *member, cur store.ElectionRecord, why string)
 func truncateMsg(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n-- // never cut a character in two: status and events are UTF-8
 	}
 	return s[:n] + "..."
 }

@@ -97,7 +97,7 @@ func TestPostgresExample(t *testing.T) {
 	crashFailover := first.acked.Sub(crashed)
 	t.Logf("kill -9 of the master's postgres: new master ordinal %d (epoch %d) took its first write %.1fs after the crash (lease %s)",
 		second.Ordinal, second.Epoch, crashFailover.Seconds(), exampleLease)
-	log.checkOn(t, addrOf(second))
+	log.checkOn(t, addrOf(second), pgWriteIDs)
 
 	// Three members again, both standbys streaming from the master, before
 	// the partition.
@@ -139,7 +139,7 @@ func TestPostgresExample(t *testing.T) {
 	}
 	t.Logf("the old master acknowledged its last write %.1fs before the new master's first; %d later writes to it failed (%s)",
 		newFirst.Sub(oldLast).Seconds(), refused, log.lastError(old))
-	n, lost := log.checkOn(t, addrOf(third))
+	n, lost := log.checkOn(t, addrOf(third), pgWriteIDs)
 	t.Logf("figures: crash -> first write on the new master %.1fs; partition -> first write on the new master %.1fs; %d acknowledged writes, %d lost",
 		crashFailover.Seconds(), partitionFailover.Seconds(), n, lost)
 
@@ -164,7 +164,7 @@ func TestPostgresExample(t *testing.T) {
 	pgExec(t, addrOf(third), "INSERT INTO writes VALUES ('last')")
 	for _, ts := range c.Status.Tasks {
 		waitRow(t, taskAddr(ts), "last", 30*time.Second)
-		log.checkOn(t, taskAddr(ts))
+		log.checkOn(t, taskAddr(ts), pgWriteIDs)
 	}
 }
 
@@ -480,9 +480,9 @@ func (l *writeLog) waitAcks(t *testing.T, addr string, since time.Time, n int, t
 	}
 }
 
-// checkOn checks that every acknowledged write so far is on addr, and
-// returns how many there were and how many of them are not.
-func (l *writeLog) checkOn(t *testing.T, addr string) (acked, missing int) {
+// checkOn checks that every acknowledged write so far is among the ids that
+// ids reads on addr, and returns how many there were and how many are not.
+func (l *writeLog) checkOn(t *testing.T, addr string, ids func(addr string) ([]string, error)) (acked, missing int) {
 	t.Helper()
 	l.mu.Lock()
 	acks := append([]write(nil), l.acks...)
@@ -491,7 +491,7 @@ func (l *writeLog) checkOn(t *testing.T, addr string) (acked, missing int) {
 	var err error
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		if rows, err = pgQuery(addr, "SELECT id FROM writes"); err == nil || time.Now().After(deadline) {
+		if rows, err = ids(addr); err == nil || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -510,10 +510,13 @@ func (l *writeLog) checkOn(t *testing.T, addr string) (acked, missing int) {
 		}
 	}
 	if len(lost) > 0 {
-		t.Errorf("%d of %d acknowledged writes are not on the master %s: %s", len(lost), len(acks), addr, strings.Join(lost, ", "))
+		t.Errorf("%d of %d acknowledged writes are not on %s: %s", len(lost), len(acks), addr, strings.Join(lost, ", "))
 	}
 	return len(acks), len(lost)
 }
+
+// pgWriteIDs reads the ids of the PostgreSQL test's writes on addr.
+func pgWriteIDs(addr string) ([]string, error) { return pgQuery(addr, "SELECT id FROM writes") }
 
 // overlap returns when the old master (writes to oldAddr since oldSince)
 // last acknowledged a write, when the first write the new one (newAddr since
