@@ -156,6 +156,10 @@ type Result struct {
 	EtcdTxnsPerSecond float64 `json:"etcd_txns_per_second"`
 	StatusWrites      int64   `json:"status_writes"`
 	Reconciles        int64   `json:"reconciles"`
+	// MesosDials: TCP connections the controller dialled to the master, from
+	// the start to Ready (converge_mesos_dials_total; reused connections are
+	// not dialled again).
+	MesosDials int64 `json:"mesos_dials"`
 
 	// Status update arrival at the controller to ACKNOWLEDGE returned, during convergence.
 	Acks            int     `json:"acks"`
@@ -389,6 +393,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	}
 	res.StatusWrites = int64(counter(reg, "converge_controller_status_writes_total") - statusWrites0)
 	res.Reconciles = int64(counter(reg, "converge_controller_reconciles_total") - reconciles0)
+	res.MesosDials = int64(counter(reg, "converge_mesos_dials_total"))
 	res.ControllerCPUSeconds = (cpu1 - cpu0).Seconds()
 	res.Acks = len(ackSamples)
 	res.AckLatencyP50MS, res.AckLatencyP99MS, res.AckLatencyMaxMS = quantileMS(ackSamples, 0.5), quantileMS(ackSamples, 0.99), quantileMS(ackSamples, 1)

@@ -571,7 +571,7 @@ func TestEveryCallFollowsRedirectToLeader(t *testing.T) {
 			p.freeze()
 		}
 		fault(t, m.URL(), "/fault/master/failover")
-		r.c.transport.CloseIdleConnections() // pooled connections went through the freeze
+		r.c.closeIdle() // pooled connections went through the freeze
 		if err := tc.call(); err != nil {
 			t.Fatalf("%s after failover: %v", tc.typ, err)
 		}
@@ -824,6 +824,11 @@ func TestConcurrentCalls(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+	}
+	// The crowd queued for the calls lane's connections instead of dialling
+	// one each (converge_mesos_dials_total counts every dial).
+	if d := r.metric("converge_mesos_dials_total", map[string]string{"lane": "calls"}); d > float64(laneConns[laneCalls]) {
+		t.Fatalf("%v connections dialled for calls, more than the lane's %d", d, laneConns[laneCalls])
 	}
 
 	eventually(t, 10*time.Second, "t-0, t-1 KILLED; n-0, n-1 RUNNING", func() bool {

@@ -194,7 +194,7 @@ func (c *Client) Acknowledge(ctx context.Context, status mesos.TaskStatus) error
 	if agent == "" {
 		return fmt.Errorf("acknowledge %s: the update names no agent", status.TaskID.Value)
 	}
-	if err := c.send(ctx, calls.Acknowledge(agent, status.TaskID.Value, status.UUID)); err != nil {
+	if err := c.send(inLane(ctx, laneAcks), calls.Acknowledge(agent, status.TaskID.Value, status.UUID)); err != nil {
 		return fmt.Errorf("acknowledge %s (%s): %w", status.TaskID.Value, status.GetState(), err)
 	}
 	return nil

@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -61,8 +60,9 @@ type Client struct {
 	m     *metrics
 	codec encoding.Codec
 	do    httpcli.DoFunc
-	// transport carries every call; its idle connections are dropped with a stream.
-	transport *http.Transport
+	// transports carry the calls, one per lane (lanes.go); their idle
+	// connections are dropped with a stream.
+	transports [lanes]*http.Transport
 	events    chan Event
 	kills     *killTracker
 
@@ -117,19 +117,10 @@ func New(cfg Config) (*Client, error) {
 		}
 		tlsCfg.RootCAs = pool
 	}
-	// Our own transport (not httpcli.With) so idle connections can be dropped when a
+	// Our own transports (not httpcli.With) so idle connections can be dropped when a
 	// stream dies: after a partition a pooled connection may lead nowhere.
-	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
-	transport := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           dialer.DialContext,
-		TLSClientConfig:       tlsCfg,
-		TLSHandshakeTimeout:   5 * time.Second,
-		ResponseHeaderTimeout: cfg.CallTimeout,
-		MaxIdleConnsPerHost:   32, // the controller acknowledges and launches concurrently
-		IdleConnTimeout:       90 * time.Second,
-	}
-	var rt http.RoundTripper = transport
+	transports := newLanes(tlsCfg, cfg.CallTimeout, m.dials)
+	rt := laneRoundTripper(transports)
 	if cfg.Secret != "" {
 		rt = basicAuth(rt, cfg.Principal, cfg.Secret)
 	}
@@ -144,7 +135,7 @@ func New(cfg Config) (*Client, error) {
 		m:           m,
 		codec:       codec,
 		do:          hc.Do,
-		transport:   transport,
+		transports:  transports,
 		events:      make(chan Event, cfg.EventBuffer),
 		kills:       newKillTracker(cfg.KillRetry, cfg.KillMaxRetry),
 		sessChanged: make(chan struct{}),
@@ -152,6 +143,13 @@ func New(cfg Config) (*Client, error) {
 		runCtx:      context.Background(),
 	}
 	return c, nil
+}
+
+// closeIdle drops every lane's idle connections.
+func (c *Client) closeIdle() {
+	for _, t := range c.transports {
+		t.CloseIdleConnections()
+	}
 }
 
 // Events delivers everything the master says, in order. Closed when Run returns.
@@ -350,7 +348,7 @@ func (c *Client) subscribe(ctx context.Context, ep string) (*attempt, error) {
 	c.mu.Unlock()
 
 	note := &callNote{}
-	sctx, cancel := context.WithCancel(withNote(ctx, note))
+	sctx, cancel := context.WithCancel(inLane(withNote(ctx, note), laneStream))
 	resp, err := caller.Call(sctx, call)
 	if loc := note.get(); loc != "" {
 		cancel()
@@ -464,7 +462,7 @@ func (c *Client) runSession(ctx context.Context, att *attempt) (lasted time.Dura
 		att.cancel()
 		att.resp.Close()
 		<-readerDone
-		c.transport.CloseIdleConnections()
+		c.closeIdle()
 		c.mu.Lock()
 		wasUp := c.sess == sess
 		if wasUp {

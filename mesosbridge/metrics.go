@@ -24,6 +24,7 @@ type metrics struct {
 	killsOutstanding    prometheus.Gauge
 	revivesCoalesced    prometheus.Counter
 	authenticationFails prometheus.Counter
+	dials               *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -64,13 +65,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			"REVIVE requests folded into another because of the rate limit."),
 		authenticationFails: counter("authentication_failures_total",
 			"SUBSCRIBE attempts the master refused (401/403)."),
+		dials: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "dials_total", Help: "TCP connections dialled to the masters, by lane (calls, acks, stream): connections are reused, so this stays near the lanes' bounds."}, []string{"lane"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.subscribed, m.frameworkRemoved, m.events, m.calls,
 		m.offersAccepted, m.offersDeclined, m.reconcileRounds, m.reconcileDuration, m.reconnects,
-		m.heartbeatTimeouts, m.leaderChanges, m.killsOutstanding, m.revivesCoalesced, m.authenticationFails} {
+		m.heartbeatTimeouts, m.leaderChanges, m.killsOutstanding, m.revivesCoalesced, m.authenticationFails, m.dials} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {
