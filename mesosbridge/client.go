@@ -63,8 +63,8 @@ type Client struct {
 	// transports carry the calls, one per lane (lanes.go); their idle
 	// connections are dropped with a stream.
 	transports [lanes]*http.Transport
-	events    chan Event
-	kills     *killTracker
+	events     chan Event
+	kills      *killTracker
 
 	started atomic.Bool
 
