@@ -232,7 +232,7 @@ func TestOddCallsDoNotCrash(t *testing.T) {
 		`{"type":"RECONCILE",` + fid + `,"reconcile":{"tasks":[{"task_id":{"value":""}}]}}`,
 		`{"type":"MESSAGE",` + fid + `,"message":{"agent_id":{"value":"a"},"executor_id":{"value":"e"},"data":"aGk="}}`,
 		`{"type":"REQUEST",` + fid + `,"request":{"requests":[]}}`,
-		`{"type":"ACKNOWLEDGE_OPERATION_STATUS",` + fid + `,"acknowledge_operation_status":{"uuid":"AAAAAAAAAAAAAAAAAAAAAA==","operation_id":{"value":"o"}}}`,
+		`{"type":"ACKNOWLEDGE_OPERATION_STATUS",` + fid + `,"acknowledge_operation_status":{"agent_id":{"value":"a"},"uuid":"AAAAAAAAAAAAAAAAAAAAAA==","operation_id":{"value":"o"}}}`,
 		`{"type":"SUPPRESS",` + fid + `}`,
 		`{"type":"REVIVE",` + fid + `,"revive":{"roles":["nope"]}}`,
 	}

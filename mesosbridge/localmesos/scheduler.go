@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
 	"strings"
 	"time"
 
@@ -41,28 +42,23 @@ func (m *Mesos) serveScheduler(ms *master, w http.ResponseWriter, r *http.Reques
 		return
 	}
 	var call scheduler.Call
-	if err := decodeMessage(codec, body, &call); err != nil {
-		http.Error(w, "Failed to parse body into Call protobuf: "+err.Error(), http.StatusBadRequest)
+	if msg := parseCall(codec, body, &call); msg != "" {
+		http.Error(w, msg, http.StatusBadRequest)
 		return
 	}
-	if !hasField(codec, body, "type", 2) {
-		http.Error(w, "Expecting 'type' to be present", http.StatusBadRequest)
-		return
+	msg := ""
+	if _, known := scheduler.Call_Type_name[int32(call.Type)]; !known || !hasField(codec, body, "type", 2) {
+		// proto2 keeps an unknown enum number as an unknown field: no type
+		msg = "Expecting 'type' to be present"
+	} else {
+		msg = validateCall(&call)
 	}
-	if call.Type == scheduler.Call_UNKNOWN {
-		http.Error(w, "Received an unexpected 'UNKNOWN' call", http.StatusNotImplemented)
-		return
-	}
-	if _, known := scheduler.Call_Type_name[int32(call.Type)]; !known {
-		http.Error(w, "Received an unexpected call type", http.StatusNotImplemented)
+	if msg != "" {
+		http.Error(w, "Failed to validate scheduler::Call: "+msg, http.StatusBadRequest)
 		return
 	}
 	if call.Type == scheduler.Call_SUBSCRIBE {
 		m.serveSubscribe(w, r, &call, codec)
-		return
-	}
-	if msg := validateCall(&call); msg != "" {
-		http.Error(w, msg, http.StatusBadRequest)
 		return
 	}
 	m.mu.Lock()
@@ -95,6 +91,8 @@ func (m *Mesos) serveScheduler(ms *master, w http.ResponseWriter, r *http.Reques
 		w.WriteHeader(http.StatusAccepted)
 	case http.StatusOK:
 		w.WriteHeader(http.StatusOK)
+	case http.StatusNotImplemented:
+		w.WriteHeader(code)
 	default:
 		http.Error(w, msg, code)
 	}
@@ -161,6 +159,34 @@ func decodeMessage(codec encoding.Codec, body []byte, u encoding.Unmarshaler) (e
 		}
 	}()
 	return codec.NewDecoder(encoding.SourceReader(bytes.NewReader(body))).Decode(u)
+}
+
+// parseCall decodes a call body as Master::Http::scheduler does, with its
+// messages: a protobuf body that does not parse (required fields included) is
+// "Failed to parse body into Call protobuf"; a JSON one is either not JSON or
+// does not convert into a Call (a wrong type, an unknown enum name, a required
+// field missing).
+func parseCall(codec encoding.Codec, body []byte, call *scheduler.Call) string {
+	if codec.Type == codecs.MediaTypeProtobuf {
+		if decodeMessage(codec, body, call) != nil {
+			return "Failed to parse body into Call protobuf"
+		}
+		return ""
+	}
+	var v any
+	if err := json.Unmarshal(body, &v); err != nil {
+		return "Failed to parse body into JSON: " + err.Error()
+	}
+	if _, ok := v.(map[string]any); !ok {
+		return "Failed to convert JSON into Call protobuf: Expecting a JSON object"
+	}
+	if err := decodeMessage(codec, body, call); err != nil {
+		return "Failed to convert JSON into Call protobuf: " + err.Error()
+	}
+	if missing := missingRequired(reflect.TypeOf(call), body); len(missing) > 0 {
+		return "Failed to convert JSON into Call protobuf: Missing required fields: " + strings.Join(missing, ", ")
+	}
+	return ""
 }
 
 // hasField tells a missing field from one set to its zero value (an explicit UNKNOWN).
@@ -247,95 +273,6 @@ func negotiate(r *http.Request) (encoding.Codec, bool) {
 	return encoding.Codec{}, false
 }
 
-// validateCall is src/master/validation.cpp's scheduler::call::validate for
-// non-SUBSCRIBE calls.
-func validateCall(c *scheduler.Call) string {
-	if c.FrameworkID == nil || c.FrameworkID.Value == "" {
-		return "Expecting 'framework_id' to be present"
-	}
-	need := func(ok bool, name string) string {
-		if !ok {
-			return "Expecting '" + name + "' to be present"
-		}
-		return ""
-	}
-	switch c.Type {
-	case scheduler.Call_ACCEPT:
-		return need(c.Accept != nil, "accept")
-	case scheduler.Call_DECLINE:
-		return need(c.Decline != nil, "decline")
-	case scheduler.Call_ACCEPT_INVERSE_OFFERS:
-		return need(c.AcceptInverseOffers != nil, "accept_inverse_offers")
-	case scheduler.Call_DECLINE_INVERSE_OFFERS:
-		return need(c.DeclineInverseOffers != nil, "decline_inverse_offers")
-	case scheduler.Call_KILL:
-		return need(c.Kill != nil, "kill")
-	case scheduler.Call_SHUTDOWN:
-		return need(c.Shutdown != nil, "shutdown")
-	case scheduler.Call_ACKNOWLEDGE:
-		if c.Acknowledge == nil {
-			return "Expecting 'acknowledge' to be present"
-		}
-		if len(c.Acknowledge.UUID) != 16 {
-			return fmt.Sprintf("Failed to parse UUID: expected 16 bytes, got %d", len(c.Acknowledge.UUID))
-		}
-	case scheduler.Call_ACKNOWLEDGE_OPERATION_STATUS:
-		return need(c.AcknowledgeOperationStatus != nil, "acknowledge_operation_status")
-	case scheduler.Call_RECONCILE:
-		return need(c.Reconcile != nil, "reconcile")
-	case scheduler.Call_RECONCILE_OPERATIONS:
-		return need(c.ReconcileOperations != nil, "reconcile_operations")
-	case scheduler.Call_MESSAGE:
-		return need(c.Message != nil, "message")
-	case scheduler.Call_REQUEST:
-		return need(c.Request != nil, "request")
-	case scheduler.Call_UPDATE_FRAMEWORK:
-		if c.UpdateFramework == nil {
-			return "Expecting 'update_framework' to be present"
-		}
-		if id := c.UpdateFramework.FrameworkInfo.ID; id == nil || id.Value != c.FrameworkID.Value {
-			return "'framework_info.id' must equal 'framework_id'"
-		}
-	}
-	return ""
-}
-
-// validateFrameworkInfo returns why a FrameworkInfo is rejected ("" if fine).
-func validateFrameworkInfo(fi *mesos.FrameworkInfo) string {
-	multi := hasCapability(fi, mesos.FrameworkInfo_Capability_MULTI_ROLE)
-	if multi && fi.Role != nil {
-		return "'FrameworkInfo.role' must not be set when the framework has the MULTI_ROLE capability"
-	}
-	if !multi && len(fi.Roles) > 0 {
-		return "'FrameworkInfo.roles' must not be set when the framework does not have the MULTI_ROLE capability"
-	}
-	seen := map[string]bool{}
-	for _, r := range frameworkRoles(fi) {
-		if msg := validateRole(r); msg != "" {
-			return msg
-		}
-		if seen[r] {
-			return "'FrameworkInfo.roles' contains duplicate role '" + r + "'"
-		}
-		seen[r] = true
-	}
-	return ""
-}
-
-func validateRole(r string) string {
-	switch {
-	case r == "":
-		return "Role name cannot be empty"
-	case r == "." || r == "..":
-		return "Role name '" + r + "' is disallowed"
-	case strings.HasPrefix(r, "-"):
-		return "Role name '" + r + "' cannot start with '-'"
-	case strings.ContainsAny(r, " \t\n\\\x00") || strings.HasPrefix(r, "/") || strings.HasSuffix(r, "/"):
-		return "Role name '" + r + "' contains an invalid character or slash"
-	}
-	return ""
-}
-
 func hasCapability(fi *mesos.FrameworkInfo, c mesos.FrameworkInfo_Capability_Type) bool {
 	for _, x := range fi.Capabilities {
 		if x.Type == c {
@@ -358,24 +295,23 @@ func frameworkRoles(fi *mesos.FrameworkInfo) []string {
 // serveSubscribe answers SUBSCRIBE: a 200 RecordIO stream, even when the framework
 // is rejected (then the stream carries one ERROR event and closes).
 func (m *Mesos) serveSubscribe(w http.ResponseWriter, r *http.Request, call *scheduler.Call, _ encoding.Codec) {
-	if call.Subscribe == nil || call.Subscribe.FrameworkInfo == nil {
-		http.Error(w, "Expecting 'subscribe.framework_info' to be present", http.StatusBadRequest)
-		return
-	}
 	fi := call.Subscribe.FrameworkInfo
-	if call.FrameworkID != nil && call.FrameworkID.Value != "" {
-		if fi.ID == nil || fi.ID.Value != call.FrameworkID.Value {
-			http.Error(w, "'framework_id' differs from 'subscribe.framework_info.id'", http.StatusBadRequest)
+	if p := m.opts.Principal; p != "" {
+		// validation::scheduler::call::validate; an authenticated framework
+		// without a principal gets the authenticated one (Master::Http::scheduler).
+		if fi.Principal != nil && *fi.Principal != p {
+			http.Error(w, fmt.Sprintf("Failed to validate scheduler::Call: Authenticated principal '%s' does not match principal '%s' set in `FrameworkInfo`", p, *fi.Principal), http.StatusBadRequest)
 			return
 		}
-	}
-	if r.Header.Get(headerStreamID) != "" {
-		http.Error(w, "Subscribe calls should not include the 'Mesos-Stream-Id' header", http.StatusBadRequest)
-		return
+		fi.Principal = &p
 	}
 	out, ok := negotiate(r)
 	if !ok {
-		http.Error(w, "Expecting 'Accept' to allow application/json or application/x-protobuf", http.StatusNotAcceptable)
+		http.Error(w, "Expecting 'Accept' to allow 'application/x-protobuf' or 'application/json'", http.StatusNotAcceptable)
+		return
+	}
+	if r.Header.Get(headerStreamID) != "" {
+		http.Error(w, "Subscribe calls should not include the 'Mesos-Stream-Id' header", http.StatusBadRequest)
 		return
 	}
 	s := newStream(uuidString(newUUID()), out)
@@ -409,18 +345,25 @@ func (m *Mesos) subscribe(s *stream, fi *mesos.FrameworkInfo, suppressed []strin
 	if msg := validateFrameworkInfo(fi); msg != "" {
 		return reject(msg)
 	}
-	if m.opts.Principal != "" && fi.Principal != nil && *fi.Principal != m.opts.Principal {
-		return reject(fmt.Sprintf("Framework principal '%s' does not match authenticated principal '%s'", *fi.Principal, m.opts.Principal))
-	}
 	var fw *framework
 	if fi.ID != nil && fi.ID.Value != "" {
-		if why, gone := m.removed[fi.ID.Value]; gone {
-			_ = why
+		if _, gone := m.removed[fi.ID.Value]; gone {
 			return reject("Framework has been removed")
 		}
 		fw = m.frameworks[fi.ID.Value]
 	}
+	if msg := validateSuppressedRoles(fi, suppressed); msg != "" {
+		return reject(msg)
+	}
 	info := *fi
+	if fw != nil {
+		// Master::_subscribe: user and checkpoint are kept, a new principal
+		// is refused.
+		preserveImmutableFields(fw.info, &info)
+		if msg := validateFrameworkUpdate(&fw.info, &info); msg != "" {
+			return reject(msg)
+		}
+	}
 	if fw == nil {
 		id := ""
 		if fi.ID != nil && fi.ID.Value != "" {
@@ -618,8 +561,8 @@ func (m *Mesos) handleCall(fw *framework, c *scheduler.Call) (int, string) {
 			return http.StatusBadRequest, msg
 		}
 		return http.StatusOK, ""
-	default:
-		return http.StatusNotImplemented, "Received an unexpected '" + c.Type.String() + "' call"
+	default: // UNKNOWN: Mesos answers 501 with an empty body
+		return http.StatusNotImplemented, ""
 	}
 	return http.StatusAccepted, ""
 }
@@ -627,22 +570,13 @@ func (m *Mesos) handleCall(fw *framework, c *scheduler.Call) (int, string) {
 func (m *Mesos) updateFramework(fw *framework, u *scheduler.Call_UpdateFramework) string {
 	fi := u.FrameworkInfo
 	if msg := validateFrameworkInfo(&fi); msg != "" {
-		return msg
+		return "Supplied FrameworkInfo is not valid: " + msg
 	}
-	str := func(p *string) string {
-		if p == nil {
-			return ""
-		}
-		return *p
+	if msg := validateFrameworkUpdate(&fw.info, &fi); msg != "" {
+		return "FrameworkInfo update is not valid: " + msg
 	}
-	if str(fi.Principal) != str(fw.info.Principal) {
-		return "Updating 'FrameworkInfo.principal' is unsupported"
-	}
-	if fi.User != fw.info.User {
-		return "Updating 'FrameworkInfo.user' is unsupported"
-	}
-	if fi.GetCheckpoint() != fw.info.GetCheckpoint() {
-		return "Updating 'FrameworkInfo.checkpoint' is unsupported"
+	if msg := validateSuppressedRoles(&fi, u.SuppressedRoles); msg != "" {
+		return "'UpdateFramework' call is not valid: " + msg
 	}
 	newRoles := frameworkRoles(&fi)
 	keep := map[string]bool{}
