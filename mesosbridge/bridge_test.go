@@ -688,12 +688,11 @@ func TestLaunchGroup(t *testing.T) {
 	exec := mesos.ExecutorInfo{
 		ExecutorID: mesos.ExecutorID{Value: "group-exec"},
 		Type:       mesos.ExecutorInfo_DEFAULT,
-		Resources:  []mesos.Resource{scalar("cpus", 0.1), scalar("mem", 32)},
+		Resources:  []mesos.Resource{scalar("cpus", 0.1), scalar("mem", 32), scalar("disk", 16)},
 	}
 	var tasks []mesos.TaskInfo
 	for _, id := range []string{"g-1", "g-2"} {
-		// No CommandInfo: localmesos (unlike Mesos's default executor) rejects a
-		// command on a task-group task; simulated tasks run nothing anyway.
+		// No CommandInfo: simulated tasks run nothing anyway.
 		tasks = append(tasks, mesos.TaskInfo{Name: id, TaskID: mesos.TaskID{Value: id}, AgentID: o.AgentID,
 			Resources: []mesos.Resource{scalar("cpus", 0.1), scalar("mem", 32)}})
 	}

@@ -134,13 +134,22 @@ func (c *Client) Launch(ctx context.Context, offerIDs []mesos.OfferID, tasks []m
 }
 
 // LaunchGroup accepts offers (all on one agent) with one LAUNCH_GROUP: the tasks
-// start together under executor, or none does.
+// start together under executor, or none does. The executor's framework id is
+// filled in when unset. Mesos requires the executor to have at least 0.01 cpus,
+// 32 MB of mem and some disk.
 func (c *Client) LaunchGroup(ctx context.Context, offerIDs []mesos.OfferID, executor mesos.ExecutorInfo, tasks []mesos.TaskInfo, refuseSeconds float64) error {
 	if len(offerIDs) == 0 {
 		return errors.New("launch group: no offer")
 	}
 	if len(tasks) == 0 {
 		return errors.New("launch group: no task")
+	}
+	if executor.FrameworkID == nil {
+		// A master requires it for LAUNCH_GROUP ("'ExecutorInfo.framework_id'
+		// must be set"); it fills it in only for LAUNCH.
+		if id := c.FrameworkID(); id != "" {
+			executor.FrameworkID = &mesos.FrameworkID{Value: id}
+		}
 	}
 	call := calls.Accept(calls.OfferOperations{calls.OpLaunchGroup(executor, tasks...)}.WithOffers(offerIDs...)).With(refuseFilter(refuseSeconds))
 	if err := c.send(ctx, call); err != nil {

@@ -143,6 +143,7 @@ func (m *Mesos) LoseAgent(key string) error {
 // and every framework gets FAILURE{agent_id} (sendSlaveLost).
 func (m *Mesos) markUnreachable(a *agent, msg string) {
 	ut := &mesos.TimeInfo{Nanoseconds: time.Now().UnixNano()}
+	a.unreachableAt = ut
 	for t := range a.tasks {
 		if isTerminal(t.state) {
 			continue
@@ -161,7 +162,7 @@ func (m *Mesos) markUnreachable(a *agent, msg string) {
 			Timestamp:       ptrFloat(now()),
 			UnreachableTime: ut,
 		}
-		t.last = st
+		t.record(st) // Master::updateTask, before removeTask(unreachable)
 		m.sendStatus(t.fw, st)
 	}
 	for _, fw := range m.fwOrder {

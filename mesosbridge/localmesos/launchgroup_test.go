@@ -13,6 +13,9 @@ import (
 )
 
 func launchGroupCall(o mesos.Offer, ex mesos.ExecutorInfo, tasks ...mesos.TaskInfo) *scheduler.Call {
+	if ex.FrameworkID == nil {
+		ex.FrameworkID = &o.FrameworkID // required for LAUNCH_GROUP, as on Mesos
+	}
 	return calls.Accept(calls.OfferOperations{calls.OpLaunchGroup(ex, tasks...)}.WithOffers(o.ID)).With(calls.RefuseSeconds(0))
 }
 
@@ -76,6 +79,7 @@ func TestLaunchGroupWithCommands(t *testing.T) {
 	// Both tasks run to completion; one carries the group's ExecutorInfo itself.
 	o := offers[0]
 	ex := defaultExecutor("grp")
+	ex.FrameworkID = &o.FrameworkID
 	g1 := cmdTask("g1", o, `echo "$MESOS_TASK_ID $MESOS_EXECUTOR_ID" > out && test "$MESOS_SANDBOX" = "$(pwd)"`)
 	g2 := cmdTask("g2", o, `echo "$MESOS_TASK_ID $MESOS_EXECUTOR_ID" > out`)
 	own := ex
@@ -167,7 +171,7 @@ func TestLaunchGroupWithCommandsSimulated(t *testing.T) {
 	}
 }
 
-// Task group validation as the master's (validation.cpp, task::group): TASK_ERROR
+// Task group validation as the master's (validation.cpp, task::group): TASK_ERROR (REASON_TASK_GROUP_INVALID)
 // for every task of the group.
 func TestLaunchGroupValidation(t *testing.T) {
 	for _, simulate := range []bool{false, true} {
@@ -192,7 +196,7 @@ func TestLaunchGroupValidation(t *testing.T) {
 		}{
 			{withCommand, one, "'ExecutorInfo.command' must not be set for 'DEFAULT' executor"},
 			{custom, one, "'ExecutorInfo.command' must be set for 'CUSTOM' executor"},
-			{untyped, one, "'ExecutorInfo.type' must be set"},
+			{untyped, one, "Unknown executor type"},
 			{defaultExecutor("bad"), func(o mesos.Offer) []mesos.TaskInfo {
 				differs := cmdTask("b2", o, "true")
 				differs.Executor = &other
@@ -203,7 +207,7 @@ func TestLaunchGroupValidation(t *testing.T) {
 			s.mustCall(launchGroupCall(off, c.ex, tasks...))
 			for _, tk := range tasks {
 				st := s.update(tk.TaskID.Value, 2*time.Second)
-				if st.GetState() != mesos.TASK_ERROR || st.GetReason() != mesos.REASON_TASK_INVALID || st.GetMessage() != c.msg {
+				if st.GetState() != mesos.TASK_ERROR || st.GetReason() != mesos.REASON_TASK_GROUP_INVALID || st.GetMessage() != c.msg {
 					t.Fatalf("simulate=%v %s: %s %s %q, want %q", simulate, tk.TaskID.Value, st.GetState(), st.GetReason(), st.GetMessage(), c.msg)
 				}
 			}

@@ -38,15 +38,18 @@ type Mesos struct {
 	frameworks map[string]*framework
 	fwOrder    []*framework
 	removed    map[string]string // framework id -> why
-	nextFw     int
-	nextOffer  int64
-	offers     map[string]*offer
-	resend     map[*task]struct{}
-	executors  map[string]*executor // fwID + "/" + executorID
-	rng        *mrand.Rand
-	dropP      float64
-	dupP       float64
-	allocRound int
+	// completedFws: removed frameworks, newest last, as /master/state's
+	// completed_frameworks (at most maxCompletedFrameworks)
+	completedFws []*framework
+	nextFw       int
+	nextOffer    int64
+	offers       map[string]*offer
+	resend       map[*task]struct{}
+	executors    map[string]*executor // fwID + "/" + executorID
+	rng          *mrand.Rand
+	dropP        float64
+	dupP         float64
+	allocRound   int
 
 	workDir    string
 	ownWorkDir bool
@@ -83,11 +86,13 @@ type agent struct {
 	// partition is set while /fault/agent/partition cuts the agent off from
 	// the master (reachable is false then too, but processes run on)
 	partition *partition
-	tasks     map[*task]struct{}
-	executors map[string]*executor // fwID/execID
-	ln        net.Listener         // the agent's executor API (real tasks only)
-	srv       *http.Server
-	endpoint  string
+	// unreachableAt: when the master last marked it unreachable
+	unreachableAt *mesos.TimeInfo
+	tasks         map[*task]struct{}
+	executors     map[string]*executor // fwID/execID
+	ln            net.Listener         // the agent's executor API (real tasks only)
+	srv           *http.Server
+	endpoint      string
 }
 
 func (a *agent) available() res {
@@ -125,6 +130,7 @@ type framework struct {
 	filters        map[string]filter // agentID + "/" + role
 	offers         map[string]*offer
 	registeredAt   time.Time
+	unregisteredAt time.Time // when it was removed
 }
 
 const maxCompletedTasks = 1000
@@ -167,6 +173,7 @@ type executor struct {
 	// are acknowledged and dropped
 	completed      map[string]struct{}
 	completedOrder []string
+	containerID    string // its container's id (ContainerStatus.container_id)
 }
 
 // maxReceivedUUIDs bounds the uuids an agent remembers per task, and the
@@ -199,18 +206,26 @@ type task struct {
 	state      mesos.TaskState // the master's view
 	agentState mesos.TaskState // the agent's latest
 	last       mesos.TaskStatus
-	pending    []mesos.TaskStatus // unacknowledged agent updates, oldest first
-	nextResend time.Time
-	resendIval time.Duration
-	freed      bool
-	killing    bool
-	proc       *process
-	simTimer   *time.Timer
-	simLease   *simLease // the master lease of a simulated converge executor
-	forgotten  bool
-	unreach    *mesos.TimeInfo
-	delivered  bool       // a custom executor got its LAUNCH
-	group      *taskGroup // its task group, under the default executor
+	// statuses: the history the master keeps (Task.statuses): every update
+	// it saw, consecutive ones of one state collapsed to the latest, data
+	// dropped (Master::updateTask)
+	statuses []mesos.TaskStatus
+	// updateState: the state of the last update forwarded to the framework
+	// with a uuid (Task.status_update_state, Master::forward); what
+	// reconciliation answers. Nil before the first.
+	updateState *mesos.TaskState
+	pending     []mesos.TaskStatus // unacknowledged agent updates, oldest first
+	nextResend  time.Time
+	resendIval  time.Duration
+	freed       bool
+	killing     bool
+	proc        *process
+	simTimer    *time.Timer
+	simLease    *simLease // the master lease of a simulated converge executor
+	forgotten   bool
+	unreach     *mesos.TimeInfo
+	delivered   bool       // a custom executor got its LAUNCH
+	group       *taskGroup // its task group, under the default executor
 	// uuids of every update the agent received for the task, oldest first
 	// (at most maxReceivedUUIDs; dropped when the task is forgotten), as the
 	// status update stream's received set

@@ -70,7 +70,8 @@ func TestLaunchGroup(t *testing.T) {
 	m := startMesos(t, testOptions())
 	s := subscribe(t, m.URL(), jsonCodec, frameworkInfo("fw"))
 	offers := s.offers(2, 2*time.Second)
-	ex := mesos.ExecutorInfo{ExecutorID: mesos.ExecutorID{Value: "grp"}, Type: mesos.ExecutorInfo_DEFAULT, Resources: []mesos.Resource{scalar("cpus", 0.1), scalar("mem", 32)}}
+	ex := mesos.ExecutorInfo{ExecutorID: mesos.ExecutorID{Value: "grp"}, Type: mesos.ExecutorInfo_DEFAULT, Resources: []mesos.Resource{scalar("cpus", 0.1), scalar("mem", 32), scalar("disk", 1)},
+		FrameworkID: &mesos.FrameworkID{Value: s.fwID}}
 	groupTask := func(id string, o mesos.Offer, cpus float64) mesos.TaskInfo {
 		return mesos.TaskInfo{Name: id, TaskID: mesos.TaskID{Value: id}, AgentID: o.AgentID, Resources: []mesos.Resource{scalar("cpus", cpus), scalar("mem", 32)}}
 	}

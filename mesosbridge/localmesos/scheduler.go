@@ -493,12 +493,22 @@ func (m *Mesos) removeFramework(fw *framework, why string) {
 	}
 	m.discardOffers(fw, false)
 	if fw.stream != nil {
-		fw.stream.send(&scheduler.Event{Type: scheduler.Event_ERROR, Error: &scheduler.Event_Error{Message: "Framework has been removed"}})
+		// Framework::disconnect closes the stream; no event says why (a
+		// re-SUBSCRIBE learns "Framework has been removed").
 		fw.stream.close()
 		fw.stream = nil
 	}
 	fw.connected = false
 	for _, t := range fw.tasks {
+		// Master::removeFramework: a master-generated TASK_KILLED, kept in
+		// the task's history (not sent: the framework is gone).
+		if !isTerminal(t.state) {
+			msg := "Framework " + fw.id + " removed"
+			st := mesos.TaskStatus{TaskID: t.info.TaskID, State: mesos.TASK_KILLED.Enum(), Source: mesos.SOURCE_MASTER.Enum(),
+				Reason: mesos.REASON_FRAMEWORK_REMOVED.Enum(), Message: &msg, AgentID: &mesos.AgentID{Value: t.agent.id}, Timestamp: ptrFloat(now())}
+			t.state = mesos.TASK_KILLED
+			t.record(st)
+		}
 		m.destroyTask(t)
 	}
 	for _, a := range m.agents {
@@ -517,7 +527,15 @@ func (m *Mesos) removeFramework(fw *framework, why string) {
 		}
 	}
 	m.removed[fw.id] = why
+	fw.unregisteredAt = time.Now()
+	m.completedFws = append(m.completedFws, fw)
+	if len(m.completedFws) > maxCompletedFrameworks {
+		m.completedFws = append([]*framework(nil), m.completedFws[len(m.completedFws)-maxCompletedFrameworks:]...)
+	}
 }
+
+// maxCompletedFrameworks is the master's --max_completed_frameworks default.
+const maxCompletedFrameworks = 50
 
 // handleCall runs one validated non-SUBSCRIBE call; m.mu is held.
 func (m *Mesos) handleCall(fw *framework, c *scheduler.Call) (int, string) {

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 )
@@ -50,6 +51,7 @@ type FrameworkState struct {
 	Checkpoint       bool         `json:"checkpoint"`
 	Capabilities     []string     `json:"capabilities"`
 	RegisteredTime   float64      `json:"registered_time"`
+	UnregisteredTime float64      `json:"unregistered_time"`
 	Tasks            []TaskState  `json:"tasks"`
 	UnreachableTasks []TaskState  `json:"unreachable_tasks"`
 	CompletedTasks   []TaskState  `json:"completed_tasks"`
@@ -70,13 +72,14 @@ type TaskState struct {
 	Statuses    []StatusState `json:"statuses"`
 }
 
-// StatusState is a task's latest status.
+// StatusState is one status of a task's history, with the fields Mesos's
+// endpoints render (common/http.cpp json(TaskStatus)).
 type StatusState struct {
-	State     string  `json:"state"`
-	Timestamp float64 `json:"timestamp"`
-	Message   string  `json:"message,omitempty"`
-	Source    string  `json:"source,omitempty"`
-	Reason    string  `json:"reason,omitempty"`
+	State           string          `json:"state"`
+	Timestamp       float64         `json:"timestamp"`
+	Labels          []mesos.Label   `json:"labels,omitempty"`
+	ContainerStatus json.RawMessage `json:"container_status,omitempty"`
+	Healthy         *bool           `json:"healthy,omitempty"`
 }
 
 // OfferState is an outstanding offer.
@@ -152,6 +155,9 @@ func (m *Mesos) stateLocked(self *master) State {
 	for _, fw := range m.fwOrder {
 		st.Frameworks = append(st.Frameworks, m.frameworkState(fw))
 	}
+	for _, fw := range m.completedFws {
+		st.CompletedFrameworks = append(st.CompletedFrameworks, m.frameworkState(fw))
+	}
 	for _, a := range m.agents {
 		if a.reachable {
 			st.ActivatedSlaves++
@@ -197,6 +203,7 @@ func (m *Mesos) frameworkState(fw *framework) FrameworkState {
 		Checkpoint:       fw.info.GetCheckpoint(),
 		Capabilities:     []string{},
 		RegisteredTime:   float64(fw.registeredAt.UnixNano()) / 1e9,
+		UnregisteredTime: unixSecs(fw.unregisteredAt),
 		Tasks:            []TaskState{},
 		UnreachableTasks: []TaskState{},
 		CompletedTasks:   []TaskState{},
@@ -244,6 +251,13 @@ func (m *Mesos) frameworkState(fw *framework) FrameworkState {
 	return fs
 }
 
+func unixSecs(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return float64(t.UnixNano()) / 1e9
+}
+
 func taskState(t *task) TaskState {
 	ts := TaskState{
 		ID:          t.id,
@@ -261,16 +275,13 @@ func taskState(t *task) TaskState {
 	if t.exec != nil && t.exec.hasExecutorID() {
 		ts.ExecutorID = t.exec.id
 	}
-	if t.last.State != nil {
-		ss := StatusState{State: t.last.State.String(), Message: t.last.GetMessage()}
-		if t.last.Timestamp != nil {
-			ss.Timestamp = *t.last.Timestamp
+	for _, st := range t.statuses {
+		ss := StatusState{State: st.GetState().String(), Timestamp: st.GetTimestamp(), Healthy: st.Healthy}
+		if st.Labels != nil {
+			ss.Labels = st.Labels.Labels
 		}
-		if t.last.Source != nil {
-			ss.Source = t.last.Source.String()
-		}
-		if t.last.Reason != nil {
-			ss.Reason = t.last.Reason.String()
+		if st.ContainerStatus != nil {
+			ss.ContainerStatus, _ = st.ContainerStatus.MarshalJSON()
 		}
 		ts.Statuses = append(ts.Statuses, ss)
 	}

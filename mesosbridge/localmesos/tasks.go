@@ -54,7 +54,7 @@ func (m *Mesos) accept(fw *framework, acc *scheduler.Call_Accept) {
 		reason := mesos.REASON_INVALID_OFFERS
 		for _, op := range acc.Operations {
 			for _, ti := range opTasks(op) {
-				m.masterStatus(fw, ti, mesos.TASK_DROPPED, reason, invalid)
+				m.masterStatus(fw, ti, mesos.TASK_DROPPED, reason, "Task launched with invalid offers: "+invalid)
 			}
 		}
 		m.log.V(1).Info("accept with invalid offers", "framework", fw.id, "reason", invalid)
@@ -100,34 +100,36 @@ func opTasks(op mesos.Offer_Operation) []mesos.TaskInfo {
 // launchGroup validates and launches tasks (one LAUNCH task, or a LAUNCH_GROUP with
 // group != nil, all or nothing) out of remaining.
 func (m *Mesos) launchGroup(fw *framework, a *agent, role string, group *mesos.ExecutorInfo, tasks []mesos.TaskInfo, remaining *res) {
-	avail := remaining.clone()
-	batch := map[string]bool{}
 	needs := make([]res, len(tasks))
-	newExec := map[string]bool{}
-	errMsg := ""
+	var msg string
+	reason := mesos.REASON_TASK_INVALID
 	if group != nil {
-		errMsg = validateTaskGroup(fw, group, tasks)
+		reason = mesos.REASON_TASK_GROUP_INVALID
+		msg = validateTaskGroup(fw, a, group, tasks, *remaining)
+		for i := range tasks {
+			needs[i], _ = fromProto(tasks[i].Resources)
+		}
+		if msg == "" {
+			if e := a.executors[fw.id+"/"+group.ExecutorID.Value]; e == nil || e.exited {
+				needs[0].add(mustRes(group.Resources))
+			}
+		}
+	} else {
+		ti := &tasks[0]
+		if ti.Executor != nil && ti.Executor.FrameworkID == nil {
+			// Master::accept fills in a LAUNCH executor's framework id
+			// (the field came late to the API).
+			ex := *ti.Executor
+			ex.FrameworkID = &mesos.FrameworkID{Value: fw.id}
+			ti.Executor = &ex
+		}
+		if msg = validateTaskFields(fw, a, ti, nil); msg == "" {
+			needs[0], msg = validateLaunchExecutor(fw, a, ti, *remaining)
+		}
 	}
-	for i := range tasks {
-		if errMsg != "" {
-			break
-		}
-		ti := &tasks[i]
-		need, msg := m.validateTask(fw, a, ti, group != nil, batch, newExec)
-		if msg == "" && !avail.contains(need) {
-			msg = fmt.Sprintf("Task uses more resources %s than available %s", describe(need), describe(avail))
-		}
-		if msg != "" {
-			errMsg = msg
-			break
-		}
-		batch[ti.TaskID.Value] = true
-		avail.sub(need)
-		needs[i] = need
-	}
-	if errMsg != "" {
+	if msg != "" {
 		for _, ti := range tasks {
-			m.masterStatus(fw, ti, mesos.TASK_ERROR, mesos.REASON_TASK_INVALID, errMsg)
+			m.masterStatus(fw, ti, mesos.TASK_ERROR, reason, msg)
 		}
 		return
 	}
@@ -151,46 +153,37 @@ func (m *Mesos) launchGroup(fw *framework, a *agent, role string, group *mesos.E
 	}
 }
 
-// validateTaskGroup is the master's task group validation (validation.cpp,
-// task::group): the executor's type must be set, a DEFAULT executor has no
-// command and a CUSTOM one has; a task may carry an ExecutorInfo only if it is the
-// group's. Like the master, it then puts the group's ExecutorInfo (with the
-// framework id filled in) into every task. Tasks may carry a CommandInfo: the
-// default executor runs each task's command in a nested container.
-func validateTaskGroup(fw *framework, group *mesos.ExecutorInfo, tasks []mesos.TaskInfo) string {
+// validateTaskGroup is task::group::validate: every task as a task (its
+// message prefixed "Task '<id>' is invalid: "), then the group's executor.
+// Like the master (Master::accept), it then puts the group's ExecutorInfo into
+// every task that has none. Tasks may carry a CommandInfo: the default
+// executor runs each task's command in a nested container.
+func validateTaskGroup(fw *framework, a *agent, group *mesos.ExecutorInfo, tasks []mesos.TaskInfo, avail res) string {
 	if len(tasks) == 0 {
 		return "Task group is empty"
 	}
-	ex := *group
-	if ex.FrameworkID == nil {
-		ex.FrameworkID = &mesos.FrameworkID{Value: fw.id}
+	batch := map[string]bool{}
+	for i := range tasks {
+		if msg := validateTaskFields(fw, a, &tasks[i], batch); msg != "" {
+			return "Task '" + tasks[i].TaskID.Value + "' is invalid: " + msg
+		}
+		batch[tasks[i].TaskID.Value] = true
 	}
-	switch ex.Type {
-	case mesos.ExecutorInfo_DEFAULT:
-		if ex.Command != nil {
-			return "'ExecutorInfo.command' must not be set for 'DEFAULT' executor"
-		}
-	case mesos.ExecutorInfo_CUSTOM:
-		if ex.Command == nil {
-			return "'ExecutorInfo.command' must be set for 'CUSTOM' executor"
-		}
-	default:
-		return "'ExecutorInfo.type' must be set"
+	if _, msg := validateGroupExecutor(fw, a, group, tasks, avail); msg != "" {
+		return msg
 	}
 	for i := range tasks {
-		if own := tasks[i].Executor; own != nil {
-			o := *own
-			if o.FrameworkID == nil {
-				o.FrameworkID = ex.FrameworkID
-			}
-			if !o.Equal(&ex) {
-				return "The `ExecutorInfo` of task '" + tasks[i].TaskID.Value + "' is different from executor '" + ex.ExecutorID.Value + "'"
-			}
+		if tasks[i].Executor == nil {
+			e := *group
+			tasks[i].Executor = &e
 		}
-		e := ex
-		tasks[i].Executor = &e
 	}
 	return ""
+}
+
+func mustRes(rs []mesos.Resource) res {
+	r, _ := fromProto(rs)
+	return r
 }
 
 func describe(r res) string {
@@ -203,76 +196,6 @@ func describe(r res) string {
 		s += ";ports:[" + strings.Join(ps, ",") + "]"
 	}
 	return s
-}
-
-// validateTask is Mesos's task validation: id, agent, command xor executor,
-// resources and executor compatibility. It returns what the task takes (its own
-// resources plus a new executor's).
-func (m *Mesos) validateTask(fw *framework, a *agent, ti *mesos.TaskInfo, inGroup bool, batch, newExec map[string]bool) (res, string) {
-	id := ti.TaskID.Value
-	if id == "" || strings.ContainsAny(id, "/\x00") || strings.TrimSpace(id) != id || strings.ContainsAny(id, " \t\n") {
-		return res{}, "Task ID '" + id + "' is invalid"
-	}
-	if t := fw.tasks[id]; (t != nil && !t.forgotten) || batch[id] {
-		return res{}, "Task has duplicate ID: " + id
-	}
-	if ti.AgentID.Value != a.id {
-		return res{}, "Task uses invalid agent: " + ti.AgentID.Value
-	}
-	if !inGroup && (ti.Command == nil) == (ti.Executor == nil) {
-		// Only for LAUNCH: a task of a group has the group's ExecutorInfo and may
-		// have a CommandInfo too.
-		return res{}, "Task should have at least one (but not both) of CommandInfo or ExecutorInfo present"
-	}
-	if !inGroup && ti.Executor != nil && ti.Executor.Type == mesos.ExecutorInfo_DEFAULT {
-		return res{}, "'ExecutorInfo.type' must be 'CUSTOM'"
-	}
-	if len(ti.Resources) == 0 {
-		return res{}, "Task uses no resources"
-	}
-	need, err := fromProto(ti.Resources)
-	if err != nil {
-		return res{}, "Task uses invalid resources: " + err.Error()
-	}
-	if ti.Executor != nil {
-		ex := ti.Executor
-		if ex.ExecutorID.Value == "" {
-			return res{}, "ExecutorInfo has an empty executor id"
-		}
-		if ex.FrameworkID != nil && ex.FrameworkID.Value != fw.id {
-			return res{}, "ExecutorInfo has an invalid FrameworkID"
-		}
-		key := fw.id + "/" + ex.ExecutorID.Value
-		if e := a.executors[key]; e != nil && !e.exited {
-			if !compatibleExecutor(&e.info, ex) {
-				return res{}, "ExecutorInfo is not compatible with ExecutorInfo of existing executor " + ex.ExecutorID.Value
-			}
-		} else if !newExec[key] {
-			if m.opts.Simulate || ex.Command != nil || ex.Type == mesos.ExecutorInfo_DEFAULT {
-				er, err := fromProto(ex.Resources)
-				if err != nil {
-					return res{}, "Executor uses invalid resources: " + err.Error()
-				}
-				need.add(er)
-			}
-			if !m.opts.Simulate && ex.Command == nil && ex.Type != mesos.ExecutorInfo_DEFAULT {
-				return res{}, "ExecutorInfo has no CommandInfo"
-			}
-			newExec[key] = true
-		}
-	}
-	return need, ""
-}
-
-func compatibleExecutor(a, b *mesos.ExecutorInfo) bool {
-	ca, cb := a.Command, b.Command
-	if (ca == nil) != (cb == nil) {
-		return false
-	}
-	if ca != nil && ca.GetValue() != cb.GetValue() {
-		return false
-	}
-	return a.ExecutorID.Value == b.ExecutorID.Value && a.Type == b.Type
 }
 
 // launch books a validated task on agent a and starts it. Tasks of a group are sent
@@ -357,7 +280,8 @@ func (m *Mesos) launch(fw *framework, a *agent, ti mesos.TaskInfo, inGroup bool,
 }
 
 // masterStatus sends a master-generated update (no uuid, never acknowledged) for a
-// task the master does not track, and records it as completed.
+// task the master does not track. As Master::forward does for a task that failed
+// validation, it is not recorded: the task never shows in /master/state.
 func (m *Mesos) masterStatus(fw *framework, ti mesos.TaskInfo, state mesos.TaskState, reason mesos.TaskStatus_Reason, msg string) {
 	st := mesos.TaskStatus{
 		TaskID:    ti.TaskID,
@@ -371,9 +295,6 @@ func (m *Mesos) masterStatus(fw *framework, ti mesos.TaskInfo, state mesos.TaskS
 		st.AgentID = &mesos.AgentID{Value: ti.AgentID.Value}
 	}
 	m.sendStatus(fw, st)
-	r, _ := fromProto(ti.Resources)
-	t := &task{id: ti.TaskID.Value, info: ti, fw: fw, res: r, state: state, agentState: state, last: st, forgotten: true}
-	m.addCompleted(fw, t)
 }
 
 func ptrFloat(f float64) *float64 { return &f }
@@ -444,6 +365,9 @@ func (m *Mesos) agentUpdate(t *task, st mesos.TaskStatus) {
 	if isTerminal(t.agentState) {
 		return // the agent's update stream is closed after a terminal update
 	}
+	if st.GetSource() == mesos.SOURCE_EXECUTOR && t.exec != nil {
+		st.ContainerStatus = m.containerStatus(t)
+	}
 	t.pending = append(t.pending, st)
 	t.agentState = st.GetState()
 	if t.agent.reachable {
@@ -478,10 +402,43 @@ func (m *Mesos) killTaskGroup(t *task) {
 // masterSees records an update's state as the master's view of the task.
 func (m *Mesos) masterSees(t *task, st mesos.TaskStatus) {
 	t.state = st.GetState()
-	t.last = st
 	t.unreach = nil
+	t.record(st)
 	if isTerminal(t.state) {
 		m.freeTask(t)
+	}
+}
+
+// record keeps st as the task's last status and in its history, as
+// Master::updateTask does: a status of the same state as the last one
+// replaces it, and the history keeps no data.
+func (t *task) record(st mesos.TaskStatus) {
+	t.last = st
+	st.Data = nil
+	if n := len(t.statuses); n > 0 && t.statuses[n-1].GetState() == st.GetState() {
+		t.statuses[n-1] = st
+		return
+	}
+	t.statuses = append(t.statuses, st)
+}
+
+// containerStatus is what the agent adds to an executor's update
+// (Slave::_statusUpdate): the container's id (a task group's task runs in a
+// nested container of the executor's) and, as no network isolator reports
+// one, the agent's IP address.
+func (m *Mesos) containerStatus(t *task) *mesos.ContainerStatus {
+	e := t.exec
+	if e.containerID == "" {
+		e.containerID = uuidString(newUUID())
+	}
+	id := mesos.ContainerID{Value: e.containerID}
+	if e.kind == execDefault || t.group != nil {
+		id = mesos.ContainerID{Value: e.containerID + "." + t.id, Parent: &mesos.ContainerID{Value: e.containerID}}
+	}
+	ip := t.agent.hostname
+	return &mesos.ContainerStatus{
+		ContainerID:  &id,
+		NetworkInfos: []mesos.NetworkInfo{{IPAddresses: []mesos.NetworkInfo_IPAddress{{IPAddress: &ip}}}},
 	}
 }
 
@@ -504,6 +461,7 @@ func (m *Mesos) forward(t *task) {
 	}
 	t.nextResend = time.Now().Add(t.resendIval)
 	m.resend[t] = struct{}{}
+	t.updateState = t.pending[0].State
 	fw := t.fw
 	if !fw.connected {
 		return
@@ -649,6 +607,12 @@ func (m *Mesos) kill(fw *framework, k *scheduler.Call_Kill) {
 		m.reconcile(fw, []scheduler.Call_Reconcile_Task{{TaskID: k.TaskID, AgentID: k.AgentID}})
 		return
 	}
+	if k.AgentID != nil && k.AgentID.Value != t.agent.id {
+		// Master::kill: "Cannot kill task ... because it belongs to
+		// different agent": ignored.
+		m.log.V(1).Info("ignoring KILL naming another agent", "task", t.id, "agent", k.AgentID.Value)
+		return
+	}
 	if p := t.agent.partition; p != nil && !isTerminal(t.agentState) {
 		p.killLater(t)
 		return
@@ -698,30 +662,43 @@ func gracePeriod(kp *mesos.KillPolicy, def time.Duration) time.Duration {
 	return def
 }
 
-// reconcile answers RECONCILE (explicit or implicit) as the master does.
+// reconcile answers RECONCILE (explicit or implicit) as Master::reconcile does.
+// A known task is answered with its status update state (the state of the last
+// update forwarded to the framework, which may be older than the task's latest
+// state while that update awaits its acknowledgement), its health and
+// container status. Unreachable tasks are not among the framework's tasks
+// (the master keeps them apart): implicit reconciliation leaves them out and
+// explicit reconciliation answers them by their agent.
 func (m *Mesos) reconcile(fw *framework, tasks []scheduler.Call_Reconcile_Task) {
 	answer := func(t *task) {
+		state := t.state
+		if t.updateState != nil {
+			state = *t.updateState
+		}
+		msg := "Reconciliation: Latest task state"
 		st := mesos.TaskStatus{
-			TaskID:    t.info.TaskID,
-			State:     t.state.Enum(),
-			Source:    mesos.SOURCE_MASTER.Enum(),
-			Reason:    mesos.REASON_RECONCILIATION.Enum(),
-			AgentID:   &mesos.AgentID{Value: t.agent.id},
-			Timestamp: ptrFloat(now()),
-			Healthy:   t.last.Healthy,
+			TaskID:          t.info.TaskID,
+			State:           state.Enum(),
+			Source:          mesos.SOURCE_MASTER.Enum(),
+			Reason:          mesos.REASON_RECONCILIATION.Enum(),
+			Message:         &msg,
+			AgentID:         &mesos.AgentID{Value: t.agent.id},
+			Timestamp:       ptrFloat(now()),
+			Healthy:         t.last.Healthy,
+			CheckStatus:     t.last.CheckStatus,
+			ContainerStatus: t.latestContainerStatus(),
 		}
 		if t.exec != nil && t.exec.hasExecutorID() {
 			st.ExecutorID = &mesos.ExecutorID{Value: t.exec.id}
-		}
-		if t.state == mesos.TASK_UNREACHABLE {
-			st.UnreachableTime = t.unreach
 		}
 		m.sendStatus(fw, st)
 	}
 	if len(tasks) == 0 {
 		ids := make([]string, 0, len(fw.tasks))
-		for id := range fw.tasks {
-			ids = append(ids, id)
+		for id, t := range fw.tasks {
+			if t.state != mesos.TASK_UNREACHABLE {
+				ids = append(ids, id)
+			}
 		}
 		sort.Strings(ids)
 		for _, id := range ids {
@@ -730,29 +707,51 @@ func (m *Mesos) reconcile(fw *framework, tasks []scheduler.Call_Reconcile_Task) 
 		return
 	}
 	for _, rt := range tasks {
-		if t := fw.tasks[rt.TaskID.Value]; t != nil {
+		if t := fw.tasks[rt.TaskID.Value]; t != nil && t.state != mesos.TASK_UNREACHABLE {
 			answer(t)
 			continue
 		}
-		st := mesos.TaskStatus{
-			TaskID:    rt.TaskID,
-			Source:    mesos.SOURCE_MASTER.Enum(),
-			Reason:    mesos.REASON_RECONCILIATION.Enum(),
-			Timestamp: ptrFloat(now()),
-			State:     mesos.TASK_UNKNOWN.Enum(),
-		}
-		if rt.AgentID != nil && rt.AgentID.Value != "" {
-			st.AgentID = &mesos.AgentID{Value: rt.AgentID.Value}
-			if a := m.agentsByID[rt.AgentID.Value]; a != nil {
-				if !a.markedUnreachable() {
-					st.State = mesos.TASK_GONE.Enum()
-				} else {
-					st.State = mesos.TASK_UNREACHABLE.Enum()
-				}
+		m.sendStatus(fw, m.reconcileUnknown(fw, rt))
+	}
+}
+
+// reconcileUnknown answers an explicit reconciliation of a task the master
+// does not track, by its agent: registered -> TASK_GONE, unreachable ->
+// TASK_UNREACHABLE with the time it was marked so, unknown or not given ->
+// TASK_UNKNOWN (each TASK_LOST without PARTITION_AWARE, by sendStatus).
+func (m *Mesos) reconcileUnknown(fw *framework, rt scheduler.Call_Reconcile_Task) mesos.TaskStatus {
+	st := mesos.TaskStatus{
+		TaskID:    rt.TaskID,
+		Source:    mesos.SOURCE_MASTER.Enum(),
+		Reason:    mesos.REASON_RECONCILIATION.Enum(),
+		Timestamp: ptrFloat(now()),
+		State:     mesos.TASK_UNKNOWN.Enum(),
+	}
+	msg := "Reconciliation: Task is unknown"
+	if rt.AgentID != nil {
+		st.AgentID = &mesos.AgentID{Value: rt.AgentID.Value}
+		if a := m.agentsByID[rt.AgentID.Value]; a != nil {
+			if !a.markedUnreachable() {
+				st.State, msg = mesos.TASK_GONE.Enum(), "Reconciliation: Task is unknown to the agent"
+			} else {
+				st.State, msg = mesos.TASK_UNREACHABLE.Enum(), "Reconciliation: Task is unreachable"
+				st.UnreachableTime = a.unreachableAt
 			}
 		}
-		m.sendStatus(fw, st)
 	}
+	st.Message = &msg
+	return st
+}
+
+// latestContainerStatus is protobuf::getTaskContainerStatus: the container
+// status of the task's latest status that has one.
+func (t *task) latestContainerStatus() *mesos.ContainerStatus {
+	for i := len(t.statuses) - 1; i >= 0; i-- {
+		if cs := t.statuses[i].ContainerStatus; cs != nil {
+			return cs
+		}
+	}
+	return nil
 }
 
 // frameworkMessage delivers a scheduler MESSAGE to an executor (best effort).
