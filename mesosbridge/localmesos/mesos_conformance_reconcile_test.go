@@ -142,7 +142,8 @@ func TestMesosReconcileUnknownTasks(t *testing.T) {
 // Ported: PartitionTest.{ReregisterSlavePartitionAware, PartitionedSlave}
 // (partition_tests.cpp): when its agent is marked unreachable a task of a
 // PARTITION_AWARE framework gets TASK_UNREACHABLE (REASON_SLAVE_REMOVED,
-// unreachable_time) and moves to unreachable_tasks, out of implicit
+// unreachable_time) and moves to unreachable_tasks, the agent out of the
+// registered "slaves" (counted in unreachable_slaves), the task out of implicit
 // reconciliation; a framework without the capability gets TASK_LOST. Once the
 // agent re-registers the task is RUNNING again (Mesos >= 1.5).
 func TestMesosPartitionAware(t *testing.T) {
@@ -171,9 +172,14 @@ func TestMesosPartitionAware(t *testing.T) {
 		if st.GetState() != want || st.GetReason() != mesos.REASON_AGENT_REMOVED || st.GetSource() != mesos.SOURCE_MASTER || st.UnreachableTime == nil || len(st.UUID) != 0 {
 			t.Fatalf("PARTITION_AWARE=%v: %v, want %s", aware, st, want)
 		}
-		fs := m.State().Frameworks[0]
+		state := m.State()
+		fs := state.Frameworks[0]
 		if len(fs.Tasks) != 0 || len(fs.UnreachableTasks) != 1 || len(fs.CompletedTasks) != 0 {
 			t.Fatalf("state: tasks %d unreachable %d completed %d, want 0 1 0", len(fs.Tasks), len(fs.UnreachableTasks), len(fs.CompletedTasks))
+		}
+		if state.ActivatedSlaves != 2 || state.DeactivatedSlaves != 0 || state.UnreachableSlaves != 1 || len(state.Slaves) != 2 {
+			t.Fatalf("agents: activated %d deactivated %d unreachable %d listed %d, want 2 0 1 2 (an unreachable agent is not registered)",
+				state.ActivatedSlaves, state.DeactivatedSlaves, state.UnreachableSlaves, len(state.Slaves))
 		}
 		s.mustCall(calls.Reconcile(nil))
 		if ev := s.wait(300*time.Millisecond, func(e *scheduler.Event) bool { return e.Type == scheduler.Event_UPDATE }); ev != nil {

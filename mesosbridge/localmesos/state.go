@@ -159,10 +159,17 @@ func (m *Mesos) stateLocked(self *master) State {
 		st.CompletedFrameworks = append(st.CompletedFrameworks, m.frameworkState(fw))
 	}
 	for _, a := range m.agents {
-		if a.reachable {
+		// Registered agents are listed, active or not (a partitioned one
+		// the master has not yet marked is deactivated); an unreachable one
+		// is no longer registered: only counted (readonly_handler.cpp).
+		switch {
+		case a.reachable:
 			st.ActivatedSlaves++
-		} else if a.markedUnreachable() {
+		case a.markedUnreachable():
 			st.UnreachableSlaves++
+			continue
+		default:
+			st.DeactivatedSlaves++
 		}
 		attrs := map[string]any{}
 		for _, at := range a.attrs {
