@@ -232,6 +232,8 @@ func TestMesosStateTaskStatuses(t *testing.T) {
 	resp.Body.Close()
 	var state struct {
 		Frameworks []struct {
+			Role  *string   `json:"role"`
+			Roles *[]string `json:"roles"`
 			Tasks []struct {
 				State    string                       `json:"state"`
 				Statuses []map[string]json.RawMessage `json:"statuses"`
@@ -240,6 +242,11 @@ func TestMesosStateTaskStatuses(t *testing.T) {
 	}
 	if err := json.Unmarshal(body, &state); err != nil {
 		t.Fatal(err)
+	}
+	// FullFrameworkWriter (readonly_handler.cpp): `roles` for MULTI_ROLE
+	// frameworks, `role` for the others.
+	if fw := state.Frameworks[0]; fw.Role == nil || *fw.Role != "*" || fw.Roles != nil {
+		t.Errorf("framework role %v roles %v, want role \"*\" and no roles", fw.Role, fw.Roles)
 	}
 	task := state.Frameworks[0].Tasks[0]
 	if task.State != "TASK_RUNNING" || len(task.Statuses) != 2 {

@@ -317,3 +317,20 @@ func TestMesosTeardown(t *testing.T) {
 		t.Errorf("re-subscribe after TEARDOWN: %v", ev)
 	}
 }
+
+// Ported: Master::accept (master.cpp): operation feedback (an operation `id`)
+// is not supported for launches; the tasks get TASK_ERROR.
+func TestMesosLaunchWithOperationID(t *testing.T) {
+	m := startMesos(t, testOptions())
+	s := subscribe(t, m.URL(), jsonCodec, frameworkInfo("fw"))
+	o := s.offers(1, 2*time.Second)[0]
+	ex := defaultExecutor("g")
+	ex.FrameworkID = &mesos.FrameworkID{Value: s.fwID}
+	launchOp := calls.OpLaunch(cmdTask("l", o, "sleep 1"))
+	launchOp.ID = &mesos.OperationID{Value: "op1"}
+	groupOp := calls.OpLaunchGroup(ex, mesos.TaskInfo{Name: "g", TaskID: mesos.TaskID{Value: "g"}, AgentID: o.AgentID, Resources: []mesos.Resource{scalar("cpus", 0.1), scalar("mem", 32)}})
+	groupOp.ID = &mesos.OperationID{Value: "op2"}
+	s.mustCall(calls.Accept(calls.OfferOperations{launchOp, groupOp}.WithOffers(o.ID)))
+	s.wantError("l", mesos.REASON_TASK_INVALID, "The `id` field cannot be set on LAUNCH operations")
+	s.wantError("g", mesos.REASON_TASK_GROUP_INVALID, "The `id` field cannot be set on LAUNCH_GROUP operations")
+}

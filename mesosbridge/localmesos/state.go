@@ -42,7 +42,7 @@ type FrameworkState struct {
 	Name             string       `json:"name"`
 	User             string       `json:"user"`
 	Role             string       `json:"role,omitempty"`
-	Roles            []string     `json:"roles"`
+	Roles            []string     `json:"roles,omitempty"` // MULTI_ROLE frameworks only, as Mesos
 	Principal        string       `json:"principal,omitempty"`
 	Active           bool         `json:"active"`
 	Connected        bool         `json:"connected"`
@@ -202,7 +202,6 @@ func (m *Mesos) frameworkState(fw *framework) FrameworkState {
 		ID:               fw.id,
 		Name:             fw.info.Name,
 		User:             fw.info.User,
-		Roles:            append([]string{}, fw.roles...),
 		Principal:        fw.info.GetPrincipal(),
 		Active:           fw.connected,
 		Connected:        fw.connected,
@@ -216,7 +215,9 @@ func (m *Mesos) frameworkState(fw *framework) FrameworkState {
 		CompletedTasks:   []TaskState{},
 		Offers:           []OfferState{},
 	}
-	if !fw.multiRole && len(fw.roles) == 1 {
+	if fw.multiRole {
+		fs.Roles = append([]string{}, fw.roles...)
+	} else if len(fw.roles) == 1 {
 		fs.Role = fw.roles[0]
 	}
 	for _, c := range fw.info.Capabilities {

@@ -71,11 +71,20 @@ func (m *Mesos) accept(fw *framework, acc *scheduler.Call_Accept) {
 			if op.Launch == nil {
 				continue
 			}
+			if op.ID != nil {
+				// Master::accept: no operation feedback for launches
+				m.dropTasks(fw, op.Launch.TaskInfos, mesos.REASON_TASK_INVALID, "The `id` field cannot be set on LAUNCH operations")
+				continue
+			}
 			for _, ti := range op.Launch.TaskInfos {
 				m.launchGroup(fw, a, role, nil, []mesos.TaskInfo{ti}, &remaining)
 			}
 		case mesos.Offer_Operation_LAUNCH_GROUP:
 			if op.LaunchGroup == nil {
+				continue
+			}
+			if op.ID != nil {
+				m.dropTasks(fw, op.LaunchGroup.TaskGroup.Tasks, mesos.REASON_TASK_GROUP_INVALID, "The `id` field cannot be set on LAUNCH_GROUP operations")
 				continue
 			}
 			ex := op.LaunchGroup.Executor
@@ -85,6 +94,13 @@ func (m *Mesos) accept(fw *framework, acc *scheduler.Call_Accept) {
 		}
 	}
 	m.addFilter(fw, a, role, remaining, acc.Filters)
+}
+
+// dropTasks answers every task of a refused launch with TASK_ERROR.
+func (m *Mesos) dropTasks(fw *framework, tasks []mesos.TaskInfo, reason mesos.TaskStatus_Reason, msg string) {
+	for _, ti := range tasks {
+		m.masterStatus(fw, ti, mesos.TASK_ERROR, reason, msg)
+	}
 }
 
 func opTasks(op mesos.Offer_Operation) []mesos.TaskInfo {
@@ -128,9 +144,7 @@ func (m *Mesos) launchGroup(fw *framework, a *agent, role string, group *mesos.E
 		}
 	}
 	if msg != "" {
-		for _, ti := range tasks {
-			m.masterStatus(fw, ti, mesos.TASK_ERROR, reason, msg)
-		}
+		m.dropTasks(fw, tasks, reason, msg)
 		return
 	}
 	var launched []*task
