@@ -79,6 +79,12 @@ func newCaller(url string, codec encoding.Codec) calls.Caller {
 // subscribe subscribes fi and waits for SUBSCRIBED.
 func subscribe(t testing.TB, url string, codec encoding.Codec, fi *mesos.FrameworkInfo) *sched {
 	t.Helper()
+	return subscribeCall(t, url, codec, fi, nil)
+}
+
+// subscribeCall subscribes fi with suppressed roles and waits for SUBSCRIBED.
+func subscribeCall(t testing.TB, url string, codec encoding.Codec, fi *mesos.FrameworkInfo, suppressed []string) *sched {
+	t.Helper()
 	s := &sched{t: t, caller: newCaller(url, codec), events: make(chan *scheduler.Event, 10000), ended: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
@@ -86,6 +92,7 @@ func subscribe(t testing.TB, url string, codec encoding.Codec, fi *mesos.Framewo
 	if fi.ID != nil {
 		call = call.With(calls.SubscribeTo(fi.ID.Value))
 	}
+	call.Subscribe.SuppressedRoles = suppressed
 	resp, err := s.caller.Call(ctx, call)
 	if err != nil {
 		cancel()

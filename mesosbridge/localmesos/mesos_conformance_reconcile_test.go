@@ -278,3 +278,30 @@ func TestMesosStateTaskStatuses(t *testing.T) {
 		}
 	}
 }
+
+// Ported: SchedulerTest.{NoOffersWithAllRolesSuppressed,
+// NoOffersOnReregistrationWithAllRolesSuppressed} (scheduler_tests.cpp): a
+// framework that subscribes, or re-subscribes, with all its roles suppressed
+// gets no offers until it revives.
+func TestMesosSubscribeWithSuppressedRoles(t *testing.T) {
+	m := startMesos(t, testOptions())
+	fi := frameworkInfo("fw")
+	timeout := 7 * 24 * 3600.0
+	fi.FailoverTimeout = &timeout
+	first := subscribe(t, m.URL(), pbCodec, fi)
+	first.offers(1, 2*time.Second)
+	first.close()
+	fi.ID = &mesos.FrameworkID{Value: first.fwID}
+	s := subscribeCall(t, m.URL(), pbCodec, fi, []string{"*"})
+	if ev := s.wait(300*time.Millisecond, func(e *scheduler.Event) bool { return e.Type == scheduler.Event_OFFERS }); ev != nil {
+		t.Fatalf("offers after re-subscribing with all roles suppressed: %v", ev.Offers)
+	}
+	// Every agent is free: a new framework would get offers, unless it
+	// suppresses its roles.
+	other := subscribeCall(t, m.URL(), jsonCodec, frameworkInfo("other"), []string{"*"})
+	if ev := other.wait(300*time.Millisecond, func(e *scheduler.Event) bool { return e.Type == scheduler.Event_OFFERS }); ev != nil {
+		t.Fatalf("offers after subscribing with all roles suppressed: %v", ev.Offers)
+	}
+	s.mustCall(calls.Revive())
+	s.offers(1, 2*time.Second)
+}
