@@ -336,3 +336,26 @@ func TestMesosResubscribeKeepsImmutableFields(t *testing.T) {
 		t.Errorf("valid UPDATE_FRAMEWORK: %d %q", code, body)
 	}
 }
+
+// Ported: SchedulerTest.SchedulerFailover (scheduler_tests.cpp): a second
+// scheduler subscribing with the framework's id takes over; the first gets an
+// ERROR event and its stream closes; the second is SUBSCRIBED with the same id.
+func TestMesosSchedulerFailover(t *testing.T) {
+	m := startMesos(t, testOptions())
+	fi := frameworkInfo("fw")
+	timeout := 7 * 24 * 3600.0
+	fi.FailoverTimeout = &timeout
+	first := subscribe(t, m.URL(), pbCodec, fi)
+	fi.ID = &mesos.FrameworkID{Value: first.fwID}
+	if ev := rawSubscribe(t, m.URL(), jsonCodec, fi); ev.Type != scheduler.Event_SUBSCRIBED || ev.Subscribed.FrameworkID.Value != first.fwID {
+		t.Fatalf("second scheduler: %v", ev)
+	}
+	if ev := first.next(scheduler.Event_ERROR, 2*time.Second); ev.Error.Message != "Framework failed over" {
+		t.Errorf("first scheduler: %v", ev.Error)
+	}
+	select {
+	case <-first.ended:
+	case <-time.After(2 * time.Second):
+		t.Fatal("the first scheduler's stream is still open")
+	}
+}
