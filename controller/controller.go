@@ -778,7 +778,8 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 		len(op.endpoints) > 0 && c.failpoint(FailpointPublishAfter) {
 		return 0, errFailpoint
 	}
-	if out.Election != nil {
+	if out.Election != nil && (in.Election == nil || in.Election.Epoch != out.Election.Epoch || in.Election.Phase != out.Election.Phase) {
+		// (a record that only notes the master's position is no election step)
 		c.m.elections.WithLabelValues(out.Election.Phase).Inc()
 		c.log.Info("election", "cluster", key, "epoch", out.Election.Epoch, "phase", out.Election.Phase, "master", out.Election.MasterTaskID)
 	}

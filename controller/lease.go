@@ -47,6 +47,10 @@ type LeaseState struct {
 	TaskID string
 	// GrantedAt is when the last granted request was taken (zero: none).
 	GrantedAt time.Time
+	// Position is the latest position the master of PositionEpoch reported
+	// in a granted lease request ("" if none).
+	Position      string
+	PositionEpoch int64
 	// Followed is the latest followed answer of each member, by task id.
 	Followed map[string]election.Message
 	// lapse enqueues the cluster when a granted lease would end unrenewed;
@@ -185,6 +189,9 @@ func (c *Controller) leaseMessageLocked(key string, msg election.Message) *elect
 			return nil
 		}
 		l.Epoch, l.TaskID, l.GrantedAt = msg.Epoch, msg.TaskID, now
+		if _, err := election.ParsePosition(msg.Position); err == nil {
+			l.Position, l.PositionEpoch = msg.Position, msg.Epoch
+		}
 		// Wake the planner just after the lease would end, unless renewed.
 		if wait := leaseEnd(*c.elections[key], l, c.leaseFloor, d).Sub(now) + 10*time.Millisecond; l.lapse == nil {
 			l.lapse = time.AfterFunc(wait, func() { c.queue.Add(key) })
@@ -204,6 +211,18 @@ func (c *Controller) leaseMessageLocked(key string, msg election.Message) *elect
 		c.leases[key] = &l
 	}
 	return nil
+}
+
+// positionDueLocked reports whether the master position held in memory for
+// key should be persisted now (see lag.go): it differs from the persisted
+// one, which is at least a lease duration old. c.mu is held.
+func (c *Controller) positionDueLocked(key string) bool {
+	l, rec, cl := c.leases[key], c.elections[key], c.clusters[key]
+	if l == nil || rec == nil || cl == nil || l.Position == "" || l.PositionEpoch != rec.Epoch ||
+		(l.Position == rec.MasterPosition && l.PositionEpoch == rec.MasterPositionEpoch) {
+		return false
+	}
+	return positionDue(*rec, c.now(), leaseDurationOf(&cl.Spec))
 }
 
 func (c *Controller) sendGrant(agentID, executorID string, grant election.Message) {

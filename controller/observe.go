@@ -282,13 +282,17 @@ func (c *Controller) handleMessage(m *mesosbridge.Message) {
 		c.promoted[key] = &mm
 	case election.TypeLeaseRequest:
 		grant := c.leaseMessageLocked(key, msg)
+		persist := grant != nil && c.positionDueLocked(key)
 		c.mu.Unlock()
 		if grant != nil {
 			// Off the event loop: a send is an HTTP round trip. A lost grant is
 			// harmless: the member asks again.
 			go c.sendGrant(m.AgentID, m.ExecutorID, *grant)
 		}
-		return // a renewal changes nothing the planner needs: no reconcile
+		if persist {
+			c.queue.Add(key) // the master's position is due to be recorded (lag.go)
+		}
+		return // otherwise a renewal changes nothing the planner needs: no reconcile
 	case election.TypeFollowed:
 		c.leaseMessageLocked(key, msg)
 	default:

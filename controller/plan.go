@@ -59,6 +59,7 @@ const (
 	ReasonElecting            = "Electing"
 	ReasonPromoting           = "Promoting"
 	ReasonPromoteFailed       = "PromoteFailed"
+	ReasonMembersLagging      = "MembersLagging"
 	ReasonWaitingForOldMaster = "WaitingForOldMaster"
 	ReasonProgressing         = "Progressing"
 	ReasonStalled             = "Stalled"
@@ -636,6 +637,7 @@ func (p *planner) planElection() {
 		if cur.Phase == store.PhasePromoted {
 			p.masterOK = true
 			p.planFollow(cur, p.byID[cur.MasterTaskID])
+			p.recordMasterPosition(cur)
 			return
 		}
 		// Elected, not yet confirmed promoted.
@@ -671,44 +673,8 @@ func (p *planner) planElection() {
 	}
 	cands := p.candidates()
 
-	if cur.Phase == store.PhaseElecting && position {
-		isCand := map[string]bool{}
-		for _, m := range cands {
-			isCand[m.rec.ID] = true
-		}
-		answered, failed := validAnswers(p.in.Answers, cur.Epoch, isCand)
-		timedOut := !p.in.Now.Before(cur.Deadline)
-		// A cluster's first election also waits (within its timeout) for the
-		// members still starting: the best position may be among them. Later
-		// elections go with the members that run: the master is gone now.
-		starting := 0
-		if cur.Epoch == 1 {
-			for _, m := range p.live {
-				if !isRunning(m.rec) {
-					starting++
-				}
-			}
-		}
-		// Without a position from every member, only a majority's may elect:
-		// a silent or failing member may be the one furthest ahead.
-		allIn := len(cands) > 0 && len(answered) == len(cands) && starting == 0
-		if allIn || (timedOut && len(answered) >= p.replicas()/2+1) {
-			p.decide(cur, answered)
-			return
-		}
-		if !timedOut {
-			for _, m := range cands {
-				if _, ok := answered[m.rec.ID]; !ok {
-					p.out.Queries = append(p.out.Queries, Message{AgentID: m.rec.AgentID, ExecutorID: executorID(m.rec), Msg: election.Message{Type: election.TypePositionQuery, Epoch: cur.Epoch, TaskID: m.rec.ID}})
-				}
-			}
-			p.requeueIn(min(electionResendInterval, cur.Deadline.Sub(p.in.Now)))
-			p.masterReason, p.masterMsg = ReasonElecting, fmt.Sprintf("electing a master in epoch %d: %d of %d members answered%s", cur.Epoch, len(answered), len(cands), failedSuffix(failed))
-			return
-		}
-		p.ev("Warning", "ElectionTimeout", "%d of %d members gave a valid position in epoch %d within %s, %d needed%s; starting a new election",
-			len(answered), len(cands), cur.Epoch, p.electionTimeout(), p.replicas()/2+1, failedSuffix(failed))
-		// fall through: a new election under epoch+1
+	if cur.Phase == store.PhaseElecting && position && !p.tally(cur, cands) {
+		return
 	}
 
 	// A new election is needed: no master yet, or the master is gone.
@@ -721,6 +687,7 @@ func (p *planner) planElection() {
 		p.ev("Warning", "MasterLost", "master task %s (ordinal %d) of epoch %d is gone", cur.MasterTaskID, cur.MasterOrdinal, cur.Epoch)
 	}
 	next := store.ElectionRecord{Epoch: cur.Epoch + 1, StartedAt: p.in.Now}
+	p.carryMasterPosition(cur, &next)
 	if !position {
 		// ordinal: the lowest running ordinal wins, at once.
 		w := cands[0]
@@ -742,6 +709,63 @@ func (p *planner) planElection() {
 	}
 	p.requeueIn(electionResendInterval)
 	p.masterReason, p.masterMsg = ReasonElecting, fmt.Sprintf("electing a master in epoch %d: 0 of %d members answered", next.Epoch, len(cands))
+}
+
+// tally counts the answers of the position election cur and elects, or
+// re-asks the members that have not answered. It reports whether the round
+// is over without a winner (timed out, or every answer lags too far): a new
+// election under epoch+1 is then due.
+func (p *planner) tally(cur store.ElectionRecord, cands []*member) bool {
+	isCand := map[string]bool{}
+	for _, m := range cands {
+		isCand[m.rec.ID] = true
+	}
+	answered, failed := validAnswers(p.in.Answers, cur.Epoch, isCand)
+	timedOut := !p.in.Now.Before(cur.Deadline)
+	// A cluster's first election also waits (within its timeout) for the
+	// members still starting: the best position may be among them. Later
+	// elections go with the members that run: the master is gone now.
+	starting := 0
+	if cur.Epoch == 1 {
+		for _, m := range p.live {
+			if !isRunning(m.rec) {
+				starting++
+			}
+		}
+	}
+	// Without a position from every member, only a majority's may elect:
+	// a silent or failing member may be the one furthest ahead.
+	allIn := len(cands) > 0 && len(answered) == len(cands) && starting == 0
+	if allIn || (timedOut && len(answered) >= p.replicas()/2+1) {
+		eligible, lagging := p.withinLag(cur, answered)
+		if len(eligible) > 0 {
+			p.decide(cur, answered, eligible)
+			return false
+		}
+		// Every answer lags too far: nobody is crowned (Patroni refuses to
+		// fail over too); a new epoch re-reads the positions at the deadline.
+		msg := fmt.Sprintf("no member may be elected in epoch %d: %s", cur.Epoch, lagging)
+		if !timedOut {
+			p.requeueIn(cur.Deadline.Sub(p.in.Now))
+			p.masterReason, p.masterMsg = ReasonMembersLagging, "no master: "+msg+"; asking again at the election's deadline"
+			return false
+		}
+		p.ev("Warning", ReasonMembersLagging, "%s; starting a new election", msg)
+		return true
+	}
+	if !timedOut {
+		for _, m := range cands {
+			if _, ok := answered[m.rec.ID]; !ok {
+				p.out.Queries = append(p.out.Queries, Message{AgentID: m.rec.AgentID, ExecutorID: executorID(m.rec), Msg: election.Message{Type: election.TypePositionQuery, Epoch: cur.Epoch, TaskID: m.rec.ID}})
+			}
+		}
+		p.requeueIn(min(electionResendInterval, cur.Deadline.Sub(p.in.Now)))
+		p.masterReason, p.masterMsg = ReasonElecting, fmt.Sprintf("electing a master in epoch %d: %d of %d members answered%s", cur.Epoch, len(answered), len(cands), failedSuffix(failed))
+		return false
+	}
+	p.ev("Warning", "ElectionTimeout", "%d of %d members gave a valid position in epoch %d within %s, %d needed%s; starting a new election",
+		len(answered), len(cands), cur.Epoch, p.electionTimeout(), p.replicas()/2+1, failedSuffix(failed))
+	return true
 }
 
 // validAnswers returns the positions of the epoch's candidates that answered
@@ -799,14 +823,15 @@ func truncateMsg(s string, n int) string {
 	return s[:n] + "..."
 }
 
-// decide picks the winner among the answers (highest position, ties to the lowest
-// ordinal) and records it; the shell persists, then publishes and promotes.
-func (p *planner) decide(cur store.ElectionRecord, answered map[string]string) {
-	ordinals := make(map[string]int32, len(answered))
-	for id := range answered {
+// decide picks the winner among the eligible answers (highest position, ties
+// to the lowest ordinal) and records it with every answer; the shell
+// persists, then publishes and promotes.
+func (p *planner) decide(cur store.ElectionRecord, answered, eligible map[string]string) {
+	ordinals := make(map[string]int32, len(eligible))
+	for id := range eligible {
 		ordinals[id] = p.byID[id].rec.Ordinal
 	}
-	w := p.byID[election.Winner(answered, ordinals)].rec
+	w := p.byID[election.Winner(eligible, ordinals)].rec
 	next := cur
 	t := p.in.Now
 	next.Phase = store.PhaseElected

@@ -239,3 +239,55 @@ func parseInterval(s string) (interval, error) {
 	}
 	return interval{lo, hi}, nil
 }
+
+// Position formats, as Format names them.
+const (
+	FormatInteger = "integer"
+	FormatLSN     = "PostgreSQL LSN"
+	FormatMariaDB = "MariaDB GTID list"
+	FormatGTIDSet = "MySQL GTID set"
+)
+
+// Format names the format of a position ParsePosition accepts ("" if it
+// accepts none).
+func Format(s string) string {
+	if _, err := ParsePosition(s); err != nil {
+		return ""
+	}
+	s = strings.Join(strings.Fields(s), "")
+	switch {
+	case isDigits(s):
+		return FormatInteger
+	case strings.Contains(s, "/"):
+		return FormatLSN
+	case !strings.Contains(s, ":"):
+		return FormatMariaDB
+	}
+	return FormatGTIDSet
+}
+
+// Lag returns how far member is behind master (zero when level or ahead),
+// in the unit of their format, as election.maximumLagOnFailover counts it
+// (Patroni's maximum_lag_on_failover counts WAL bytes):
+//   - integers: their difference, in whatever the integers count;
+//   - PostgreSQL LSNs: bytes of WAL;
+//   - MariaDB GTID lists: transactions, summed over replication domains;
+//   - MySQL GTID sets: transactions (the difference of their counts, so
+//     transactions the member holds and the master lacks offset some the
+//     master holds and the member lacks; errant transactions are not
+//     detected).
+//
+// Positions of different formats have no lag: an error says so.
+func Lag(master, member string) (*big.Int, error) {
+	fm, fo := Format(master), Format(member)
+	if fm == "" || fo == "" || fm != fo {
+		return nil, fmt.Errorf("cannot measure the lag of %q behind %q: not two valid positions of one format", member, master)
+	}
+	pm, _ := ParsePosition(master)
+	po, _ := ParsePosition(member)
+	lag := new(big.Int).Sub(pm, po)
+	if lag.Sign() < 0 {
+		lag.SetInt64(0)
+	}
+	return lag, nil
+}

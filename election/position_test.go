@@ -157,3 +157,39 @@ func TestWinner(t *testing.T) {
 		})
 	}
 }
+
+func TestLag(t *testing.T) {
+	tests := []struct {
+		master, member string
+		want           string // "" = error
+	}{
+		{"100", "40", "60"},
+		{"40", "100", "0"}, // ahead of the last report: no lag
+		{"0/3000148", "0/3000000", "328"},
+		{"1/0", "0/FFFFFF00", "256"}, // across the 4 GiB boundary: bytes of WAL
+		{"0-1-42", "0-2-40", "2"},    // another server, same domain
+		{"0-1-42,1-1-10", "0-1-42,1-1-7", "3"},
+		{u1 + ":1-10", u1 + ":1-4", "6"},
+		{u1 + ":1-10", u1 + ":1-10:12", "0"},
+		{"0/3000148", "42", ""}, // formats differ
+		{"0-1-42", u1 + ":1-5", ""},
+		{"", "42", ""},
+		{"42", "junk", ""},
+	}
+	for _, tt := range tests {
+		got, err := Lag(tt.master, tt.member)
+		switch {
+		case tt.want == "" && err == nil:
+			t.Errorf("Lag(%q, %q) = %s, want an error", tt.master, tt.member, got)
+		case tt.want != "" && err != nil:
+			t.Errorf("Lag(%q, %q): %v", tt.master, tt.member, err)
+		case tt.want != "" && got.String() != tt.want:
+			t.Errorf("Lag(%q, %q) = %s, want %s", tt.master, tt.member, got, tt.want)
+		}
+	}
+	for in, want := range map[string]string{"7": FormatInteger, "16/B374D848": FormatLSN, "0-1-42": FormatMariaDB, u1 + ":1-5": FormatGTIDSet, "x": ""} {
+		if got := Format(in); got != want {
+			t.Errorf("Format(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

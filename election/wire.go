@@ -16,7 +16,10 @@ const (
 	// TypePromoted: executor -> controller, promoteCommand ran (Error set if it failed).
 	TypePromoted = "promoted"
 	// TypeLeaseRequest: the executor of the master of Epoch -> controller,
-	// "renew my lease" (Seq numbers the requests of one executor).
+	// "renew my lease" (Seq numbers the requests of one executor). Position,
+	// when set, is the master's latest replication position (positionCommand,
+	// run beside the renewals): elections measure lag from it
+	// (election.maximumLagOnFailover).
 	TypeLeaseRequest = "lease-request"
 	// TypeLeaseGrant: controller -> that executor: the request Seq is granted
 	// for LeaseMillis, counted by the member from when it sent the request.

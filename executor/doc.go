@@ -40,14 +40,19 @@
 // The controller and the executor exchange framework messages (JSON,
 // package election):
 //
+//   - lease-request{epoch, seq, position}: as master, the executor also runs
+//     CONVERGE_POSITION_COMMAND every fifth of the lease, apart from the
+//     renewals, and each request carries the latest position read, for
+//     election.maximumLagOnFailover.
 //   - position-query{epoch}: the executor runs CONVERGE_POSITION_COMMAND with
 //     `sh -c` in the sandbox (timeout Options.PositionTimeout, default 10s), trims
 //     its stdout and answers position{epoch, taskId, position}; when the command is
 //     unset, fails, times out, prints nothing or prints something that is not a
 //     position (election.ParsePosition), the answer has Error set instead.
 //   - promote{epoch}: the executor runs CONVERGE_PROMOTE_COMMAND once per epoch
-//     (timeout Options.PromoteTimeout, default 60s) and answers
-//     promoted{epoch, taskId, error}. The controller re-sends promote until it is
+//     (timeout Options.PromoteTimeout, default 60s; a failure is retried, at
+//     most PromoteAttempts runs in all, 1 s then 2 s apart, while the member
+//     holds the lease) and answers promoted{epoch, taskId, error}. The controller re-sends promote until it is
 //     confirmed, so a promote for an epoch already done (or in progress) is
 //     confirmed with the first run's result without running the command again.
 //     An unset promote command is a successful no-op.

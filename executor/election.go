@@ -3,8 +3,10 @@ package executor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/converge-io/converge/election"
@@ -95,29 +97,12 @@ func (e *executorState) answerPosition(m election.Message) {
 	running := runningLocked(t)
 	e.mu.Unlock()
 	reply := election.Message{Type: election.TypePosition, Epoch: m.Epoch, TaskID: taskID}
-	script, _ := lookupEnv(e.env, EnvPositionCommand)
-	switch {
-	case !running:
+	if !running {
 		reply.Error = "task is not running"
-	case strings.TrimSpace(script) == "":
-		reply.Error = EnvPositionCommand + " is not set"
-	default:
-		ctx, cancel := e.hookContext()
-		res, err := runHook(ctx, "position command", script, e.sandbox(),
-			hookEnv(e.env, &t.info, e.sandbox(), m.Epoch), e.opts.PositionTimeout, os.Stderr)
-		cancel()
-		switch {
-		case err != nil:
-			reply.Error = err.Error()
-		case res.Stdout == "":
-			reply.Error = "position command printed nothing"
-		default:
-			if _, perr := election.ParsePosition(res.Stdout); perr != nil {
-				reply.Error = "position command printed no valid position (want a decimal integer, a PostgreSQL LSN, a MariaDB GTID list or a MySQL GTID set): " + truncate(perr.Error(), 200)
-				break
-			}
-			reply.Position = res.Stdout
-		}
+	} else if pos, err := e.readPosition(t, m.Epoch, e.opts.PositionTimeout); err != nil {
+		reply.Error = err.Error()
+	} else {
+		reply.Position = pos
 	}
 	if reply.Error != "" {
 		e.log.Info("position query failed", "epoch", m.Epoch, "taskId", taskID, "error", reply.Error)
@@ -125,6 +110,29 @@ func (e *executorState) answerPosition(m election.Message) {
 		e.log.Info("position query answered", "epoch", m.Epoch, "taskId", taskID, "positionBytes", len(reply.Position))
 	}
 	e.reply(reply)
+}
+
+// readPosition runs positionCommand for t and returns the valid position it
+// printed.
+func (e *executorState) readPosition(t *task, epoch int64, timeout time.Duration) (string, error) {
+	script, _ := lookupEnv(e.env, EnvPositionCommand)
+	if strings.TrimSpace(script) == "" {
+		return "", errors.New(EnvPositionCommand + " is not set")
+	}
+	ctx, cancel := e.hookContext()
+	res, err := runHook(ctx, "position command", script, e.sandbox(),
+		hookEnv(e.env, &t.info, e.sandbox(), epoch), timeout, os.Stderr)
+	cancel()
+	switch {
+	case err != nil:
+		return "", err
+	case res.Stdout == "":
+		return "", errors.New("position command printed nothing")
+	}
+	if _, perr := election.ParsePosition(res.Stdout); perr != nil {
+		return "", errors.New("position command printed no valid position (want a decimal integer, a PostgreSQL LSN, a MariaDB GTID list or a MySQL GTID set): " + truncate(perr.Error(), 200))
+	}
+	return res.Stdout, nil
 }
 
 // promote runs the promote command at most once per epoch (once the member
@@ -150,14 +158,7 @@ func (e *executorState) promote(m election.Message) {
 	if first {
 		script, _ := lookupEnv(e.env, EnvPromoteCommand)
 		if strings.TrimSpace(script) != "" {
-			e.log.Info("running promote command", "epoch", m.Epoch, "taskId", taskID)
-			ctx, cancel := e.hookContext()
-			_, err := runHook(ctx, "promote command", script, e.sandbox(),
-				hookEnv(e.env, &t.info, e.sandbox(), m.Epoch), e.opts.PromoteTimeout, os.Stderr)
-			cancel()
-			if err != nil {
-				p.err = err.Error()
-			}
+			p.err = e.runPromote(script, t, taskID, m.Epoch)
 		} else {
 			e.log.Info("promoted without a promote command", "epoch", m.Epoch, "taskId", taskID)
 		}
@@ -179,6 +180,43 @@ func (e *executorState) promote(m election.Message) {
 		e.mu.Unlock()
 	}
 	e.reply(election.Message{Type: election.TypePromoted, Epoch: m.Epoch, TaskID: taskID, Error: p.err})
+}
+
+// PromoteAttempts is how many times promoteCommand runs before its failure
+// is reported (the controller then fences this member and elects the next
+// best); the n-th retry waits n times PromoteRetryDelay.
+const PromoteAttempts = 3
+
+// PromoteRetryDelay is the first pause between promote attempts.
+var PromoteRetryDelay = time.Second
+
+// runPromote runs promoteCommand until it succeeds, at most PromoteAttempts
+// times while this member holds the lease of epoch, and returns the last
+// error ("" on success).
+func (e *executorState) runPromote(script string, t *task, taskID string, epoch int64) string {
+	for attempt := 1; ; attempt++ {
+		e.log.Info("running promote command", "epoch", epoch, "taskId", taskID, "attempt", attempt)
+		ctx, cancel := e.hookContext()
+		_, err := runHook(ctx, "promote command", script, e.sandbox(),
+			hookEnv(e.env, &t.info, e.sandbox(), epoch), e.opts.PromoteTimeout, os.Stderr)
+		cancel()
+		if err == nil {
+			return ""
+		}
+		e.mu.Lock()
+		l := e.lease
+		lost := l == nil || l.epoch != epoch || l.fenced || !runningLocked(t)
+		e.mu.Unlock()
+		if attempt == PromoteAttempts || lost {
+			return fmt.Sprintf("%s (attempt %d of %d)", err, attempt, PromoteAttempts)
+		}
+		e.log.Error(err, "promote command failed; retrying", "epoch", epoch, "taskId", taskID, "attempt", attempt)
+		select {
+		case <-time.After(time.Duration(attempt) * PromoteRetryDelay):
+		case <-e.quit:
+			return err.Error()
+		}
+	}
 }
 
 // reply sends an election message to the scheduler (best effort, as Mesos's

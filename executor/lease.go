@@ -30,6 +30,7 @@ type masterLease struct {
 	expiry   time.Time           // zero: never granted
 	duration time.Duration       // from the grants
 	promote  *election.Message   // waits for the first grant
+	position string              // latest read, sent with each request (reportPositions)
 	fenced   bool                // demoted or killed: never renewed again
 	stop     chan struct{}
 }
@@ -84,7 +85,7 @@ func (e *executorState) requestLease() {
 		return
 	}
 	l.seq++
-	req := election.Message{Type: election.TypeLeaseRequest, Epoch: l.epoch, TaskID: l.taskID, Seq: l.seq}
+	req := election.Message{Type: election.TypeLeaseRequest, Epoch: l.epoch, TaskID: l.taskID, Seq: l.seq, Position: l.position}
 	l.sent[l.seq] = time.Now()
 	for s := range l.sent {
 		if s < l.seq-16 { // answers to these are long overdue
@@ -118,10 +119,14 @@ func (e *executorState) onGrant(m election.Message) {
 	l.promote = nil
 	e.mu.Unlock()
 	if first {
-		e.wg.Add(1)
+		e.wg.Add(2)
 		go func() {
 			defer e.wg.Done()
 			e.renew(l)
+		}()
+		go func() {
+			defer e.wg.Done()
+			e.reportPositions(l)
 		}()
 	}
 	if promote != nil {
@@ -164,6 +169,40 @@ func (e *executorState) renew(l *masterLease) {
 				lastSent = now
 				e.requestLease()
 			}
+		}
+	}
+}
+
+// reportPositions reads the master's position every fifth of the lease, apart
+// from the renewals (a slow positionCommand never delays one), for the next
+// requests to carry: elections measure lag from it (maximumLagOnFailover).
+func (e *executorState) reportPositions(l *masterLease) {
+	e.mu.Lock()
+	every := l.duration / 5
+	e.mu.Unlock()
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		e.mu.Lock()
+		t, fenced := e.tasks[l.taskID], l.fenced
+		running := runningLocked(t)
+		e.mu.Unlock()
+		if fenced || !running {
+			return
+		}
+		if pos, err := e.readPosition(t, l.epoch, min(every, e.opts.PositionTimeout)); err == nil {
+			e.mu.Lock()
+			l.position = pos
+			e.mu.Unlock()
+		} else {
+			e.log.V(1).Info("master position not read", "epoch", l.epoch, "error", err.Error())
+		}
+		select {
+		case <-l.stop:
+			return
+		case <-e.quit:
+			return
+		case <-tick.C:
 		}
 	}
 }

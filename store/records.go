@@ -75,6 +75,15 @@ type ElectionRecord struct {
 	Positions  map[string]string `json:"positions,omitempty"`
 	ElectedAt  *time.Time        `json:"electedAt,omitempty"`
 	PromotedAt *time.Time        `json:"promotedAt,omitempty"`
+	// MasterPosition is the last position a master reported in its lease
+	// requests, by the master of MasterPositionEpoch (this epoch or an
+	// earlier one: a new election carries it over), recorded at
+	// MasterPositionAt. Elections measure members' lag from it
+	// (election.maximumLagOnFailover). It is persisted at most once per lease
+	// duration; the controller also keeps the latest report in memory.
+	MasterPosition      string     `json:"masterPosition,omitempty"`
+	MasterPositionEpoch int64      `json:"masterPositionEpoch,omitempty"`
+	MasterPositionAt    *time.Time `json:"masterPositionAt,omitempty"`
 }
 
 // Election phases.

@@ -158,6 +158,10 @@ func (e *Election) DeepCopyInto(out *Election) {
 		d := *e.LeaseDuration
 		out.LeaseDuration = &d
 	}
+	if e.MaximumLagOnFailover != nil {
+		v := *e.MaximumLagOnFailover
+		out.MaximumLagOnFailover = &v
+	}
 }
 
 // DeepCopyInto copies u into out; nothing is shared.

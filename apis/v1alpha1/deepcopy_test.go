@@ -27,6 +27,7 @@ func full() *Cluster {
 	c.Spec.Placement.Constraints = []Constraint{{Attribute: "rack", Operator: OpMaxPer, Value: "2"}}
 	c.Spec.Election.FollowCommand = "follow"
 	c.Spec.Election.DemoteCommand = "demote"
+	c.Spec.Election.MaximumLagOnFailover = ptr(int64(1 << 20))
 	c.Status = ClusterStatus{
 		ObservedGeneration: 2, Replicas: 3, ReadyReplicas: 3, UpdatedReplicas: 3,
 		Master: &MasterStatus{TaskID: "t", Ordinal: 1, Hostname: "h", Port: 1, Epoch: 1},

@@ -169,6 +169,14 @@ type Election struct {
 	// it every fifth of it, and one that has not been heard from for this long
 	// (plus a second for clock drift) is replaced. Default 10s.
 	LeaseDuration *metav1.Duration `json:"leaseDuration,omitempty"`
+	// MaximumLagOnFailover (position strategy; Patroni's
+	// maximum_lag_on_failover): an election excludes members whose position
+	// is behind the master's last reported position by more than this, in
+	// the positions' unit (bytes of WAL for PostgreSQL LSNs, transactions for
+	// MariaDB GTID lists and MySQL GTID sets, the integers' own unit; see
+	// election.Lag). With none within it, no master is elected: the election
+	// waits, and retries each timeout. Unset: no limit.
+	MaximumLagOnFailover *int64 `json:"maximumLagOnFailover,omitempty"`
 }
 
 // Update is the rolling update strategy and what counts as progress.

@@ -357,6 +357,14 @@ func validateElection(e *Election, p *field.Path) field.ErrorList {
 			}
 		}
 	}
+	if l := e.MaximumLagOnFailover; l != nil {
+		switch {
+		case strategy != ElectionPosition:
+			errs = append(errs, field.Forbidden(p.Child("maximumLagOnFailover"), "only used by strategy position"))
+		case *l < 0:
+			errs = append(errs, field.Invalid(p.Child("maximumLagOnFailover"), *l, "must be 0 or more (bytes of WAL for PostgreSQL LSNs, transactions for GTIDs)"))
+		}
+	}
 	if d := e.LeaseDuration; d != nil && (d.Duration < MinLeaseDuration || d.Duration > MaxLeaseDuration) {
 		errs = append(errs, field.Invalid(p.Child("leaseDuration"), d.Duration.String(), "must be between 3s and 5m"))
 	}

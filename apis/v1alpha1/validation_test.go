@@ -228,6 +228,12 @@ func TestValidate(t *testing.T) {
 			c.Spec.Election.FollowCommand, c.Spec.Election.DemoteCommand = "f", "d"
 		}, []string{"spec.election.followCommand: Forbidden", "spec.election.demoteCommand: Forbidden"}},
 		{"lease short", func(c *Cluster) { c.Spec.Election.LeaseDuration = &metav1.Duration{Duration: time.Second} }, []string{`spec.election.leaseDuration: Invalid value: "1s": must be between 3s and 5m`}},
+		{"maximumLagOnFailover 0 ok", func(c *Cluster) { c.Spec.Election.MaximumLagOnFailover = ptr(int64(0)) }, nil},
+		{"maximumLagOnFailover negative", func(c *Cluster) { c.Spec.Election.MaximumLagOnFailover = ptr(int64(-1)) }, []string{"spec.election.maximumLagOnFailover: Invalid value: -1: must be 0 or more"}},
+		{"maximumLagOnFailover needs position", func(c *Cluster) {
+			c.Spec.Election.Strategy, c.Spec.Election.PositionCommand = ElectionOrdinal, ""
+			c.Spec.Election.MaximumLagOnFailover = ptr(int64(1 << 20))
+		}, []string{"spec.election.maximumLagOnFailover: Forbidden: only used by strategy position"}},
 		{"maxUnavailable 0", func(c *Cluster) { c.Spec.Update.MaxUnavailable = ptr(int32(0)) }, []string{"spec.update.maxUnavailable: Invalid value: 0: must be between 1 and 1000"}},
 		{"minReadySeconds 0 ok", func(c *Cluster) { c.Spec.Update.MinReadySeconds = ptr(int32(0)) }, nil},
 		{"minReadySeconds -1", func(c *Cluster) { c.Spec.Update.MinReadySeconds = ptr(int32(-1)) }, []string{"spec.update.minReadySeconds: Invalid value: -1: must be between 0 and 3600"}},
