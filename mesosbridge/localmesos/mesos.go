@@ -484,6 +484,7 @@ func (m *Mesos) startAgentListeners(host string) error {
 		a := a
 		mux := http.NewServeMux()
 		mux.HandleFunc("/api/v1/executor", func(w http.ResponseWriter, r *http.Request) { m.serveExecutor(a, w, r) })
+		mux.HandleFunc("/files/read", func(w http.ResponseWriter, r *http.Request) { m.serveFilesRead(a, w, r) })
 		a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	}
 	for _, a := range m.agents {
