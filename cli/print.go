@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/duration"
+	"k8s.io/client-go/util/jsonpath"
 	"sigs.k8s.io/yaml"
 
 	"github.com/converge-io/converge/apis/v1alpha1"
@@ -26,13 +28,59 @@ const (
 	OutputName  = "name"
 )
 
-// CheckOutput rejects an unknown -o value.
+// outputJSONPath prefixes -o jsonpath=TEMPLATE.
+const outputJSONPath = "jsonpath="
+
+// CheckOutput rejects an unknown -o value, or a jsonpath template that does
+// not parse.
 func CheckOutput(o string) error {
 	switch o {
 	case OutputTable, OutputWide, OutputYAML, OutputJSON, OutputName:
 		return nil
 	}
-	return Usage("unknown output format %q: use one of wide, yaml, json, name", o)
+	if tmpl, ok := strings.CutPrefix(o, outputJSONPath); ok {
+		if strings.TrimSpace(tmpl) == "" {
+			return Usage("-o jsonpath= needs a template, e.g. -o jsonpath='{.status.master.hostname}'")
+		}
+		_, err := parseJSONPath(tmpl)
+		return err
+	}
+	return Usage("unknown output format %q: use one of wide, yaml, json, name, jsonpath=TEMPLATE", o)
+}
+
+// IsJSONPath reports whether o is -o jsonpath=TEMPLATE.
+func IsJSONPath(o string) bool { return strings.HasPrefix(o, outputJSONPath) }
+
+// parseJSONPath parses a template as kubectl's -o jsonpath does
+// (k8s.io/client-go/util/jsonpath; missing keys print nothing, as kubectl's
+// default --allow-missing-template-keys).
+func parseJSONPath(tmpl string) (*jsonpath.JSONPath, error) {
+	j := jsonpath.New("out").AllowMissingKeys(true)
+	if err := j.Parse(tmpl); err != nil {
+		return nil, Usage("error parsing jsonpath %s: %v", tmpl, err)
+	}
+	return j, nil
+}
+
+// printJSONPath writes v through the template of o, over v as its JSON
+// (kubectl prints no newline after it).
+func printJSONPath(w io.Writer, o string, v any) error {
+	j, err := parseJSONPath(strings.TrimPrefix(o, outputJSONPath))
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	var data any
+	if err := json.Unmarshal(b, &data); err != nil {
+		return err
+	}
+	if err := j.Execute(w, data); err != nil {
+		return fmt.Errorf("jsonpath %s: %w", strings.TrimPrefix(o, outputJSONPath), err)
+	}
+	return nil
 }
 
 // none is what kubectl prints for an empty cell.
@@ -43,6 +91,8 @@ type TablePrinter struct {
 	Wide          bool
 	AllNamespaces bool
 	NoHeaders     bool
+	// ShowLabels adds a LABELS column, last (kubectl's --show-labels).
+	ShowLabels bool
 	// Now is the clock AGE is measured against (time.Now when zero).
 	Now func() time.Time
 }
@@ -56,6 +106,9 @@ func (p TablePrinter) Header() []string {
 	h = append(h, "NAME", "REPLICAS", "MASTER", "EPOCH", "READY", "AGE")
 	if p.Wide {
 		h = append(h, "GENERATION", "OBSERVED", "STRATEGY", "UPDATED")
+	}
+	if p.ShowLabels {
+		h = append(h, "LABELS")
 	}
 	return h
 }
@@ -84,6 +137,9 @@ func (p TablePrinter) Row(c *v1alpha1.Cluster) []string {
 			strconv.FormatInt(c.Status.ObservedGeneration, 10),
 			c.Spec.Election.Strategy,
 			strconv.Itoa(int(c.Status.UpdatedReplicas)))
+	}
+	if p.ShowLabels {
+		r = append(r, labels.FormatLabels(c.Labels)) // "k=v,..." sorted, or <none>
 	}
 	return r
 }
@@ -221,11 +277,14 @@ func List(items []*v1alpha1.Cluster, rev int64) *v1alpha1.ClusterList {
 	return l
 }
 
-// PrintObject writes v as YAML or JSON (kubectl's layout: JSON indented by
-// four spaces, one document per object).
+// PrintObject writes v as YAML, JSON (kubectl's layout: JSON indented by
+// four spaces, one document per object) or through a jsonpath template.
 func PrintObject(w io.Writer, format string, v any) error {
 	if c, ok := v.(*v1alpha1.Cluster); ok {
 		v = typed(c)
+	}
+	if IsJSONPath(format) {
+		return printJSONPath(w, format, v)
 	}
 	switch format {
 	case OutputJSON:
@@ -249,13 +308,13 @@ func PrintObject(w io.Writer, format string, v any) error {
 // PrintItems prints what get found: one object as itself when the user named
 // exactly one, else a ClusterList; names with -o name; a table otherwise.
 func PrintItems(w io.Writer, format string, items []*v1alpha1.Cluster, single bool, rev int64, tp TablePrinter) error {
-	switch format {
-	case OutputYAML, OutputJSON:
+	switch {
+	case format == OutputYAML || format == OutputJSON || IsJSONPath(format):
 		if single && len(items) == 1 {
 			return PrintObject(w, format, items[0])
 		}
 		return PrintObject(w, format, List(items, rev))
-	case OutputName:
+	case format == OutputName:
 		for _, c := range items {
 			fmt.Fprintln(w, Ref(c.Name))
 		}

@@ -20,6 +20,7 @@ func newGetCmd(g *globals) *cobra.Command {
 		selector      string
 		allNamespaces bool
 		noHeaders     bool
+		showLabels    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "get clusters|cluster|cl [NAME...]",
@@ -28,11 +29,16 @@ func newGetCmd(g *globals) *cobra.Command {
 EPOCH, READY, AGE; -o wide adds GENERATION, OBSERVED, STRATEGY, UPDATED).
 
 -o yaml|json prints a ClusterList, or the object itself when exactly one NAME is
-given; either applies back unchanged with "converge apply -f -".`,
+given; either applies back unchanged with "converge apply -f -". -o
+jsonpath=TEMPLATE prints fields of the same object through a kubectl JSONPath
+template. --show-labels adds a LABELS column.`,
 		Example: `  converge get clusters
   converge get cl orders-db -o yaml
   converge get clusters -l team=payments -o wide
-  converge get clusters -A -w`,
+  converge get clusters -A -w
+  converge get cluster/orders-db -o jsonpath='{.status.master.hostname}:{.status.master.port}'
+  converge get clusters -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}'
+  converge get clusters --show-labels`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			names, err := cli.ParseNames(args)
 			if err != nil {
@@ -94,7 +100,7 @@ given; either applies back unchanged with "converge apply -f -".`,
 					items = append(items, c)
 				}
 			}
-			tp := cli.TablePrinter{AllNamespaces: allNamespaces, NoHeaders: noHeaders, Wide: output == cli.OutputWide}
+			tp := cli.TablePrinter{AllNamespaces: allNamespaces, NoHeaders: noHeaders, Wide: output == cli.OutputWide, ShowLabels: showLabels}
 			stream := &cli.TableStream{P: tp}
 			table := output == cli.OutputTable || output == cli.OutputWide
 			single := len(names) == 1
@@ -104,7 +110,7 @@ given; either applies back unchanged with "converge apply -f -".`,
 				if err := stream.Print(g.out, items); err != nil {
 					return err
 				}
-			case len(items) > 0 || output == cli.OutputYAML || output == cli.OutputJSON:
+			case len(items) > 0 || output == cli.OutputYAML || output == cli.OutputJSON || cli.IsJSONPath(output):
 				if !(single && len(items) == 0) {
 					if err := cli.PrintItems(g.out, output, items, single, rev, tp); err != nil {
 						return err
@@ -140,8 +146,10 @@ given; either applies back unchanged with "converge apply -f -".`,
 					err = cli.PrintObject(g.out, output, c)
 				case cli.OutputName:
 					fmt.Fprintln(g.out, cli.Ref(c.Name))
-				default:
+				case cli.OutputTable, cli.OutputWide:
 					err = stream.Print(g.out, []*v1alpha1.Cluster{c})
+				default: // jsonpath, one object at a time
+					err = cli.PrintObject(g.out, output, c)
 				}
 				if err != nil {
 					return err
@@ -151,10 +159,11 @@ given; either applies back unchanged with "converge apply -f -".`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&output, "output", "o", "", "output format: wide, yaml, json or name")
+	f.StringVarP(&output, "output", "o", "", "output format: wide, yaml, json, name or jsonpath=TEMPLATE")
 	f.BoolVarP(&watch, "watch", "w", false, "after listing, stream every change until interrupted")
 	f.StringVarP(&selector, "selector", "l", "", "label selector, e.g. team=payments,tier!=cache")
 	f.BoolVarP(&allNamespaces, "all-namespaces", "A", false, "list clusters of every namespace")
 	f.BoolVar(&noHeaders, "no-headers", false, "print the table without its header")
+	f.BoolVar(&showLabels, "show-labels", false, "print the table with each cluster's labels as its last column")
 	return cmd
 }
