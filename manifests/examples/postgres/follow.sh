@@ -2,7 +2,8 @@
 # Run on every other member at each new master (CONVERGE_MASTER_HOST/PORT),
 # again until it succeeds: become the master's streaming standby. A standby
 # of the same database is re-pointed in place; otherwise the data is rewound
-# to the master's history (pg_rewind) or copied afresh (pg_basebackup).
+# to the master's history (pg_rewind) or copied afresh (pg_basebackup, without
+# a replication slot: see run.sh).
 . ./lib.sh
 # replaying what the master writes from now on, within $1 seconds?
 streaming() {
@@ -44,7 +45,7 @@ touch restart
 if "$PG/pg_ctl" status >/dev/null; then "$PG/pg_ctl" stop -m fast -w -t 30 || exit 1; fi
 if $same_db && "$PG/pg_rewind" -D "$PGDATA" --source-server="$(master_conninfo) dbname=postgres" -R; then
 	:
-elif rm -rf "$PGDATA.new" && "$PG/pg_basebackup" -D "$PGDATA.new" -d "$(master_conninfo)" -X stream -c fast -R; then
+elif rm -rf "$PGDATA.new" && "$PG/pg_basebackup" -D "$PGDATA.new" -d "$(master_conninfo)" -X stream --no-slot -c fast -R; then
 	rm -rf "$PGDATA" && mv "$PGDATA.new" "$PGDATA"
 else # keep what we had, read-only; the next run tries again
 	touch "$PGDATA/standby.signal"

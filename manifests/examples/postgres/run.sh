@@ -6,8 +6,11 @@
 set -e
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
 	if [ -n "$CONVERGE_MASTER_HOST" ]; then
-		# A master is published: start as its streaming standby.
-		"$PG/pg_basebackup" -D "$PGDATA" -d "$(master_conninfo)" -X stream -c fast -R
+		# A master is published: start as its streaming standby. --no-slot:
+		# with a (temporary) slot the copy's WAL stream reports flushes and
+		# counts as a synchronous standby under 'ANY 1 (*)', acknowledging
+		# commits that no running standby holds.
+		"$PG/pg_basebackup" -D "$PGDATA" -d "$(master_conninfo)" -X stream --no-slot -c fast -R
 	else
 		# No master yet: a new database, started read-only (a standby with
 		# no upstream) until the election promotes one member.
