@@ -110,6 +110,33 @@ func (t *TaskSpec) DeepCopyInto(out *TaskSpec) {
 		d := *t.KillGracePeriod
 		out.KillGracePeriod = &d
 	}
+	out.HealthCheck = t.HealthCheck.DeepCopy()
+	out.ReadinessCheck = t.ReadinessCheck.DeepCopy()
+}
+
+// DeepCopy returns a copy of c that shares nothing with it (nil for nil).
+func (c *Check) DeepCopy() *Check {
+	if c == nil {
+		return nil
+	}
+	out := *c
+	if c.HTTP != nil {
+		h := *c.HTTP
+		out.HTTP = &h
+	}
+	if c.TCP != nil {
+		t := *c.TCP
+		out.TCP = &t
+	}
+	out.Delay = copyDuration(c.Delay)
+	out.Interval = copyDuration(c.Interval)
+	out.Timeout = copyDuration(c.Timeout)
+	out.GracePeriod = copyDuration(c.GracePeriod)
+	if c.ConsecutiveFailures != nil {
+		v := *c.ConsecutiveFailures
+		out.ConsecutiveFailures = &v
+	}
+	return &out
 }
 
 // DeepCopyInto copies r into out; nothing is shared.
@@ -228,5 +255,9 @@ func (t *TaskStatus) DeepCopyInto(out *TaskStatus) {
 	if t.Ports != nil {
 		out.Ports = make([]int32, len(t.Ports))
 		copy(out.Ports, t.Ports)
+	}
+	if t.Healthy != nil {
+		v := *t.Healthy
+		out.Healthy = &v
 	}
 }

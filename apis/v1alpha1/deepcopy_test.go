@@ -24,14 +24,20 @@ func full() *Cluster {
 	c.Spec.Task.Executor = &ExecutorSpec{Command: "x", URIs: []URI{{Value: "e", Executable: true, Extract: true, Cache: true}}}
 	c.Spec.Task.User = "postgres"
 	c.Spec.Task.KillGracePeriod = &metav1.Duration{Duration: 30 * time.Second}
+	d := &metav1.Duration{Duration: time.Second}
+	three := int32(3)
+	c.Spec.Task.HealthCheck = &Check{Type: CheckHTTP, Command: "c", HTTP: &HTTPCheck{PortIndex: 1, Path: "/p", Scheme: "https"},
+		TCP: &TCPCheck{PortIndex: 1}, Delay: d, Interval: d, Timeout: d, GracePeriod: d, ConsecutiveFailures: &three}
+	c.Spec.Task.ReadinessCheck = c.Spec.Task.HealthCheck.DeepCopy()
 	c.Spec.Placement.Constraints = []Constraint{{Attribute: "rack", Operator: OpMaxPer, Value: "2"}}
 	c.Spec.Election.FollowCommand = "follow"
 	c.Spec.Election.DemoteCommand = "demote"
 	c.Spec.Election.MaximumLagOnFailover = ptr(int64(1 << 20))
+	yes := true
 	c.Status = ClusterStatus{
 		ObservedGeneration: 2, Replicas: 3, ReadyReplicas: 3, UpdatedReplicas: 3,
 		Master: &MasterStatus{TaskID: "t", Ordinal: 1, Hostname: "h", Port: 1, Epoch: 1},
-		Tasks:  []TaskStatus{{ID: "t", Ordinal: 1, State: "TASK_RUNNING", AgentID: "a", Hostname: "h", Ports: []int32{1}, Message: "m"}},
+		Tasks:  []TaskStatus{{ID: "t", Ordinal: 1, State: "TASK_RUNNING", AgentID: "a", Hostname: "h", Ports: []int32{1}, Message: "m", Healthy: &yes, Ready: true}},
 		Conditions: []metav1.Condition{{Type: ConditionReady, Status: metav1.ConditionTrue, Reason: "R", Message: "m",
 			LastTransitionTime: now, ObservedGeneration: 2}},
 		LastProgressTime: &now,

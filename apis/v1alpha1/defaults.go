@@ -24,6 +24,13 @@ const (
 	DefaultRestartFactor     = 2.0
 	DefaultRestartMaxBackoff = 5 * time.Minute
 	DefaultRestartResetAfter = 10 * time.Minute
+	// Check timing: Mesos's HealthCheck and CheckInfo defaults
+	// (include/mesos/v1/mesos.proto).
+	DefaultCheckDelay                = 15 * time.Second
+	DefaultCheckInterval             = 10 * time.Second
+	DefaultCheckTimeout              = 20 * time.Second
+	DefaultHealthGracePeriod         = 10 * time.Second
+	DefaultConsecutiveFailures int32 = 3
 )
 
 // SetDefaults fills every field the user may leave out: apiVersion and kind,
@@ -31,8 +38,9 @@ const (
 // spec.election.strategy "none", spec.election.timeout 60s,
 // spec.placement.spread "none",
 // spec.update.maxUnavailable 1, minReadySeconds 10 and progressDeadline 10m,
-// and spec.restart backoff 1s, backoffFactor 2, maxBackoff 5m and resetAfter
-// 10m. Fields already set are left alone, so it is
+// spec.restart backoff 1s, backoffFactor 2, maxBackoff 5m and resetAfter
+// 10m, and in task.healthCheck and task.readinessCheck Mesos's defaults (see
+// setCheckDefaults). Fields already set are left alone, so it is
 // idempotent. A nil cluster is ignored.
 func SetDefaults(c *Cluster) {
 	if c == nil {
@@ -77,6 +85,43 @@ func SetDefaults(c *Cluster) {
 	}
 	defaultDuration(&s.Update.ProgressDeadline, DefaultProgressDeadline)
 	setRestartDefaults(&s.Restart)
+	setCheckDefaults(s.Task.HealthCheck, true)
+	setCheckDefaults(s.Task.ReadinessCheck, false)
+}
+
+// setCheckDefaults: the type is the one of command, http and tcp that is
+// set (if only one is); delay 15s, interval 10s, timeout 20s and, for a
+// health check, gracePeriod 10s and consecutiveFailures 3, as Mesos.
+func setCheckDefaults(c *Check, health bool) {
+	if c == nil {
+		return
+	}
+	if c.Type == "" {
+		var set []string
+		if c.Command != "" {
+			set = append(set, CheckCommand)
+		}
+		if c.HTTP != nil {
+			set = append(set, CheckHTTP)
+		}
+		if c.TCP != nil {
+			set = append(set, CheckTCP)
+		}
+		if len(set) == 1 {
+			c.Type = set[0]
+		}
+	}
+	defaultDuration(&c.Delay, DefaultCheckDelay)
+	defaultDuration(&c.Interval, DefaultCheckInterval)
+	defaultDuration(&c.Timeout, DefaultCheckTimeout)
+	if !health {
+		return
+	}
+	defaultDuration(&c.GracePeriod, DefaultHealthGracePeriod)
+	if c.ConsecutiveFailures == nil {
+		n := DefaultConsecutiveFailures
+		c.ConsecutiveFailures = &n
+	}
 }
 
 func setRestartDefaults(r *Restart) {

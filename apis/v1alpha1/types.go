@@ -85,7 +85,71 @@ type TaskSpec struct {
 	// (Mesos KillPolicy.grace_period). Unset: the executor's default (3s for
 	// Mesos's command executor and converge executor).
 	KillGracePeriod *metav1.Duration `json:"killGracePeriod,omitempty"`
+	// HealthCheck (Mesos TaskInfo.health_check), run by the member's
+	// executor: a member that fails it consecutiveFailures times in a row
+	// (after its gracePeriod) is killed by its executor and replaced. While
+	// a member has one, it counts as ready only once it reported healthy.
+	HealthCheck *Check `json:"healthCheck,omitempty"`
+	// ReadinessCheck (Mesos TaskInfo.check): a member counts as ready only
+	// while it passes (and minReadySeconds after it started passing). It
+	// takes no gracePeriod or consecutiveFailures: a failing one kills
+	// nothing.
+	ReadinessCheck *Check `json:"readinessCheck,omitempty"`
 }
+
+// Check is a Mesos health check (HealthCheck) or check (CheckInfo): one of
+// command, http or tcp, and its timing. Defaults are Mesos's.
+type Check struct {
+	// Type: command | http | tcp. Default: the one of the three that is set.
+	Type string `json:"type,omitempty"`
+	// Command is run with sh -c in the member's sandbox, with its
+	// environment and user; exit status 0 passes.
+	Command string     `json:"command,omitempty"`
+	HTTP    *HTTPCheck `json:"http,omitempty"`
+	TCP     *TCPCheck  `json:"tcp,omitempty"`
+	// Delay before the first check, counted from when the member runs
+	// (delay_seconds). Default 15s.
+	Delay *metav1.Duration `json:"delay,omitempty"`
+	// Interval from the end of one check to the start of the next
+	// (interval_seconds). Default 10s.
+	Interval *metav1.Duration `json:"interval,omitempty"`
+	// Timeout of one check, which then counts as failed; 0s: none
+	// (timeout_seconds). Default 20s.
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+	// GracePeriod (health checks only): failures within it of the member's
+	// start are ignored until a check first passes (grace_period_seconds).
+	// Default 10s.
+	GracePeriod *metav1.Duration `json:"gracePeriod,omitempty"`
+	// ConsecutiveFailures (health checks only) after which the executor
+	// kills the member. Default 3.
+	ConsecutiveFailures *int32 `json:"consecutiveFailures,omitempty"`
+}
+
+// HTTPCheck is a GET of scheme://HOST:PORT<portIndex><path>; a status in
+// 200..399 passes. HOST is 127.0.0.1 on Mesos (the agent's loopback address
+// under localmesos). Redirects are followed; TLS certificates not verified.
+type HTTPCheck struct {
+	// PortIndex is which of the member's ports (PORT0, PORT1, ...), as
+	// Marathon's portIndex. Default 0.
+	PortIndex int32 `json:"portIndex,omitempty"`
+	// Path, starting with '/'. Default "/".
+	Path string `json:"path,omitempty"`
+	// Scheme: http (default) or https.
+	Scheme string `json:"scheme,omitempty"`
+}
+
+// TCPCheck passes when a TCP connection to the member's port opens.
+type TCPCheck struct {
+	// PortIndex is which of the member's ports (PORT0, PORT1, ...). Default 0.
+	PortIndex int32 `json:"portIndex,omitempty"`
+}
+
+// Check types.
+const (
+	CheckCommand = "command"
+	CheckHTTP    = "http"
+	CheckTCP     = "tcp"
+)
 
 // URI is a file the agent fetches into the sandbox before the task starts.
 type URI struct {
@@ -244,4 +308,9 @@ type TaskStatus struct {
 	Hostname string  `json:"hostname,omitempty"`
 	Ports    []int32 `json:"ports,omitempty"`
 	Message  string  `json:"message,omitempty"`
+	// Healthy is the member's last health check result (unset: it has no
+	// health check, or none has counted yet).
+	Healthy *bool `json:"healthy,omitempty"`
+	// Ready: the member counts toward readyReplicas.
+	Ready bool `json:"ready,omitempty"`
 }

@@ -10,6 +10,7 @@ import (
 	"unicode"
 
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	apivalidation "k8s.io/apimachinery/pkg/api/validation"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -30,6 +31,11 @@ const (
 	MaxBackoffFactor    = 10
 	MaxResetAfter       = 24 * time.Hour
 	MaxKillGracePeriod  = time.Hour
+	// Checks: at most an hour for any of their times; an interval of at
+	// least 100ms, so a check never spins.
+	MaxCheckTime           = time.Hour
+	MinCheckInterval       = 100 * time.Millisecond
+	MaxConsecutiveFailures = 1000
 	// ReservedEnvPrefix is the prefix of the variables converge itself sets
 	// (CONVERGE_NAMESPACE, CONVERGE_CLUSTER, CONVERGE_ORDINAL, CONVERGE_EPOCH).
 	ReservedEnvPrefix = "CONVERGE_"
@@ -50,6 +56,8 @@ var (
 	ElectionStrategies  = []string{ElectionNone, ElectionOrdinal, ElectionPosition}
 	SpreadValues        = []string{SpreadNone, SpreadHostname}
 	ConstraintOperators = []string{OpUnique, OpCluster, OpGroupBy, OpLike, OpUnlike, OpMaxPer}
+	CheckTypes          = []string{CheckCommand, CheckHTTP, CheckTCP}
+	HTTPSchemes         = []string{"http", "https"}
 )
 
 // ValidateName reports why name cannot be a cluster or namespace name: it must
@@ -200,12 +208,93 @@ func validateTask(t *TaskSpec, p *field.Path) field.ErrorList {
 	if g := t.KillGracePeriod; g != nil && (g.Duration < 0 || g.Duration > MaxKillGracePeriod) {
 		errs = append(errs, field.Invalid(p.Child("killGracePeriod"), g.Duration.String(), fmt.Sprintf("must be between 0s and %s", MaxKillGracePeriod)))
 	}
+	errs = append(errs, validateCheck(t.HealthCheck, true, t.Resources.Ports, p.Child("healthCheck"))...)
+	errs = append(errs, validateCheck(t.ReadinessCheck, false, t.Resources.Ports, p.Child("readinessCheck"))...)
 	if e := t.Executor; e != nil {
 		ep := p.Child("executor")
 		if strings.TrimSpace(e.Command) == "" {
 			errs = append(errs, field.Required(ep.Child("command"), "the command that starts the executor"))
 		}
 		errs = append(errs, validateURIs(e.URIs, ep.Child("uris"))...)
+	}
+	return errs
+}
+
+// validateCheck applies Mesos's validateHealthCheck / validateCheckInfo
+// (src/common/validation.cpp) to a check, with converge's bounds: the type
+// and only its part set, an http path starting with '/', a scheme of http or
+// https, a port index within resources.ports, sane times.
+func validateCheck(c *Check, health bool, ports int32, p *field.Path) field.ErrorList {
+	if c == nil {
+		return nil
+	}
+	var errs field.ErrorList
+	set := map[string]bool{CheckCommand: c.Command != "", CheckHTTP: c.HTTP != nil, CheckTCP: c.TCP != nil}
+	switch {
+	case c.Type == "":
+		errs = append(errs, field.Required(p.Child("type"), "one of command, http or tcp (or set exactly one of them)"))
+	case !slices.Contains(CheckTypes, c.Type):
+		errs = append(errs, field.NotSupported(p.Child("type"), c.Type, CheckTypes))
+	case !set[c.Type]:
+		errs = append(errs, field.Required(p.Child(c.Type), "a "+c.Type+" check needs "+c.Type))
+	}
+	for _, k := range CheckTypes {
+		if set[k] && k != c.Type && slices.Contains(CheckTypes, c.Type) {
+			errs = append(errs, field.Forbidden(p.Child(k), "only used by type "+k+" (type is "+c.Type+")"))
+		}
+	}
+	if c.Type == CheckCommand && set[CheckCommand] && strings.TrimSpace(c.Command) == "" {
+		errs = append(errs, field.Required(p.Child("command"), "the command run with sh -c"))
+	}
+	portIndex := func(i int32, fp *field.Path) {
+		if i < 0 || i >= ports {
+			errs = append(errs, field.Invalid(fp, i, fmt.Sprintf("must be the index of one of the member's %d ports (resources.ports): 0 to %d", ports, ports-1)))
+		}
+	}
+	if h := c.HTTP; h != nil {
+		hp := p.Child("http")
+		portIndex(h.PortIndex, hp.Child("portIndex"))
+		if h.Path != "" && !strings.HasPrefix(h.Path, "/") {
+			errs = append(errs, field.Invalid(hp.Child("path"), h.Path, "must start with '/'"))
+		}
+		if h.Scheme != "" && !slices.Contains(HTTPSchemes, h.Scheme) {
+			errs = append(errs, field.NotSupported(hp.Child("scheme"), h.Scheme, HTTPSchemes))
+		}
+	}
+	if t := c.TCP; t != nil {
+		portIndex(t.PortIndex, p.Child("tcp", "portIndex"))
+	}
+	errs = append(errs, checkTimes(c, p)...)
+	if !health {
+		if c.GracePeriod != nil {
+			errs = append(errs, field.Forbidden(p.Child("gracePeriod"), "only health checks have one (Mesos CheckInfo has no grace period)"))
+		}
+		if c.ConsecutiveFailures != nil {
+			errs = append(errs, field.Forbidden(p.Child("consecutiveFailures"), "only health checks have one: a failing readiness check kills nothing"))
+		}
+	} else if n := c.ConsecutiveFailures; n != nil && (*n < 1 || *n > MaxConsecutiveFailures) {
+		errs = append(errs, field.Invalid(p.Child("consecutiveFailures"), *n, fmt.Sprintf("must be between 1 and %d", MaxConsecutiveFailures)))
+	}
+	return errs
+}
+
+func checkTimes(c *Check, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	times := []struct {
+		name     string
+		d        *metav1.Duration
+		min      time.Duration
+		minWords string
+	}{
+		{"delay", c.Delay, 0, "0s"},
+		{"interval", c.Interval, MinCheckInterval, MinCheckInterval.String()},
+		{"timeout", c.Timeout, 0, "0s (no timeout)"},
+		{"gracePeriod", c.GracePeriod, 0, "0s"},
+	}
+	for _, t := range times {
+		if t.d != nil && (t.d.Duration < t.min || t.d.Duration > MaxCheckTime) {
+			errs = append(errs, field.Invalid(p.Child(t.name), t.d.Duration.String(), fmt.Sprintf("must be between %s and %s", t.minWords, MaxCheckTime)))
+		}
 	}
 	return errs
 }

@@ -93,6 +93,32 @@ func TestSetDefaults(t *testing.T) {
 	SetDefaults(nil) // must not panic
 }
 
+// TestSetCheckDefaults: Mesos's HealthCheck and CheckInfo defaults
+// (include/mesos/v1/mesos.proto: delay 15, interval 10, timeout 20, grace
+// 10, consecutive_failures 3; CheckInfo has no grace or failures), and the
+// type taken from the one part that is set.
+func TestSetCheckDefaults(t *testing.T) {
+	c := valid()
+	c.Spec.Task.HealthCheck = &Check{Command: "true"}
+	c.Spec.Task.ReadinessCheck = &Check{HTTP: &HTTPCheck{}}
+	SetDefaults(c)
+	h, r := c.Spec.Task.HealthCheck, c.Spec.Task.ReadinessCheck
+	if h.Type != CheckCommand || h.Delay.Duration != 15*time.Second || h.Interval.Duration != 10*time.Second ||
+		h.Timeout.Duration != 20*time.Second || h.GracePeriod.Duration != 10*time.Second || *h.ConsecutiveFailures != 3 {
+		t.Errorf("health check defaults: %+v", h)
+	}
+	if r.Type != CheckHTTP || r.Delay.Duration != 15*time.Second || r.Interval.Duration != 10*time.Second ||
+		r.Timeout.Duration != 20*time.Second || r.GracePeriod != nil || r.ConsecutiveFailures != nil {
+		t.Errorf("readiness check defaults: %+v", r)
+	}
+	// Two parts set: no type is guessed, validation says so.
+	c.Spec.Task.HealthCheck = &Check{Command: "true", TCP: &TCPCheck{}}
+	SetDefaults(c)
+	if c.Spec.Task.HealthCheck.Type != "" {
+		t.Errorf("type guessed from two parts: %q", c.Spec.Task.HealthCheck.Type)
+	}
+}
+
 func TestValidateValid(t *testing.T) {
 	if errs := Validate(valid()); len(errs) != 0 {
 		t.Fatalf("valid cluster: %v", errs.ToAggregate())
@@ -156,6 +182,39 @@ func TestValidate(t *testing.T) {
 		{"kill grace too long", func(c *Cluster) { c.Spec.Task.KillGracePeriod = dur(2 * time.Hour) }, []string{`spec.task.killGracePeriod: Invalid value: "2h0m0s"`}},
 		{"kill grace 0 ok", func(c *Cluster) { c.Spec.Task.KillGracePeriod = dur(0) }, nil},
 		{"kill grace 1h ok", func(c *Cluster) { c.Spec.Task.KillGracePeriod = dur(time.Hour) }, nil},
+		{"health check ok", func(c *Cluster) {
+			c.Spec.Task.HealthCheck = &Check{Type: CheckHTTP, HTTP: &HTTPCheck{Path: "/health"}, Interval: dur(100 * time.Millisecond), Timeout: dur(0)}
+			c.Spec.Task.ReadinessCheck = &Check{Type: CheckCommand, Command: "test -f ready"}
+		}, nil},
+		{"check without type", func(c *Cluster) { c.Spec.Task.HealthCheck = &Check{} },
+			[]string{`spec.task.healthCheck.type: Required value: one of command, http or tcp`}},
+		{"check bad type", func(c *Cluster) { c.Spec.Task.ReadinessCheck = &Check{Type: "exec", Command: "x"} },
+			[]string{`spec.task.readinessCheck.type: Unsupported value: "exec": supported values: "command", "http", "tcp"`}},
+		{"check type without its part", func(c *Cluster) { c.Spec.Task.HealthCheck = &Check{Type: CheckTCP, Command: "x"} },
+			[]string{`spec.task.healthCheck.tcp: Required value: a tcp check needs tcp`, `spec.task.healthCheck.command: Forbidden: only used by type command (type is tcp)`}},
+		{"check blank command", func(c *Cluster) { c.Spec.Task.HealthCheck = &Check{Type: CheckCommand, Command: "  "} },
+			[]string{`spec.task.healthCheck.command: Required value`}},
+		{"check http path, scheme and port", func(c *Cluster) {
+			c.Spec.Task.HealthCheck = &Check{Type: CheckHTTP, HTTP: &HTTPCheck{PortIndex: 1, Path: "health", Scheme: "ftp"}}
+		}, []string{`spec.task.healthCheck.http.portIndex: Invalid value: 1: must be the index of one of the member's 1 ports (resources.ports): 0 to 0`,
+			`spec.task.healthCheck.http.path: Invalid value: "health": must start with '/'`,
+			`spec.task.healthCheck.http.scheme: Unsupported value: "ftp"`}},
+		{"check tcp without ports", func(c *Cluster) {
+			c.Spec.Task.Resources.Ports = 0
+			c.Spec.Task.ReadinessCheck = &Check{TCP: &TCPCheck{}, Type: CheckTCP}
+		}, []string{`spec.task.readinessCheck.tcp.portIndex: Invalid value: 0: must be the index of one of the member's 0 ports`}},
+		{"check times", func(c *Cluster) {
+			c.Spec.Task.HealthCheck = &Check{Type: CheckCommand, Command: "x", Delay: dur(-time.Second), Interval: dur(time.Millisecond),
+				Timeout: dur(2 * time.Hour), GracePeriod: dur(-1), ConsecutiveFailures: ptr(int32(0))}
+		}, []string{`spec.task.healthCheck.delay: Invalid value: "-1s": must be between 0s and 1h0m0s`,
+			`spec.task.healthCheck.interval: Invalid value: "1ms": must be between 100ms and 1h0m0s`,
+			`spec.task.healthCheck.timeout: Invalid value: "2h0m0s"`,
+			`spec.task.healthCheck.gracePeriod: Invalid value: "-1ns"`,
+			`spec.task.healthCheck.consecutiveFailures: Invalid value: 0: must be between 1 and 1000`}},
+		{"readiness check takes no grace or failures", func(c *Cluster) {
+			c.Spec.Task.ReadinessCheck = &Check{Type: CheckCommand, Command: "x", GracePeriod: dur(time.Second), ConsecutiveFailures: ptr(int32(2))}
+		}, []string{`spec.task.readinessCheck.gracePeriod: Forbidden: only health checks have one`,
+			`spec.task.readinessCheck.consecutiveFailures: Forbidden: only health checks have one`}},
 		{"cpus missing", func(c *Cluster) { c.Spec.Task.Resources.CPUs = nil }, []string{"spec.task.resources.cpus: Required value"}},
 		{"cpus zero", func(c *Cluster) { c.Spec.Task.Resources.CPUs = qty("0") }, []string{`spec.task.resources.cpus: Invalid value: "0": must be greater than 0`}},
 		{"cpus negative", func(c *Cluster) { c.Spec.Task.Resources.CPUs = qty("-1") }, []string{`spec.task.resources.cpus: Invalid value: "-1": must be greater than 0`}},
