@@ -226,6 +226,11 @@ type task struct {
 	unreach     *mesos.TimeInfo
 	delivered   bool       // a custom executor got its LAUNCH
 	group       *taskGroup // its task group, under the default executor
+	// Its health and check status, as its executor last reported them.
+	healthy        *bool
+	checkStatus    *mesos.CheckStatusInfo
+	stopChecks     func() // stops its checkers; nil when none run
+	killedByHealth bool   // killed by its executor for failing its health check
 	// uuids of every update the agent received for the task, oldest first
 	// (at most maxReceivedUUIDs; dropped when the task is forgotten), as the
 	// status update stream's received set

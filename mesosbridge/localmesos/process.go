@@ -286,6 +286,7 @@ func (m *Mesos) startCommandTask(t *task) {
 			p.signal(syscall.SIGSTOP)
 		}
 		m.agentStatus(t, mesos.TASK_RUNNING, nil, "", mesos.SOURCE_EXECUTOR)
+		m.startChecks(t, dir, env, ra)
 		go m.awaitCommandTask(t, p)
 	}()
 }
@@ -295,10 +296,14 @@ func (m *Mesos) awaitCommandTask(t *task, p *process) {
 	code, signaled := p.result()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	t.stopChecking()
 	if m.closed || t.forgotten {
 		return
 	}
 	switch {
+	case t.killing && t.killedByHealth:
+		// As Mesos's executors: "a kill occurred due to a failing health check".
+		m.agentUpdate(t, m.newAgentStatus(t, mesos.TASK_KILLED, nil, "Command terminated with signal Terminated: killed by its health check", mesos.SOURCE_EXECUTOR, false))
 	case t.killing:
 		m.agentStatus(t, mesos.TASK_KILLED, nil, "Command terminated with signal Terminated", mesos.SOURCE_EXECUTOR)
 	case code == 0:

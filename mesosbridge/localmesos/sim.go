@@ -32,6 +32,7 @@ func (m *Mesos) armSimRun(t *task) {
 			return
 		}
 		m.agentStatus(t, mesos.TASK_RUNNING, nil, "", mesos.SOURCE_EXECUTOR)
+		m.simChecks(t)
 	})
 }
 

@@ -347,6 +347,12 @@ func (m *Mesos) sendStatus(fw *framework, st mesos.TaskStatus) {
 // agentStatus is an update generated on the agent (by the executor or the agent):
 // it carries a fresh uuid and is retried until acknowledged.
 func (m *Mesos) agentStatus(t *task, state mesos.TaskState, reason *mesos.TaskStatus_Reason, msg string, source mesos.TaskStatus_Source) {
+	m.agentUpdate(t, m.newAgentStatus(t, state, reason, msg, source, true))
+}
+
+// newAgentStatus builds an agent update; healthy false sets healthy: false
+// (a task killed for failing its health check).
+func (m *Mesos) newAgentStatus(t *task, state mesos.TaskState, reason *mesos.TaskStatus_Reason, msg string, source mesos.TaskStatus_Source, healthy bool) mesos.TaskStatus {
 	st := mesos.TaskStatus{
 		TaskID:     t.info.TaskID,
 		State:      state.Enum(),
@@ -360,7 +366,17 @@ func (m *Mesos) agentStatus(t *task, state mesos.TaskState, reason *mesos.TaskSt
 	if msg != "" {
 		st.Message = &msg
 	}
-	m.agentUpdate(t, st)
+	if !healthy {
+		st.Healthy = &healthy
+	}
+	return st
+}
+
+// stopChecking stops the task's checkers, if any run.
+func (t *task) stopChecking() {
+	if t.stopChecks != nil {
+		t.stopChecks()
+	}
 }
 
 // agentUpdate queues a status update on the task's agent-side stream and, if it is
@@ -556,6 +572,7 @@ func (m *Mesos) forgetTask(t *task) {
 	}
 	t.forgotten = true
 	t.received = nil
+	t.stopChecking()
 	m.freeTask(t)
 	if t.simTimer != nil {
 		t.simTimer.Stop()
@@ -642,6 +659,7 @@ func (m *Mesos) killTask(t *task, kp *mesos.KillPolicy) {
 		return
 	}
 	t.killing = true
+	t.stopChecking() // no check updates after a kill, as Mesos's executors
 	if kp == nil {
 		kp = t.info.KillPolicy
 	}

@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
+
+	"github.com/converge-io/converge/internal/checks"
 )
 
 // Task and executor validation as src/master/validation.cpp's task::validate,
@@ -109,6 +111,12 @@ func validateTaskFields(fw *framework, a *agent, ti *mesos.TaskInfo, batch map[s
 	if ti.HealthCheck != nil {
 		if msg := validateHealthCheck(ti.HealthCheck); msg != "" {
 			return "Task uses invalid health check: " + msg
+		}
+	}
+	if ti.Check != nil {
+		// common::validation::validateCheckInfo, as the checker applies it.
+		if err := checks.ValidateCheck(ti.Check); err != nil {
+			return "Task uses invalid check: " + err.Error()
 		}
 	}
 	if len(ti.Resources) == 0 {
