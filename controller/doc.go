@@ -73,7 +73,12 @@
 //     replaced; an operator who knows the machine is dead marks the agent gone
 //     (Mesos's MARK_AGENT_GONE: TASK_GONE_BY_OPERATOR), which frees them.
 //   - readyReplicas counts live members RUNNING for spec.update.minReadySeconds
-//     (TaskRecord.RunningAt: the first RUNNING, not later updates). Under an
+//     (TaskRecord.RunningAt: the first RUNNING, not later updates), healthy if
+//     launched with a health check, and with their readiness check passing (if
+//     launched with one) since minReadySeconds (TaskRecord.CheckPassingSince).
+//     The executor runs both checks (TaskInfo.health_check and check) and kills
+//     a member that fails its health check; its ordinal is relaunched as any
+//     member that failed by itself. Under an
 //     executor, RUNNING is the executor's own report (its proof of life); an
 //     agent that stops answering turns its tasks UNREACHABLE. Elections and
 //     endpoints take members as soon as they run.

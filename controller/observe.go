@@ -9,6 +9,7 @@ import (
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 
 	"github.com/converge-io/converge/election"
+	"github.com/converge-io/converge/internal/checks"
 	"github.com/converge-io/converge/mesosbridge"
 	"github.com/converge-io/converge/store"
 )
@@ -196,7 +197,14 @@ func applyStatus(r *store.TaskRecord, st mesos.TaskStatus, now time.Time) (bool,
 	if len(msg) > maxStatusMessage {
 		msg = msg[:maxStatusMessage]
 	}
-	if state == r.State && reason == r.Reason && msg == r.Message {
+	healthChanged := st.Healthy != nil && (r.Healthy == nil || *r.Healthy != *st.Healthy)
+	var passing *bool
+	if st.CheckStatus != nil {
+		v := checks.Passed(st.CheckStatus)
+		passing = &v
+	}
+	checkChanged := passing != nil && (r.CheckPassing == nil || *r.CheckPassing != *passing)
+	if state == r.State && reason == r.Reason && msg == r.Message && !healthChanged && !checkChanged {
 		return false, nil // nothing new; the information is already durable
 	}
 	if state == stateStarting && r.State == stateStaging {
@@ -221,6 +229,8 @@ func applyStatus(r *store.TaskRecord, st mesos.TaskStatus, now time.Time) (bool,
 	if state == stateRunning && r.RunningAt == nil {
 		r.RunningAt = &now // minReadySeconds and the restart back-off count from here
 	}
+	wasHealthy := r.Healthy == nil || *r.Healthy
+	applyChecks(r, st.Healthy, passing, now)
 	switch state {
 	case stateUnreachable:
 		if r.UnreachableAt == nil {
@@ -234,10 +244,17 @@ func applyStatus(r *store.TaskRecord, st mesos.TaskStatus, now time.Time) (bool,
 		r.UnreachableAt = nil
 	}
 	var evs []store.Event
+	if healthChanged && !*st.Healthy && wasHealthy {
+		evs = append(evs, store.Event{Time: now, Type: "Warning", Reason: "Unhealthy",
+			Message: fmt.Sprintf("task %s (ordinal %d) failed its health check", r.ID, r.Ordinal)})
+	}
 	if finished(state) && !r.KillRequested && state != "TASK_FINISHED" {
 		detail := reason
 		if msg != "" {
 			detail += ": " + msg
+		}
+		if st.Healthy != nil && !*st.Healthy {
+			detail += " (killed by its executor for failing its health check)"
 		}
 		evs = append(evs, store.Event{Time: now, Type: "Warning", Reason: "TaskFailed",
 			Message: fmt.Sprintf("task %s (ordinal %d) %s after %s (%s)", r.ID, r.Ordinal, state, prev, detail)})
@@ -247,6 +264,27 @@ func applyStatus(r *store.TaskRecord, st mesos.TaskStatus, now time.Time) (bool,
 			Message: fmt.Sprintf("task %s (ordinal %d) is unreachable", r.ID, r.Ordinal)})
 	}
 	return true, evs
+}
+
+// applyChecks records a status update's health and readiness check results:
+// updates carry the latest of both (Mesos's executors build each from the
+// previous status), so an absent one leaves the record as it is.
+func applyChecks(r *store.TaskRecord, healthy, passing *bool, now time.Time) {
+	if healthy != nil {
+		v := *healthy
+		r.Healthy = &v
+	}
+	if passing == nil {
+		return
+	}
+	if *passing && (r.CheckPassing == nil || !*r.CheckPassing) {
+		r.CheckPassingSince = &now // minReadySeconds counts from here
+	}
+	if !*passing {
+		r.CheckPassingSince = nil
+	}
+	v := *passing
+	r.CheckPassing = &v
 }
 
 // handleMessage records an executor's election answer and looks at its cluster.

@@ -400,6 +400,8 @@ func (c *Controller) buildTask(cl *v1alpha1.Cluster, n Need, a Assignment, id st
 		}
 	}
 	setUserAndKillPolicy(&ti, &spec.Task)
+	ti.HealthCheck, ti.Check = healthCheckInfo(spec.Task.HealthCheck, a.Ports, env), checkInfo(spec.Task.ReadinessCheck, a.Ports, env)
+	rec.HealthChecked, rec.ReadinessChecked = ti.HealthCheck != nil, ti.Check != nil
 	return ti, rec
 }
 

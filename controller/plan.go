@@ -919,11 +919,20 @@ func (p *planner) status(deleting, invalid bool) {
 		if !p.members[i].occupying {
 			continue // finished: no ghosts in the status
 		}
-		ts := v1alpha1.TaskStatus{ID: r.ID, Ordinal: r.Ordinal, State: r.State, AgentID: r.AgentID, Hostname: r.Hostname, Ports: r.Ports}
-		if r.KillRequested {
+		ts := v1alpha1.TaskStatus{ID: r.ID, Ordinal: r.Ordinal, State: r.State, AgentID: r.AgentID, Hostname: r.Hostname, Ports: r.Ports,
+			Ready: p.members[i].live && p.isReady(r)}
+		if r.HealthChecked && r.Healthy != nil {
+			v := *r.Healthy
+			ts.Healthy = &v
+		}
+		why := notReadyWhy(r)
+		switch {
+		case r.KillRequested:
 			ts.Message = "killing: " + r.KillReason
-		} else if r.Message != "" && r.State != stateRunning {
+		case r.Message != "" && r.State != stateRunning:
 			ts.Message = r.Message
+		case r.State == stateRunning && why != "":
+			ts.Message = "not ready: " + why
 		}
 		st.Tasks = append(st.Tasks, ts)
 	}
@@ -938,7 +947,7 @@ func (p *planner) status(deleting, invalid bool) {
 	cond := func(status metav1.ConditionStatus, reason, msg string) metav1.Condition {
 		return metav1.Condition{Status: status, Reason: reason, Message: msg, ObservedGeneration: c.Generation, LastTransitionTime: metav1.NewTime(p.in.Now.Truncate(time.Second))}
 	}
-	running := fmt.Sprintf("%d/%d members ready", st.ReadyReplicas, desired)
+	running := fmt.Sprintf("%d/%d members ready", st.ReadyReplicas, desired) + p.checksHolding()
 	switch {
 	case deleting:
 		left := 0

@@ -58,18 +58,42 @@ func runningSince(r *store.TaskRecord) (time.Time, bool) {
 
 func isRunning(r *store.TaskRecord) bool { return r.State == stateRunning }
 
-// isReady reports whether a member counts as ready: running for
-// minReadySeconds. A member that will be ready later asks for a requeue then.
+// isReady reports whether a member counts as ready: running, healthy if it
+// has a health check, its readiness check passing if it has one, and all
+// that for minReadySeconds (from when it ran, or from when its readiness
+// check started passing if later). A member that will be ready later asks
+// for a requeue then.
 func (p *planner) isReady(r *store.TaskRecord) bool {
-	if !isRunning(r) {
+	if notReadyWhy(r) != "" {
 		return false
 	}
 	since, _ := runningSince(r)
+	if s := r.CheckPassingSince; r.ReadinessChecked && s != nil && s.After(since) {
+		since = *s
+	}
 	if left := since.Add(p.minReady()).Sub(p.in.Now); left > 0 {
 		p.requeueIn(left)
 		return false
 	}
 	return true
+}
+
+// notReadyWhy says why a member cannot count as ready whatever the time:
+// "" when only minReadySeconds may still stand in the way.
+func notReadyWhy(r *store.TaskRecord) string {
+	switch {
+	case !isRunning(r):
+		return "not running"
+	case r.HealthChecked && r.Healthy == nil:
+		return "no health check result yet"
+	case r.HealthChecked && !*r.Healthy:
+		return "failing its health check"
+	case r.ReadinessChecked && r.CheckPassing == nil:
+		return "no readiness check result yet"
+	case r.ReadinessChecked && (!*r.CheckPassing || r.CheckPassingSince == nil):
+		return "readiness check failing"
+	}
+	return ""
 }
 
 func (p *planner) minReady() time.Duration {
@@ -273,4 +297,32 @@ func (p *planner) deadlineExceeded(st *v1alpha1.ClusterStatus) bool {
 		return false
 	}
 	return true
+}
+
+// checksHolding names the live members that a health or readiness check
+// keeps from being ready (at most three), for the Ready condition's
+// message: "; not ready: ordinal 2 (readiness check failing)".
+func (p *planner) checksHolding() string {
+	var held []string
+	n := 0
+	for _, m := range p.live {
+		r := m.rec
+		if (!r.HealthChecked && !r.ReadinessChecked) || !isRunning(r) {
+			continue
+		}
+		why := notReadyWhy(r)
+		if why == "" {
+			continue
+		}
+		if n++; n <= 3 {
+			held = append(held, fmt.Sprintf("ordinal %d (%s)", r.Ordinal, why))
+		}
+	}
+	if n == 0 {
+		return ""
+	}
+	if n > 3 {
+		held = append(held, fmt.Sprintf("%d more", n-3))
+	}
+	return "; not ready: " + strings.Join(held, ", ")
 }

@@ -56,6 +56,19 @@ type TaskRecord struct {
 	// task was launched (its restart back-off), so the back-off survives
 	// controller restarts and the forgetting of old records.
 	Restarts int32 `json:"restarts,omitempty"`
+
+	// HealthChecked and ReadinessChecked: the task was launched with a
+	// health check (TaskInfo.health_check) or a readiness check
+	// (TaskInfo.check), so its readiness waits for their results.
+	HealthChecked    bool `json:"healthChecked,omitempty"`
+	ReadinessChecked bool `json:"readinessChecked,omitempty"`
+	// Healthy is the last health check result its executor reported (nil:
+	// none yet).
+	Healthy *bool `json:"healthy,omitempty"`
+	// CheckPassing is whether its readiness check passed at its last result
+	// (nil: none yet); CheckPassingSince is when it last started passing.
+	CheckPassing      *bool      `json:"checkPassing,omitempty"`
+	CheckPassingSince *time.Time `json:"checkPassingSince,omitempty"`
 }
 
 // ElectionRecord is a cluster's election state (<prefix>/elections/<ns>/<name>).

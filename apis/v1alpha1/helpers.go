@@ -37,6 +37,9 @@ type templateForHash struct {
 	// kill_policy): omitted when unset so that older hashes stay.
 	User            string `json:"user,omitempty"`
 	KillGracePeriod string `json:"killGracePeriod,omitempty"`
+	// The checks are in the TaskInfo too (health_check, check).
+	HealthCheck    *Check `json:"healthCheck,omitempty"`
+	ReadinessCheck *Check `json:"readinessCheck,omitempty"`
 }
 
 // TemplateHash is a stable hash (sha256 of canonical JSON, first 16 hex
@@ -63,6 +66,8 @@ func TemplateHash(spec *ClusterSpec) string {
 		DemoteCommand:    spec.Election.DemoteCommand,
 		ConvergeExecutor: spec.Election.Strategy == ElectionPosition && t.Executor == nil,
 		User:             t.User,
+		HealthCheck:      t.HealthCheck,
+		ReadinessCheck:   t.ReadinessCheck,
 	}
 	if g := t.KillGracePeriod; g != nil {
 		h.KillGracePeriod = g.Duration.String()

@@ -62,6 +62,8 @@ func TestTemplateHash(t *testing.T) {
 		"positionCommand":  func(s *ClusterSpec) { s.Election.PositionCommand = "other" },
 		"promoteCommand":   func(s *ClusterSpec) { s.Election.PromoteCommand = "" },
 		"implied executor": func(s *ClusterSpec) { s.Election.Strategy = ElectionOrdinal },
+		"healthCheck":      func(s *ClusterSpec) { s.Task.HealthCheck = &Check{Type: CheckCommand, Command: "true"} },
+		"readinessCheck":   func(s *ClusterSpec) { s.Task.ReadinessCheck = &Check{Type: CheckTCP, TCP: &TCPCheck{}} },
 	}
 	for name, mutate := range differ {
 		s := base.DeepCopy()
