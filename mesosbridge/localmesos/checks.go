@@ -3,6 +3,7 @@ package localmesos
 import (
 	"context"
 	"os"
+	"path/filepath"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 
@@ -24,21 +25,15 @@ func (m *Mesos) startChecks(t *task, dir string, env []string, ra *runAs) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.stopChecks = cancel
-	out := checkOutput(dir)
 	go func() {
 		select {
 		case <-m.stop:
 			cancel()
 		case <-ctx.Done():
 		}
-		if out != nil {
-			out.Close() // a check started since fails to start: its result is dropped
-		}
 	}()
-	tgt := checks.Target{Dir: dir, Env: env, Cred: ra.credential(), Host: checks.Host(t.agent.hostname)}
-	if out != nil {
-		tgt.Output = out
-	}
+	tgt := checks.Target{Dir: dir, Env: env, Cred: ra.credential(), Host: checks.Host(t.agent.hostname),
+		Output: appendFile(filepath.Join(dir, "stderr"))}
 	if hc != nil {
 		if err := checks.RunHealth(ctx, hc, tgt, func(h checks.HealthStatus) { m.healthResult(t, h) }); err != nil {
 			// As Mesos's executors: logged, the task runs unchecked.
@@ -52,14 +47,18 @@ func (m *Mesos) startChecks(t *task, dir string, env []string, ra *runAs) {
 	}
 }
 
-// checkOutput is the sandbox's stderr file, where Mesos's executors let
-// their check commands write.
-func checkOutput(dir string) *os.File {
-	f, err := os.OpenFile(dir+"/stderr", os.O_WRONLY|os.O_APPEND, 0)
+// appendFile writes to the end of a file it opens for each write, so no
+// descriptor outlives the checks: the sandbox's stderr, where Mesos's
+// executors let their check commands write.
+type appendFile string
+
+func (f appendFile) Write(b []byte) (int, error) {
+	fh, err := os.OpenFile(string(f), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
-		return nil
+		return 0, err
 	}
-	return f
+	defer fh.Close()
+	return fh.Write(b)
 }
 
 // checking reports whether a check result for t may still be sent: not
