@@ -59,6 +59,16 @@ func TestPostgresExample(t *testing.T) {
 	master := *c.Status.Master
 	t.Logf("master: ordinal %d at %s:%d, epoch %d", master.Ordinal, master.Hostname, master.Port, master.Epoch)
 	waitStandbys(t, c, 2, 60*time.Second)
+	// The synchronous standbys counted are running servers: a copy in
+	// progress (pg_basebackup) must not count as one (--no-slot, run.sh).
+	for _, ts := range c.Status.Tasks {
+		if ts.ID == master.TaskID {
+			continue
+		}
+		if r, err := pgQuery(taskAddr(ts), "SELECT pg_is_in_recovery()::text"); err != nil || len(r) != 1 || r[0] != "true" {
+			t.Fatalf("synchronous standbys counted while member %d is no running standby: %v %v", ts.Ordinal, r, err)
+		}
+	}
 
 	// The table, on whichever member is master once it takes writes: a
 	// failover while the cluster settles is not what this test is about
