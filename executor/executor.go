@@ -96,6 +96,12 @@ type task struct {
 	killing   bool          // a KILL (or SHUTDOWN) has been received
 	terminal  bool          // the terminal update has been sent (recorded)
 	killGrace time.Duration // grace of the first kill
+	// The task's health and check status as its checkers last reported
+	// them; stopChecks ends the checkers (nil when none run).
+	healthy        *bool
+	checkStatus    *mesos.CheckStatusInfo
+	stopChecks     func()
+	killedByHealth bool // killed for failing its health check
 }
 
 // promotion is one epoch's promote run.
@@ -412,6 +418,11 @@ func newUUID() []byte {
 // terminal for t, t is marked terminal in the same critical section that records
 // the update, so that the executor cannot finish between the two.
 func (e *executorState) update(id mesos.TaskID, state mesos.TaskState, msg string, reason *mesos.TaskStatus_Reason, terminalFor *task) {
+	e.sendStatus(e.newStatus(id, state, msg, reason), terminalFor)
+}
+
+// newStatus is a fresh status update of this executor's.
+func (e *executorState) newStatus(id mesos.TaskID, state mesos.TaskState, msg string, reason *mesos.TaskStatus_Reason) mesos.TaskStatus {
 	now := float64(time.Now().UnixNano()) / 1e9
 	st := mesos.TaskStatus{
 		TaskID:     id,
@@ -425,6 +436,13 @@ func (e *executorState) update(id mesos.TaskID, state mesos.TaskState, msg strin
 	if msg != "" {
 		st.Message = &msg
 	}
+	return st
+}
+
+// sendStatus keeps st until it is acknowledged and sends it; terminalFor
+// marks that task's terminal update as recorded.
+func (e *executorState) sendStatus(st mesos.TaskStatus, terminalFor *task) {
+	id, state := st.TaskID, st.GetState()
 	e.mu.Lock()
 	if e.agentID != nil {
 		aid := *e.agentID

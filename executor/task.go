@@ -84,18 +84,26 @@ func (e *executorState) runTask(t *task) {
 	e.mu.Unlock()
 	e.log.Info("task process started", "taskId", id.Value, "pid", pid)
 	e.update(id, mesos.TASK_RUNNING, "", nil, nil)
+	e.startChecks(t)
 
 	waitErr := proc.Wait()
+	e.stopChecking(t)
 	// Whatever the command left behind in its process group goes with it, as
 	// Mesos destroys a task's container.
 	_ = signalGroup(pid, syscall.SIGKILL)
 	code, how := describeExit(waitErr)
 	e.mu.Lock()
-	killed := t.killing
+	killed, unhealthy := t.killing, t.killedByHealth
 	close(t.exited)
 	e.mu.Unlock()
 	e.log.Info("task process ended", "taskId", id.Value, "exit", how, "killed", killed)
 	switch {
+	case killed && unhealthy:
+		// "Indicate that a kill occurred due to a failing health check."
+		st := e.newStatus(id, mesos.TASK_KILLED, "command "+how+" after a kill for failing its health check", nil)
+		no := false
+		st.Healthy = &no
+		e.sendStatus(st, t)
 	case killed:
 		e.update(id, mesos.TASK_KILLED, "command "+how+" after a kill", nil, t)
 	case code == 0:
@@ -123,6 +131,9 @@ func (e *executorState) kill(id string, policy *mesos.KillPolicy, shutdown bool)
 		return
 	}
 	t.killing = true
+	if t.stopChecks != nil {
+		t.stopChecks() // no check results after a kill
+	}
 	grace := e.grace(policy, t.info.KillPolicy, shutdown)
 	t.killGrace = grace
 	pid := t.pid
