@@ -21,6 +21,14 @@
 //     TASK_RUNNING once the process exists. The process's exit gives
 //     TASK_FINISHED (status 0) or TASK_FAILED (message with the exit status or
 //     signal).
+//   - Checks: the TaskInfo's health_check and check run once the task is
+//     RUNNING (package internal/checks, after Mesos's src/checks/; command
+//     checks in the sandbox with the task's environment and user, HTTP and TCP
+//     checks to 127.0.0.1 or the agent's own loopback LIBPROCESS_IP). Results
+//     are TASK_RUNNING updates with healthy (REASON_TASK_HEALTH_CHECK_STATUS_UPDATED)
+//     or check_status (REASON_TASK_CHECK_STATUS_UPDATED), each carrying the
+//     other's latest value; at consecutive_failures the task is killed as by
+//     KILL and its TASK_KILLED says healthy false.
 //   - KILL: SIGTERM to the task's process group (TASK_KILLING first when the
 //     framework has the TASK_KILLING_STATE capability), a grace period (the KILL's
 //     kill policy, else the task's, else MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD minus
