@@ -15,6 +15,8 @@ import (
 	"github.com/converge-io/converge/store"
 )
 
+func ptrF(f float64) *float64 { return &f }
+
 func status(state mesos.TaskState, uuid string, ts float64) mesos.TaskStatus {
 	st := mesos.TaskStatus{TaskID: mesos.TaskID{Value: "default.db.0.aa"}, State: state.Enum(), Timestamp: &ts, AgentID: &mesos.AgentID{Value: "S1"}}
 	if uuid != "" {
@@ -37,6 +39,23 @@ func TestApplyStatus(t *testing.T) {
 	if ok, _ := applyStatus(&later, again, now.Add(time.Minute)); running.RunningAt == nil || !running.RunningAt.Equal(now) ||
 		!ok || !later.RunningAt.Equal(now) {
 		t.Fatalf("runningAt = %v, then %v after a later RUNNING update; want %v", running.RunningAt, later.RunningAt, now)
+	}
+	// Health and check results (Mesos's updates carry both): recorded, and
+	// checkPassingSince set when the check starts passing, cleared when it fails.
+	checked := running
+	yes, no, zero, one := true, false, int32(0), int32(1)
+	hs := status(mesos.TASK_RUNNING, "u-health-000001", 13)
+	hs.Reason, hs.Healthy = mesos.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED.Enum(), &yes
+	hs.CheckStatus = &mesos.CheckStatusInfo{Type: mesos.CheckInfo_COMMAND.Enum(), Command: &mesos.CheckStatusInfo_Command{ExitCode: &zero}}
+	if ok, _ := applyStatus(&checked, hs, now.Add(time.Second)); !ok || !*checked.Healthy || !*checked.CheckPassing || !checked.CheckPassingSince.Equal(now.Add(time.Second)) {
+		t.Fatalf("health and check results not recorded: %+v", checked)
+	}
+	sick := hs
+	sick.UUID, sick.Timestamp, sick.Healthy = []byte("u-health-000002"), ptrF(14), &no
+	sick.CheckStatus = &mesos.CheckStatusInfo{Type: mesos.CheckInfo_COMMAND.Enum(), Command: &mesos.CheckStatusInfo_Command{ExitCode: &one}}
+	ok, evs := applyStatus(&checked, sick, now.Add(2*time.Second))
+	if !ok || *checked.Healthy || *checked.CheckPassing || checked.CheckPassingSince != nil || len(evs) != 1 || evs[0].Reason != "Unhealthy" {
+		t.Fatalf("unhealthy, failing: %+v, events %+v", checked, evs)
 	}
 	cases := []struct {
 		name    string

@@ -867,6 +867,21 @@ func TestPlanMinReadySeconds(t *testing.T) {
 			r.UpdatedAt, r.Reason = t0, "REASON_RECONCILIATION"
 		})}), 2, ReasonReady, 0, nil},
 		{"minReadySeconds 0: ready when running", in(zero, []store.TaskRecord{runningFor(zero, 0, 0), runningFor(zero, 1, 0)}), 2, ReasonReady, 0, nil},
+		{"minReadySeconds counts from when the readiness check started passing", in(c, []store.TaskRecord{runningFor(c, 0, time.Minute),
+			runningFor(c, 1, time.Minute, checkPassing(true, 4*time.Second))}),
+			1, ReasonMembersNotReady, 6 * time.Second, []string{"1/2 members ready"}},
+		{"a failing readiness check holds a member whatever its age", in(c, []store.TaskRecord{runningFor(c, 0, time.Minute),
+			runningFor(c, 1, time.Hour, checkPassing(false, 0))}),
+			1, ReasonMembersNotReady, 0, []string{"1/2 members ready; not ready: ordinal 1 (readiness check failing)"}},
+		{"no readiness result yet", in(c, []store.TaskRecord{runningFor(c, 0, time.Minute),
+			runningFor(c, 1, time.Hour, func(r *store.TaskRecord) { r.ReadinessChecked = true })}),
+			1, ReasonMembersNotReady, 0, []string{"ordinal 1 (no readiness check result yet)"}},
+		{"an unhealthy member is not ready", in(c, []store.TaskRecord{runningFor(c, 0, time.Minute),
+			runningFor(c, 1, time.Hour, func(r *store.TaskRecord) { no := false; r.HealthChecked, r.Healthy = true, &no })}),
+			1, ReasonMembersNotReady, 0, []string{"ordinal 1 (failing its health check)"}},
+		{"healthy and passing for minReadySeconds is ready", in(c, []store.TaskRecord{runningFor(c, 0, time.Minute),
+			runningFor(c, 1, time.Hour, checkPassing(true, 10*time.Second), func(r *store.TaskRecord) { yes := true; r.HealthChecked, r.Healthy = true, &yes })}),
+			2, ReasonReady, 0, nil},
 		{"a relaunch after failures is crash-looping until ready", in(c, []store.TaskRecord{
 			runningFor(c, 0, time.Minute),
 			failedRec(c, 1, 2, 20*time.Millisecond, 5*time.Second),
@@ -886,6 +901,18 @@ func TestPlanMinReadySeconds(t *testing.T) {
 				t.Errorf("requeue after %s, want %s (when the member becomes ready)", out.RequeueAfter, tt.requeue)
 			}
 		})
+	}
+}
+
+// checkPassing marks a record launched with a readiness check whose result
+// is passing (since d ago) or failing.
+func checkPassing(passing bool, d time.Duration) func(*store.TaskRecord) {
+	return func(r *store.TaskRecord) {
+		r.ReadinessChecked, r.CheckPassing = true, &passing
+		if passing {
+			since := t0.Add(-d)
+			r.CheckPassingSince = &since
+		}
 	}
 }
 
