@@ -133,6 +133,10 @@ type Controller struct {
 
 	bridge mesosbridge.Bridge
 
+	// updateWrites carries status updates' writes, which the writer commits
+	// before the others (see submitUpdate).
+	updateWrites chan *writeOp
+
 	mu         sync.Mutex
 	clusters   map[string]*v1alpha1.Cluster            // as read from the store
 	ledger     map[string]map[string]*store.TaskRecord // key -> task id -> record
@@ -227,6 +231,7 @@ func New(cfg Config) (*Controller, error) {
 		agents:     map[string][]mesos.Attribute{},
 		killSent:   map[string]bool{},
 	}
+	c.updateWrites = make(chan *writeOp, 4096)
 	m, err := newMetrics(cfg.Registerer, c)
 	if err != nil {
 		return nil, err

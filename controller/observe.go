@@ -84,7 +84,7 @@ func (c *Controller) handleUpdate(ctx context.Context, st mesos.TaskStatus) {
 		c.ack(ctx, st, received)
 		c.queue.AddAfter(key, updateCoalesce) // a burst of updates becomes one reconcile
 	}
-	c.submit(ctx, op)
+	c.submitUpdate(ctx, op)
 }
 
 // mustNotRun says why a task the ledger holds must be killed at once now that

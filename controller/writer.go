@@ -84,6 +84,20 @@ func (c *Controller) submit(ctx context.Context, op *writeOp) {
 	}
 }
 
+// submitUpdate queues a status update's write without waiting; op.after
+// reports the outcome. Updates go before every other write, even between the
+// transactions of a launch round: their acknowledgement waits on them, and an
+// agent sends a task's next update only once the previous one is acknowledged.
+func (c *Controller) submitUpdate(ctx context.Context, op *writeOp) {
+	select {
+	case c.updateWrites <- op:
+	case <-ctx.Done():
+		if op.after != nil {
+			op.after(ctx.Err())
+		}
+	}
+}
+
 const maxGroupOps = 512
 
 // runWriter is the only goroutine that writes the ledger, election records,
@@ -95,24 +109,40 @@ const maxGroupOps = 512
 func (c *Controller) runWriter(ctx context.Context) {
 	w := &writer{c: c, pending: map[string][]store.Event{}}
 	for {
+		w.commitUpdates(ctx)
 		var group []*writeOp
 		select {
+		case op := <-c.updateWrites:
+			w.commitGroup(ctx, drainOps(c.updateWrites, []*writeOp{op}), false)
+			continue
 		case op := <-c.writes:
 			group = append(group, op)
 		case <-ctx.Done():
 			return
 		}
-	drain:
-		for len(group) < maxGroupOps {
-			select {
-			case op := <-c.writes:
-				group = append(group, op)
-			default:
-				break drain
-			}
-		}
-		w.commitGroup(ctx, group)
+		w.commitGroup(ctx, drainOps(c.writes, group), true)
 	}
+}
+
+// drainOps adds to group what ch holds, up to maxGroupOps ops.
+func drainOps(ch chan *writeOp, group []*writeOp) []*writeOp {
+	for len(group) < maxGroupOps {
+		select {
+		case op := <-ch:
+			group = append(group, op)
+		default:
+			return group
+		}
+	}
+	return group
+}
+
+// commitUpdates commits the status updates waiting, if any.
+func (w *writer) commitUpdates(ctx context.Context) {
+	if len(w.c.updateWrites) == 0 {
+		return
+	}
+	w.commitGroup(ctx, drainOps(w.c.updateWrites, nil), false)
 }
 
 // writer is runWriter's state.
@@ -189,21 +219,28 @@ func (w *writer) eventKeys(group []*writeOp) []string {
 // transaction is staged on caches that hold everything committed before it.
 // An op completes (after) when its last part is committed, or fails at its
 // first part that is not; its later parts are then dropped.
-func (w *writer) commitGroup(ctx context.Context, group []*writeOp) {
+// yield: between two of the group's transactions, the status updates that
+// arrived meanwhile are committed first (false for a group of updates).
+func (w *writer) commitGroup(ctx context.Context, group []*writeOp, yield bool) {
 	w.c.loadEventHistories(ctx, w.eventKeys(group))
-	w.commitParts(ctx, append(splitOps(group), w.pendingParts()...))
+	w.commitParts(ctx, append(splitOps(group), w.pendingParts()...), yield)
 	// Status changes of clusters whose history was not cached raised events
 	// that wait for it: read those histories now, not at the next write.
 	if len(w.pending) > 0 {
 		w.c.loadEventHistories(ctx, w.eventKeys(nil))
-		w.commitParts(ctx, w.pendingParts())
+		w.commitParts(ctx, w.pendingParts(), yield)
 	}
 	w.prunePending()
 }
 
-func (w *writer) commitParts(ctx context.Context, parts []part) {
+func (w *writer) commitParts(ctx context.Context, parts []part, yield bool) {
 	failed := map[*writeOp]bool{}
 	for len(parts) > 0 {
+		if yield {
+			// Each transaction is staged on the caches as they are now,
+			// updates committed in between included.
+			w.commitUpdates(ctx)
+		}
 		t, n := w.stageTxn(parts, failed)
 		err := w.commitTxn(ctx, t)
 		for _, p := range parts[:n] {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -200,5 +201,53 @@ func TestAckQueueNeverBlocks(t *testing.T) {
 		if !ok || p.received.Unix() != int64(i) {
 			t.Fatalf("pop %d: %v %v", i, p.received, ok)
 		}
+	}
+}
+
+// A status update that arrives while a launch round is being committed goes
+// in between the round's transactions, not after all of them: its
+// acknowledgement waits on it (behind launch bursts the ack p99 was seconds).
+func TestWriterUpdatesGoBetweenLaunchTransactions(t *testing.T) {
+	c, st := newWriterController(t, "a", "b")
+	ctx := startWriter(t, c)
+	if err := c.write(ctx, launchOp("default/a", 1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	idA := "default.a.0.00000000"
+	order := make(chan string, 2)
+	update := &writeOp{tasks: []taskWrite{{key: "default/a", id: idA, mut: func(r *store.TaskRecord) (bool, []store.Event) {
+		r.State = stateRunning
+		return true, nil
+	}}}}
+	update.after = func(err error) {
+		if err != nil {
+			t.Errorf("update: %v", err)
+		}
+		order <- "update"
+	}
+	// 600 launches take several transactions; the update arrives while the
+	// first is staged.
+	round := launchOp("default/b", 600, 0)
+	var once sync.Once
+	arrive := taskWrite{key: "default/a", id: idA, mut: func(*store.TaskRecord) (bool, []store.Event) {
+		once.Do(func() { c.submitUpdate(ctx, update) })
+		return false, nil
+	}}
+	round.tasks = append([]taskWrite{arrive}, round.tasks...)
+	round.after = func(err error) {
+		if err != nil {
+			t.Errorf("launch round: %v", err)
+		}
+		order <- "launch round"
+	}
+	c.submit(ctx, round)
+	if first := <-order; first != "update" {
+		t.Fatalf("the %s was durable first: the update waited for the whole round", first)
+	}
+	<-order
+	checkCachesMatchEtcd(t, c, st, "default/a")
+	checkCachesMatchEtcd(t, c, st, "default/b")
+	if r := c.ledger["default/a"][idA]; r == nil || r.State != stateRunning {
+		t.Fatalf("the update is not in the ledger: %+v", r)
 	}
 }
