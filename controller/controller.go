@@ -139,10 +139,10 @@ type Controller struct {
 
 	mu         sync.Mutex
 	clusters   map[string]*v1alpha1.Cluster            // as read from the store
+	rooms      map[string]*room                        // key -> the cluster's state (room.go)
 	ledger     map[string]map[string]*store.TaskRecord // key -> task id -> record
 	elections  map[string]*store.ElectionRecord        // key -> record
 	endpoints  map[string]*store.Endpoints             // key -> published record
-	epLoaded   map[string]bool                         // endpoints read from the store
 	events     map[string][]store.Event                // key -> history
 	answers    map[string][]election.Message           // key -> position answers (current epochs)
 	promoted   map[string]*election.Message            // key -> latest promoted message
@@ -150,12 +150,7 @@ type Controller struct {
 	leaseFloor time.Time                               // first subscription (see Input.LeaseFloor)
 	unplaced   map[string]*Unplaced                    // key -> why needs found no offer
 	needy      map[string]bool                         // keys with members to launch
-	needySince map[string]time.Time                    // key -> when it came to need offers
 	lastOffers time.Time                               // when the last offers arrived
-	lastSent   map[string]time.Time                    // key -> last election message round
-	sentMsgs   map[string]map[string]bool              // key -> election messages sent this round
-	lastStatus map[string]time.Time                    // key -> last status write
-	lastEP     map[string]time.Time                    // key -> last endpoints write
 	agents     map[string][]mesos.Attribute            // agent id -> attributes (from offers)
 	killSent   map[string]bool                         // task ids whose kill the bridge retries
 	subscribed bool
@@ -207,29 +202,24 @@ func New(cfg Config) (*Controller, error) {
 				workqueue.NewTypedItemExponentialFailureRateLimiter[string](50*time.Millisecond, 30*time.Second),
 			),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "converge-clusters"}),
-		writes:     make(chan *writeOp, 4096),
-		offersCh:   make(chan []mesos.Offer, 64),
-		acks:       newAckQueue(),
-		loaded:     make(chan struct{}),
-		fatal:      make(chan error, 1),
-		clusters:   map[string]*v1alpha1.Cluster{},
-		ledger:     map[string]map[string]*store.TaskRecord{},
-		elections:  map[string]*store.ElectionRecord{},
-		endpoints:  map[string]*store.Endpoints{},
-		epLoaded:   map[string]bool{},
-		events:     map[string][]store.Event{},
-		answers:    map[string][]election.Message{},
-		promoted:   map[string]*election.Message{},
-		leases:     map[string]*LeaseState{},
-		unplaced:   map[string]*Unplaced{},
-		needy:      map[string]bool{},
-		needySince: map[string]time.Time{},
-		lastSent:   map[string]time.Time{},
-		sentMsgs:   map[string]map[string]bool{},
-		lastStatus: map[string]time.Time{},
-		lastEP:     map[string]time.Time{},
-		agents:     map[string][]mesos.Attribute{},
-		killSent:   map[string]bool{},
+		writes:    make(chan *writeOp, 4096),
+		offersCh:  make(chan []mesos.Offer, 64),
+		acks:      newAckQueue(),
+		loaded:    make(chan struct{}),
+		fatal:     make(chan error, 1),
+		clusters:  map[string]*v1alpha1.Cluster{},
+		rooms:     map[string]*room{},
+		ledger:    map[string]map[string]*store.TaskRecord{},
+		elections: map[string]*store.ElectionRecord{},
+		endpoints: map[string]*store.Endpoints{},
+		events:    map[string][]store.Event{},
+		answers:   map[string][]election.Message{},
+		promoted:  map[string]*election.Message{},
+		leases:    map[string]*LeaseState{},
+		unplaced:  map[string]*Unplaced{},
+		needy:     map[string]bool{},
+		agents:    map[string][]mesos.Attribute{},
+		killSent:  map[string]bool{},
 	}
 	c.updateWrites = make(chan *writeOp, 4096)
 	m, err := newMetrics(cfg.Registerer, c)
@@ -552,7 +542,6 @@ func (c *Controller) forgetCluster(ctx context.Context, key string) {
 	delete(c.ledger, key)
 	delete(c.elections, key)
 	delete(c.endpoints, key)
-	delete(c.epLoaded, key)
 	delete(c.events, key)
 	delete(c.answers, key)
 	delete(c.promoted, key)
@@ -562,11 +551,7 @@ func (c *Controller) forgetCluster(ctx context.Context, key string) {
 	delete(c.leases, key)
 	delete(c.unplaced, key)
 	delete(c.needy, key)
-	delete(c.needySince, key)
-	delete(c.lastSent, key)
-	delete(c.sentMsgs, key)
-	delete(c.lastStatus, key)
-	delete(c.lastEP, key)
+	delete(c.rooms, key)
 	c.mu.Unlock()
 	for _, r := range kill {
 		c.log.Info("killing a task of a deleted cluster", "cluster", key, "taskID", r.ID)
@@ -689,7 +674,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	ns, name := splitKey(key)
 	c.mu.Lock()
 	raw := c.clusters[key]
-	loadEP := raw != nil && !c.epLoaded[key]
+	loadEP := raw != nil && !c.roomLocked(key).epLoaded
 	c.mu.Unlock()
 	if raw == nil {
 		return 0, nil
@@ -700,9 +685,9 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 			return 0, fmt.Errorf("read endpoints: %w", err)
 		}
 		c.mu.Lock()
-		if !c.epLoaded[key] {
+		if r := c.roomLocked(key); !r.epLoaded {
 			c.endpoints[key] = ep
-			c.epLoaded[key] = true
+			r.epLoaded = true
 		}
 		c.mu.Unlock()
 	}
@@ -765,7 +750,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 		// other member changes at most every writeMinInterval, so members coming
 		// up together cost one write.
 		masterChanged := published == nil || !sameJSON(published.Master, out.Endpoints.Master)
-		if wait := c.sinceLast(c.lastEP, key); masterChanged || wait <= 0 || readyTrue(&out.Status) {
+		if wait := c.sinceLast(key, func(r *room) time.Time { return r.lastEP }); masterChanged || wait <= 0 || readyTrue(&out.Status) {
 			op.endpoints = map[string]store.Endpoints{key: *out.Endpoints}
 		} else {
 			deferTo(wait)
@@ -797,7 +782,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 
 	if len(op.endpoints) > 0 {
 		c.mu.Lock()
-		c.lastEP[key] = c.now()
+		c.roomLocked(key).lastEP = c.now()
 		c.mu.Unlock()
 	}
 
@@ -805,11 +790,11 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	// it becomes Ready or the master changes (progress reports coalesce; the
 	// outcome is prompt).
 	if !sameJSON(&raw.Status, &out.Status) {
-		if wait := c.sinceLast(c.lastStatus, key); wait > 0 && !readyTrue(&out.Status) && sameJSON(raw.Status.Master, out.Status.Master) {
+		if wait := c.sinceLast(key, func(r *room) time.Time { return r.lastStatus }); wait > 0 && !readyTrue(&out.Status) && sameJSON(raw.Status.Master, out.Status.Master) {
 			deferTo(wait)
 		} else {
 			c.mu.Lock()
-			c.lastStatus[key] = c.now()
+			c.roomLocked(key).lastStatus = c.now()
 			c.mu.Unlock()
 			if c.failpoint(FailpointStatusBefore) {
 				return 0, errFailpoint
@@ -838,16 +823,17 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	}
 
 	c.mu.Lock()
+	rm := c.roomLocked(key)
 	if len(out.Needs) > 0 {
 		now := c.now()
 		if !c.needy[key] {
 			c.newDemand = true
-			c.needySince[key] = now
+			rm.needySince = now
 		}
 		c.needy[key] = true
 		// No offer round at all for a while (every agent's resources in use):
 		// that is a diagnosis too, since no matching ever runs to give one.
-		since := c.needySince[key]
+		since := rm.needySince
 		if c.lastOffers.After(since) {
 			since = c.lastOffers
 		}
@@ -859,7 +845,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 		}
 	} else {
 		delete(c.needy, key)
-		delete(c.needySince, key)
+		rm.needySince = time.Time{}
 		delete(c.unplaced, key)
 	}
 	c.mu.Unlock()
@@ -870,16 +856,16 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 // writeMinInterval spaces a cluster's progress writes (status, member lists).
 const writeMinInterval = time.Second
 
-// sinceLast returns how long to wait before the next write of key tracked by m
-// (<= 0: now).
-func (c *Controller) sinceLast(m map[string]time.Time, key string) time.Duration {
+// sinceLast returns how long to wait before key's next write of the kind
+// whose last time last reads (<= 0: now).
+func (c *Controller) sinceLast(key string, last func(*room) time.Time) time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	last, ok := m[key]
-	if !ok {
+	t := last(c.roomLocked(key))
+	if t.IsZero() {
 		return 0
 	}
-	return writeMinInterval - c.now().Sub(last)
+	return writeMinInterval - c.now().Sub(t)
 }
 
 func readyTrue(st *v1alpha1.ClusterStatus) bool {
@@ -940,11 +926,12 @@ func (c *Controller) sendElectionMessages(ctx context.Context, key string, out O
 	}
 	now := c.now()
 	c.mu.Lock()
-	resend := out.Election != nil || now.Sub(c.lastSent[key]) >= electionResendInterval*9/10
-	sent := c.sentMsgs[key]
+	rm := c.roomLocked(key)
+	resend := out.Election != nil || now.Sub(rm.lastSent) >= electionResendInterval*9/10
+	sent := rm.sentMsgs
 	if sent == nil {
 		sent = map[string]bool{}
-		c.sentMsgs[key] = sent
+		rm.sentMsgs = sent
 	}
 	var send []Message
 	for _, m := range msgs {
@@ -957,7 +944,7 @@ func (c *Controller) sendElectionMessages(ctx context.Context, key string, out O
 		}
 	}
 	if resend {
-		c.lastSent[key] = now
+		rm.lastSent = now
 		// Forget what the current round no longer asks for.
 		for id := range sent {
 			keep := false
