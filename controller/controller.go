@@ -146,6 +146,7 @@ type Controller struct {
 	events     map[string][]store.Event                // key -> history
 	answers    map[string][]election.Message           // key -> position answers (current epochs)
 	promoted   map[string]*election.Message            // key -> latest promoted message
+	demoted    map[string]*election.Message            // key -> latest demoted message
 	leases     map[string]*LeaseState                  // key -> master lease and follow answers
 	leaseFloor time.Time                               // first subscription (see Input.LeaseFloor)
 	unplaced   map[string]*Unplaced                    // key -> why needs found no offer
@@ -215,6 +216,7 @@ func New(cfg Config) (*Controller, error) {
 		events:    map[string][]store.Event{},
 		answers:   map[string][]election.Message{},
 		promoted:  map[string]*election.Message{},
+		demoted:   map[string]*election.Message{},
 		leases:    map[string]*LeaseState{},
 		unplaced:  map[string]*Unplaced{},
 		needy:     map[string]bool{},
@@ -545,6 +547,7 @@ func (c *Controller) forgetCluster(ctx context.Context, key string) {
 	delete(c.events, key)
 	delete(c.answers, key)
 	delete(c.promoted, key)
+	delete(c.demoted, key)
 	if l := c.leases[key]; l != nil && l.lapse != nil {
 		l.lapse.Stop()
 	}
@@ -653,6 +656,7 @@ func (c *Controller) inputLocked(key string) *Input {
 		StallAfter:         c.cfg.StallAfter,
 		Answers:            c.answers[key],
 		Promoted:           c.promoted[key],
+		Demoted:            c.demoted[key],
 		LeaseFloor:         c.leaseFloor,
 		Unplaced:           c.unplaced[key],
 	}
@@ -919,6 +923,9 @@ func (c *Controller) sendElectionMessages(ctx context.Context, key string, out O
 	msgs := append(append([]Message(nil), out.Queries...), out.Follows...)
 	if out.Promote != nil {
 		msgs = append(msgs, *out.Promote)
+	}
+	if out.Demote != nil {
+		msgs = append(msgs, *out.Demote)
 	}
 
 	if len(msgs) == 0 {

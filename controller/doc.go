@@ -148,8 +148,10 @@
 // controller to the executor with agent id from the ledger and executor id == task
 // id: position-query{epoch, taskId} is answered by position{epoch, taskId,
 // position}; promote{epoch, taskId} is answered by promoted{epoch, taskId, error}.
-// The controller re-sends queries and promote until answered; executors must answer
-// duplicates idempotently (run promoteCommand once per epoch).
+// demote{epoch, taskId} (a handover, handover.go) is answered by
+// demoted{epoch, taskId, error}. The controller re-sends queries, promote and
+// demote until answered; executors must answer duplicates idempotently (run
+// promoteCommand, and demoteCommand, once per epoch).
 //
 // Env values may hold secrets: the controller never logs them, nor puts them in
 // events or status.

@@ -119,7 +119,8 @@ func (p *planner) planLease(cur store.ElectionRecord, m *member) bool {
 // then is another elected.
 func (p *planner) oldMasterFenced(cur store.ElectionRecord) (bool, string) {
 	old := p.byID[cur.MasterTaskID]
-	if old == nil || cur.Phase == store.PhaseElecting || processGone(old.rec.State) {
+	// Demoting: planDemote saw it stop taking writes before this is asked.
+	if old == nil || cur.Phase == store.PhaseElecting || cur.Phase == store.PhaseDemoting || processGone(old.rec.State) {
 		return true, ""
 	}
 	if p.usesLease() {

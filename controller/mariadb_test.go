@@ -59,6 +59,11 @@ func TestMariaDBExample(t *testing.T) {
 		myWaitRow(t, taskAddr(ts), "first", 30*time.Second)
 	}
 
+	// Planned handovers first, on the healthy cluster: switchover --to, a
+	// rolling update (dbhandover_test.go).
+	checkHandovers(t, e, exampleDB{cluster: "mariadb", ids: myWriteIDs, synced: waitSemiSync, writer: myWriter})
+	c, master = myBootstrap(t, e, 60*time.Second)
+
 	log := &writeLog{}
 	published := &target{}
 	published.set(addrOf(master))

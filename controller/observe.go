@@ -318,6 +318,9 @@ func (c *Controller) handleMessage(m *mesosbridge.Message) {
 	case election.TypePromoted:
 		mm := msg
 		c.promoted[key] = &mm
+	case election.TypeDemoted:
+		mm := msg
+		c.demoted[key] = &mm
 	case election.TypeLeaseRequest:
 		grant := c.leaseMessageLocked(key, msg)
 		persist := grant != nil && c.positionDueLocked(key)

@@ -88,6 +88,9 @@ type Input struct {
 	// Promoted is the latest "promoted" message from the cluster's members; it
 	// counts only for the current epoch and master.
 	Promoted *election.Message
+	// Demoted is the latest "demoted" message from the cluster's members; it
+	// counts only for a demoting election's epoch and master (handover.go).
+	Demoted *election.Message
 	// Lease is the master lease and follow answers as the controller knows
 	// them; LeaseFloor is when this controller first subscribed: a lease granted
 	// before (by another) may last until it plus the lease duration.
@@ -136,6 +139,9 @@ type Output struct {
 	Promote *Message
 	// Follows tell members the promoted master, until they confirm.
 	Follows []Message
+	// Demote tells a master being handed over to stop taking writes, after
+	// persisting, until it confirms.
+	Demote *Message
 	// Endpoints is the record to publish (nil while deleting or invalid).
 	Endpoints *store.Endpoints
 	// Status is the cluster's new status.
@@ -233,6 +239,9 @@ type planner struct {
 	masterReason string
 	masterMsg    string
 	rollPending  bool
+	// handover: the member plan wants the master handed over (a rolling
+	// update reached it); planElection starts it.
+	handover *handoverTo
 	// crashLoops are the members whose tasks keep failing.
 	crashLoops []crashLoop
 }
@@ -344,6 +353,9 @@ func (p *planner) reissueKills() {
 
 func (p *planner) planDelete(hasFinalizer bool) {
 	p.reissueKills()
+	if p.demoteBeforeDelete() {
+		return // the master stops taking writes first
+	}
 	remaining := 0
 	for i := range p.members {
 		m := &p.members[i]
@@ -484,8 +496,9 @@ func (p *planner) planMembers() {
 		return
 	}
 	p.rollPending = true
-	if e := p.in.Election; p.electionWanted() && e != nil && (e.Phase == store.PhaseElecting || (e.Phase == store.PhaseElected && masterID != "")) {
-		return // no rolling while an election or a promotion is under way
+	if e := p.in.Election; p.electionWanted() && e != nil && (e.Phase == store.PhaseElecting || e.Phase == store.PhaseDemoting ||
+		(e.Phase == store.PhaseElected && masterID != "")) {
+		return // no rolling while a handover, an election or a promotion is under way
 	}
 	maxUnavail := 1
 	if mu := p.c.Spec.Update.MaxUnavailable; mu != nil && *mu > 0 {
@@ -508,6 +521,14 @@ func (p *planner) planMembers() {
 		}
 		if m.rec.ID == masterID && len(outdated) > 1 {
 			break // the master goes last, alone
+		}
+		if possible, now := p.canHandOver(); m.rec.ID == masterID && possible {
+			// Handed over first, once the others follow it; stopped once
+			// another is promoted, as a member of the old template.
+			if now {
+				p.handover = &handoverTo{reason: "rolling update to the new task template"}
+			}
+			break
 		}
 		p.kill(m, "rolling update to the new task template")
 		budget--
@@ -613,6 +634,9 @@ func (p *planner) candidates() []*member {
 }
 
 func (p *planner) planElection() {
+	if !p.usesLease() {
+		p.rejectSwitchoverWithoutElection()
+	}
 	if !p.electionWanted() || p.replicas() == 0 {
 		p.masterOK = true // no master to elect (none wanted, or no member)
 		return
@@ -621,6 +645,9 @@ func (p *planner) planElection() {
 	var cur store.ElectionRecord
 	if rec != nil {
 		cur = *rec
+	}
+	if cur.Phase == store.PhaseDemoting && !p.planDemote(cur) {
+		return // the old master may still take writes
 	}
 	masterAlive := false
 	if (cur.Phase == store.PhaseElected || cur.Phase == store.PhasePromoted) && cur.MasterTaskID != "" {
@@ -635,6 +662,13 @@ func (p *planner) planElection() {
 
 	if masterAlive {
 		if cur.Phase == store.PhasePromoted {
+			if p.handover != nil {
+				p.startHandover(cur, *p.handover)
+				return
+			}
+			if position && p.planSwitchover(cur) {
+				return
+			}
 			p.masterOK = true
 			p.planFollow(cur, p.byID[cur.MasterTaskID])
 			p.recordMasterPosition(cur)
@@ -651,6 +685,7 @@ func (p *planner) planElection() {
 			t := p.in.Now
 			next.Phase = store.PhasePromoted
 			next.PromotedAt = &t
+			p.handedOver(&next)
 			p.out.Election = &next
 			p.masterOK = true
 			return
@@ -672,22 +707,41 @@ func (p *planner) planElection() {
 		return
 	}
 	cands := p.candidates()
+	if h := cur.Handover; h != nil && (cur.Phase == store.PhaseDemoting || cur.Phase == store.PhaseElecting) {
+		cands = p.handoverCandidates(h) // the old master is handed over, not re-elected
+	}
 
 	if cur.Phase == store.PhaseElecting && position && !p.tally(cur, cands) {
 		return
 	}
 
-	// A new election is needed: no master yet, or the master is gone.
+	// A new election is needed: no master yet, the master is gone, or it
+	// was handed over.
+	next := store.ElectionRecord{Epoch: cur.Epoch + 1, StartedAt: p.in.Now, Switchover: cur.Switchover}
+	p.carryMasterPosition(cur, &next)
+	if p.out.Election != nil {
+		next.Switchover = p.out.Election.Switchover // a rejected request
+	}
+	present := len(cands)
+	switch {
+	case cur.Phase == store.PhaseDemoting && cur.Handover != nil:
+		p.handoverElection(cur, &next)
+		if old := p.byID[cur.Handover.From]; old != nil && old.live {
+			present++ // demoted, alive: counted, though no candidate
+		}
+	case cur.Handover != nil:
+		p.handoverFailed(&next, fmt.Sprintf("no other member was elected and promoted in epoch %d", cur.Epoch))
+		cands = p.candidates() // a plain election: the old master may win it
+		present = len(cands)
+	}
 	quorum := p.replicas()/2 + 1
-	if len(cands) < quorum || len(cands) == 0 {
+	if present < quorum || len(cands) == 0 {
 		p.masterReason, p.masterMsg = ReasonWaitingForMembers, fmt.Sprintf("no master: %d of %d members running, %d needed to elect", len(cands), p.replicas(), max(quorum, 1))
 		return
 	}
-	if cur.MasterTaskID != "" && cur.Phase != store.PhaseElecting {
+	if cur.MasterTaskID != "" && cur.Phase != store.PhaseElecting && cur.Phase != store.PhaseDemoting {
 		p.ev("Warning", "MasterLost", "master task %s (ordinal %d) of epoch %d is gone", cur.MasterTaskID, cur.MasterOrdinal, cur.Epoch)
 	}
-	next := store.ElectionRecord{Epoch: cur.Epoch + 1, StartedAt: p.in.Now}
-	p.carryMasterPosition(cur, &next)
 	if !position {
 		// ordinal: the lowest running ordinal wins, at once.
 		w := cands[0]
@@ -831,7 +885,7 @@ func (p *planner) decide(cur store.ElectionRecord, answered, eligible map[string
 	for id := range eligible {
 		ordinals[id] = p.byID[id].rec.Ordinal
 	}
-	w := p.byID[election.Winner(eligible, ordinals)].rec
+	w := p.byID[p.preferred(cur, eligible, election.Winner(eligible, ordinals))].rec
 	next := cur
 	t := p.in.Now
 	next.Phase = store.PhaseElected
@@ -938,6 +992,10 @@ func (p *planner) status(deleting, invalid bool) {
 	}
 	if e, m := p.master(); m != nil {
 		st.Master = &v1alpha1.MasterStatus{TaskID: m.rec.ID, Ordinal: m.rec.Ordinal, Hostname: m.rec.Hostname, Port: firstPort(m.rec), Epoch: e.Epoch}
+	}
+	if e := p.electionAfter(); e != nil && e.Switchover != nil {
+		sw := *e.Switchover
+		st.Switchover = &sw
 	}
 	p.trackProgress(&st)
 	st.Conditions = append([]metav1.Condition(nil), c.Status.Conditions...)

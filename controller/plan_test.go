@@ -80,7 +80,7 @@ func withLease(i *Input) {
 	if e == nil || e.MasterTaskID == "" || i.Lease.TaskID != "" {
 		return
 	}
-	i.Lease = LeaseState{Epoch: e.Epoch, TaskID: e.MasterTaskID, GrantedAt: i.Now}
+	i.Lease = LeaseState{Epoch: e.Epoch, TaskID: e.MasterTaskID, GrantedAt: i.Now, Followed: i.Lease.Followed}
 	for _, r := range i.Tasks {
 		if r.ID == e.MasterTaskID && r.State == stateUnreachable {
 			i.Lease.GrantedAt = r.UpdatedAt

@@ -78,6 +78,12 @@ func TestPostgresExample(t *testing.T) {
 		waitRow(t, taskAddr(ts), "first", 30*time.Second)
 	}
 
+	// Planned handovers first, on the healthy cluster: switchover --to, a
+	// rolling update (dbhandover_test.go).
+	checkHandovers(t, e, exampleDB{cluster: "postgres", ids: pgWriteIDs, synced: waitStandbys,
+		writer: func(l *writeLog, name string, where func() string) func() { return l.writer(name, where) }})
+	c, master = bootstrapTable(t, e, 60*time.Second)
+
 	log := &writeLog{}
 	published := &target{}
 	published.set(addrOf(master))

@@ -29,6 +29,14 @@ const (
 	TypeFollow = "follow"
 	// TypeFollowed: executor -> controller, followCommand ran (Error set if it failed).
 	TypeFollowed = "followed"
+	// TypeDemote: controller -> executor of the master of Epoch, handed over
+	// (a switchover): stop renewing the lease, run demoteCommand (with
+	// CONVERGE_DEMOTE_REASON=switchover), or, failing that, end the task.
+	TypeDemote = "demote"
+	// TypeDemoted: executor -> controller: the member no longer takes
+	// writes (Error set: demoteCommand failed and the task is being killed,
+	// or the member cannot tell).
+	TypeDemoted = "demoted"
 )
 
 // Message is the body of every election framework message.

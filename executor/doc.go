@@ -64,6 +64,12 @@
 //     confirmed, so a promote for an epoch already done (or in progress) is
 //     confirmed with the first run's result without running the command again.
 //     An unset promote command is a successful no-op.
+//   - demote{epoch}: the master of epoch is handed over (lease.go): it stops
+//     renewing its lease and runs CONVERGE_DEMOTE_COMMAND with
+//     CONVERGE_DEMOTE_REASON=switchover (timeout Options.PromoteTimeout), or,
+//     when that fails or is unset, kills its task; it answers
+//     demoted{epoch, taskId, error}. The same one demotion serves a lease that
+//     runs out (CONVERGE_DEMOTE_REASON=lease, bounded by a fifth of the lease).
 //
 // Both hooks get the task's environment (CONVERGE_NAMESPACE, CONVERGE_CLUSTER,
 // CONVERGE_ORDINAL, CONVERGE_TASK_ID, PORT0..n, MESOS_SANDBOX, ...) plus

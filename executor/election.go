@@ -46,6 +46,12 @@ func (e *executorState) message(data []byte) {
 		}()
 	case election.TypeLeaseGrant:
 		e.onGrant(m)
+	case election.TypeDemote:
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			e.onDemote(m)
+		}()
 	case election.TypeFollow:
 		e.wg.Add(1)
 		go func() {

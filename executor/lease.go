@@ -17,6 +17,17 @@ const (
 	EnvDemoteCommand = "CONVERGE_DEMOTE_COMMAND"
 	EnvMasterHost    = "CONVERGE_MASTER_HOST"
 	EnvMasterPort    = "CONVERGE_MASTER_PORT"
+	// EnvDemoteReason tells demoteCommand why it runs: "lease" (the lease is
+	// running out: stop writes at once, within a fifth of the lease) or
+	// "switchover" (the controller hands the master over: a clean stop that
+	// lets the replicas receive everything first).
+	EnvDemoteReason = "CONVERGE_DEMOTE_REASON"
+)
+
+// Demote reasons (EnvDemoteReason).
+const (
+	DemoteLease      = "lease"
+	DemoteSwitchover = "switchover"
 )
 
 // masterLease is this executor's lease as master of one epoch (see
@@ -32,7 +43,15 @@ type masterLease struct {
 	promote  *election.Message   // waits for the first grant
 	position string              // latest read, sent with each request (reportPositions)
 	fenced   bool                // demoted or killed: never renewed again
+	demotion *demotion           // the one demotion of this epoch, once begun
 	stop     chan struct{}
+}
+
+// demotion is the one run of demoteCommand (or kill) that fences a master
+// lease, whether the lease ran out or the controller asked (a handover).
+type demotion struct {
+	done chan struct{}
+	err  string // "": the member no longer takes writes (demoted, or not running)
 }
 
 // leaseForLocked returns the lease of epoch for taskID, replacing one of an
@@ -207,32 +226,85 @@ func (e *executorState) reportPositions(l *masterLease) {
 	}
 }
 
-// fence stops this member being master before its lease ends: demoteCommand,
-// or, without one or when it fails, the end of the task.
+// fence stops this member being master before its lease ends.
 func (e *executorState) fence(l *masterLease) {
+	e.log.Info("master lease not renewed: fencing this member", "epoch", l.epoch, "taskId", l.taskID)
+	e.demote(l, DemoteLease)
+}
+
+// demote runs the lease's one demotion (a later caller waits for the first
+// one's result): the lease is never renewed again, and demoteCommand runs,
+// or, without one or when it fails, the task is ended.
+func (e *executorState) demote(l *masterLease, reason string) string {
 	e.mu.Lock()
 	l.fenced = true
+	d := l.demotion
+	if d != nil {
+		e.mu.Unlock()
+		select {
+		case <-d.done:
+			return d.err
+		case <-e.quit:
+			return "the executor is shutting down"
+		}
+	}
+	d = &demotion{done: make(chan struct{})}
+	l.demotion = d
 	t := e.tasks[l.taskID]
 	running := runningLocked(t)
-	timeout := l.duration / 5
-	e.mu.Unlock()
-	if !running {
-		return
+	timeout := l.duration / 5 // the lease is running out
+	switch {
+	case l.expiry.IsZero():
+		timeout = e.opts.PromoteTimeout // never granted: it took no writes
+	case reason == DemoteSwitchover:
+		// As long as the lease allows (it is no longer renewed), but over,
+		// or the task killed, with a fifth of it left, as when it runs out:
+		// the controller elects another once it has surely ended.
+		timeout = time.Until(l.expiry) - l.duration/5
 	}
-	e.log.Info("master lease not renewed: fencing this member", "epoch", l.epoch, "taskId", l.taskID)
+	e.mu.Unlock()
+	defer close(d.done)
+	if !running {
+		return "" // its process is ending or gone: it takes no writes
+	}
 	script, _ := lookupEnv(e.env, EnvDemoteCommand)
-	if strings.TrimSpace(script) != "" {
+	if strings.TrimSpace(script) != "" && timeout > 0 {
 		ctx, cancel := e.hookContext()
-		_, err := runHook(ctx, "demote command", script, e.sandbox(),
-			hookEnv(e.env, &t.info, e.sandbox(), l.epoch), timeout, os.Stderr)
+		env := setEnv(hookEnv(e.env, &t.info, e.sandbox(), l.epoch), EnvDemoteReason, reason)
+		_, err := runHook(ctx, "demote command", script, e.sandbox(), env, timeout, os.Stderr)
 		cancel()
 		if err == nil {
-			e.log.Info("demoted", "epoch", l.epoch, "taskId", l.taskID)
-			return
+			e.log.Info("demoted", "epoch", l.epoch, "taskId", l.taskID, "reason", reason)
+			return ""
 		}
 		e.log.Error(err, "demote command failed: killing the task", "epoch", l.epoch, "taskId", l.taskID)
+		d.err = "demote command failed (the task is killed): " + truncate(err.Error(), 300)
+	} else {
+		d.err = "no demote command, or no time left on the lease: the task is killed"
 	}
 	e.killNow(l.taskID)
+	return d.err
+}
+
+// onDemote hands this member's mastership over when the controller asks:
+// it demotes (once per epoch) and answers demoted with the result.
+func (e *executorState) onDemote(m election.Message) {
+	e.mu.Lock()
+	_, taskID := e.taskForMessageLocked(m)
+	l := e.lease
+	e.mu.Unlock()
+	reply := election.Message{Type: election.TypeDemoted, Epoch: m.Epoch, TaskID: taskID}
+	switch {
+	case l != nil && l.epoch > m.Epoch:
+		return // a stale message: a later epoch's lease is held
+	case l == nil || l.epoch < m.Epoch:
+		// Never granted this epoch's lease, so never promoted in it.
+		e.log.Info("demote: no master lease of this epoch held", "epoch", m.Epoch, "taskId", taskID)
+	default:
+		e.log.Info("demote asked by the controller (handover)", "epoch", m.Epoch, "taskId", taskID)
+		reply.Error = e.demote(l, DemoteSwitchover)
+	}
+	e.reply(reply)
 }
 
 // killNow ends a task at once (SIGKILL to its process group): there is no

@@ -2,6 +2,8 @@ package store
 
 import (
 	"time"
+
+	"github.com/converge-io/converge/apis/v1alpha1"
 )
 
 // TaskRecord is one task in the controller's ledger: one etcd key per task
@@ -97,6 +99,32 @@ type ElectionRecord struct {
 	MasterPosition      string     `json:"masterPosition,omitempty"`
 	MasterPositionEpoch int64      `json:"masterPositionEpoch,omitempty"`
 	MasterPositionAt    *time.Time `json:"masterPositionAt,omitempty"`
+	// Handover: the master is handed over rather than lost. In phase
+	// "demoting" the master of Epoch is told to stop taking writes; the
+	// next epoch's election is among the other members. Cleared once a
+	// master is promoted (or the handover fails).
+	Handover *Handover `json:"handover,omitempty"`
+	// Switchover is the latest switchover request acted on
+	// (status.switchover shows it).
+	Switchover *v1alpha1.SwitchoverStatus `json:"switchover,omitempty"`
+}
+
+// Handover is a master handed over: by a rolling update, a delete or a
+// switchover request.
+type Handover struct {
+	// From is the old master (task id, ordinal); it is not a candidate.
+	From        string `json:"from"`
+	FromOrdinal int32  `json:"fromOrdinal"`
+	// FromEpoch is its epoch: only members that followed it may win.
+	FromEpoch int64 `json:"fromEpoch"`
+	// To is the ordinal asked for, if any: it wins when no other member's
+	// position is ahead of its own.
+	To     *int32 `json:"to,omitempty"`
+	Reason string `json:"reason"`
+	// Since is when the handover began (phase demoting persisted).
+	Since time.Time `json:"since"`
+	// DemotedAt: the old master confirmed it stopped taking writes.
+	DemotedAt *time.Time `json:"demotedAt,omitempty"`
 }
 
 // Election phases.
@@ -104,6 +132,9 @@ const (
 	PhaseElecting = "electing"
 	PhaseElected  = "elected"
 	PhasePromoted = "promoted"
+	// PhaseDemoting: the master of Epoch is being handed over (Handover):
+	// not published, its lease not renewed, told to demote.
+	PhaseDemoting = "demoting"
 )
 
 // Endpoints is the published service discovery record

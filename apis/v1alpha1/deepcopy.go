@@ -247,6 +247,18 @@ func (s *ClusterStatus) DeepCopyInto(out *ClusterStatus) {
 	if s.LastProgressTime != nil {
 		out.LastProgressTime = s.LastProgressTime.DeepCopy()
 	}
+	if s.Switchover != nil {
+		w := *s.Switchover
+		if w.From != nil {
+			f := *w.From
+			w.From = &f
+		}
+		if w.To != nil {
+			t := *w.To
+			w.To = &t
+		}
+		out.Switchover = &w
+	}
 }
 
 // DeepCopyInto copies t into out; nothing is shared.

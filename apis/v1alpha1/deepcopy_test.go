@@ -11,6 +11,7 @@ import (
 
 // full returns a Cluster with every field of this package's types set.
 func full() *Cluster {
+	one, two := int32(1), int32(2)
 	c := valid()
 	c.UID = "uid"
 	c.ResourceVersion = "7"
@@ -41,6 +42,7 @@ func full() *Cluster {
 		Conditions: []metav1.Condition{{Type: ConditionReady, Status: metav1.ConditionTrue, Reason: "R", Message: "m",
 			LastTransitionTime: now, ObservedGeneration: 2}},
 		LastProgressTime: &now,
+		Switchover:       &SwitchoverStatus{RequestedAt: "t", Phase: SwitchoverSucceeded, From: &one, To: &two, Epoch: 3, Message: "m"},
 	}
 	return c
 }

@@ -26,6 +26,29 @@ const (
 	Finalizer = "converge.io/tasks"
 )
 
+// Switchover request annotations (`converge switchover` writes them; anyone
+// may, as with kubectl's rollout restart annotation). A request is acted on
+// once: the controller records the request time it handled in
+// status.switchover.
+const (
+	// AnnotationSwitchoverAt is the request's time (RFC 3339, UTC), its identity.
+	AnnotationSwitchoverAt = "converge.io/switchover-requested-at"
+	// AnnotationSwitchoverFrom is the master's task id when the request was
+	// made: a master elected since is not switched over (Patroni's leader).
+	AnnotationSwitchoverFrom = "converge.io/switchover-from"
+	// AnnotationSwitchoverTo is the ordinal to hand over to ("" or absent:
+	// the member with the highest position).
+	AnnotationSwitchoverTo = "converge.io/switchover-to"
+)
+
+// Switchover phases (status.switchover.phase).
+const (
+	SwitchoverDemoting  = "Demoting"
+	SwitchoverElecting  = "Electing"
+	SwitchoverSucceeded = "Succeeded"
+	SwitchoverFailed    = "Failed"
+)
+
 // Election strategies.
 const (
 	ElectionNone     = "none"
@@ -288,6 +311,24 @@ type ClusterStatus struct {
 	// ready, the spec changed, a surplus member stopped); spec.update.
 	// progressDeadline counts from it, or from when Ready turned False if later.
 	LastProgressTime *metav1.Time `json:"lastProgressTime,omitempty"`
+	// Switchover is the latest switchover request acted on and how it went.
+	Switchover *SwitchoverStatus `json:"switchover,omitempty"`
+}
+
+// SwitchoverStatus reports a switchover request (the annotations
+// AnnotationSwitchover*).
+type SwitchoverStatus struct {
+	// RequestedAt is the request's AnnotationSwitchoverAt.
+	RequestedAt string `json:"requestedAt"`
+	// Phase: Demoting, Electing, Succeeded or Failed.
+	Phase string `json:"phase"`
+	// From and To are the old and the new master's ordinals (To: once elected,
+	// or the one asked for).
+	From *int32 `json:"from,omitempty"`
+	To   *int32 `json:"to,omitempty"`
+	// Epoch is the election epoch of the new master.
+	Epoch   int64  `json:"epoch,omitempty"`
+	Message string `json:"message,omitempty"`
 }
 
 // MasterStatus is the elected member.

@@ -78,6 +78,7 @@ Try it on one machine:
 		newDeleteCmd(g),
 		newDiffCmd(g),
 		newWaitCmd(g),
+		newSwitchoverCmd(g),
 		newEndpointsCmd(g),
 		newVersionCmd(g),
 		newDevCmd(g),

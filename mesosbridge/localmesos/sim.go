@@ -46,7 +46,8 @@ func simPosition(taskID string) string {
 
 // simMessage answers election framework messages as converge's executor would:
 // position-query -> position, promote -> lease-request, then promoted once
-// the lease is granted, follow -> followed.
+// the lease is granted, follow -> followed, demote -> demoted (no more
+// renewals).
 func (m *Mesos) simMessage(e *executor, data []byte) {
 	msg, err := election.Decode(data)
 	if err != nil {
@@ -99,6 +100,12 @@ func (m *Mesos) simMessage(e *executor, data []byte) {
 		reply = election.Message{Type: election.TypePromoted, Epoch: msg.Epoch, TaskID: t.id}
 	case election.TypeFollow:
 		reply = election.Message{Type: election.TypeFollowed, Epoch: msg.Epoch, TaskID: t.id}
+	case election.TypeDemote:
+		// As converge's executor: the lease of the epoch is never renewed again.
+		if l := t.simLease; l != nil && l.epoch <= msg.Epoch {
+			t.simLease = nil
+		}
+		reply = election.Message{Type: election.TypeDemoted, Epoch: msg.Epoch, TaskID: t.id}
 	default:
 		return
 	}

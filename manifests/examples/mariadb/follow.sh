@@ -6,7 +6,10 @@ if [ "$(msql "SELECT @@read_only")" != 0 ]; then
 	echo "follow: $CONVERGE_MASTER_HOST:$CONVERGE_MASTER_PORT is not a master" >&2
 	exit 1
 fi
+# A former master's own writes are in its binlog, not in gtid_slave_pos:
+# replicate from where its binlog ends (for a replica the two are the same).
 sql "SET GLOBAL read_only = ON; SET GLOBAL rpl_semi_sync_master_enabled = OFF; STOP SLAVE;
+	SET GLOBAL gtid_slave_pos = @@gtid_binlog_pos;
 	CHANGE MASTER TO MASTER_HOST = '$CONVERGE_MASTER_HOST', MASTER_PORT = $CONVERGE_MASTER_PORT,
 		MASTER_USER = 'root', MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1,
 		MASTER_HEARTBEAT_PERIOD = 1;
