@@ -110,6 +110,16 @@ func (t *TaskSpec) DeepCopyInto(out *TaskSpec) {
 		d := *t.KillGracePeriod
 		out.KillGracePeriod = &d
 	}
+	if t.Volumes != nil {
+		out.Volumes = make([]Volume, len(t.Volumes))
+		for i := range t.Volumes {
+			out.Volumes[i] = t.Volumes[i]
+			if t.Volumes[i].Size != nil {
+				q := t.Volumes[i].Size.DeepCopy()
+				out.Volumes[i].Size = &q
+			}
+		}
+	}
 	out.HealthCheck = t.HealthCheck.DeepCopy()
 	out.ReadinessCheck = t.ReadinessCheck.DeepCopy()
 }
@@ -171,6 +181,10 @@ func (p *Placement) DeepCopyInto(out *Placement) {
 	if p.Constraints != nil {
 		out.Constraints = make([]Constraint, len(p.Constraints))
 		copy(out.Constraints, p.Constraints)
+	}
+	if p.ReplaceAfter != nil {
+		d := *p.ReplaceAfter
+		out.ReplaceAfter = &d
 	}
 }
 

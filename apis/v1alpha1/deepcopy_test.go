@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -31,6 +32,9 @@ func full() *Cluster {
 		TCP: &TCPCheck{PortIndex: 1}, Delay: d, Interval: d, Timeout: d, GracePeriod: d, ConsecutiveFailures: &three}
 	c.Spec.Task.ReadinessCheck = c.Spec.Task.HealthCheck.DeepCopy()
 	c.Spec.Placement.Constraints = []Constraint{{Attribute: "rack", Operator: OpMaxPer, Value: "2"}}
+	c.Spec.Placement.ReplaceAfter = &metav1.Duration{Duration: 5 * time.Minute}
+	size := resource.MustParse("1Gi")
+	c.Spec.Task.Volumes = []Volume{{Name: "data", ContainerPath: "data", Size: &size}}
 	c.Spec.Election.FollowCommand = "follow"
 	c.Spec.Election.DemoteCommand = "demote"
 	c.Spec.Election.MaximumLagOnFailover = ptr(int64(1 << 20))

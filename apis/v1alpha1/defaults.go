@@ -31,6 +31,10 @@ const (
 	DefaultCheckTimeout              = 20 * time.Second
 	DefaultHealthGracePeriod         = 10 * time.Second
 	DefaultConsecutiveFailures int32 = 3
+	// DefaultReplaceAfter is how long a member with volumes waits for its
+	// agent before it is re-created elsewhere: the DC/OS SDK's permanent
+	// replacement delay.
+	DefaultReplaceAfter = 20 * time.Minute
 )
 
 // SetDefaults fills every field the user may leave out: apiVersion and kind,

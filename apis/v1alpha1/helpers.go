@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"sort"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -144,4 +145,14 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// ReplaceAfterDuration is how long a member with volumes waits for the agent
+// holding them before it is re-created elsewhere (DefaultReplaceAfter unless
+// spec.placement.replaceAfter says otherwise).
+func (s *ClusterSpec) ReplaceAfterDuration() time.Duration {
+	if s.Placement.ReplaceAfter != nil {
+		return s.Placement.ReplaceAfter.Duration
+	}
+	return DefaultReplaceAfter
 }

@@ -118,6 +118,21 @@ type TaskSpec struct {
 	// takes no gracePeriod or consecutiveFailures: a failing one kills
 	// nothing.
 	ReadinessCheck *Check `json:"readinessCheck,omitempty"`
+	// Volumes are Mesos persistent volumes: directories on the agent that
+	// outlive the member's tasks, at ContainerPath in its sandbox. A member
+	// with volumes reserves its resources for spec.role (which must not be
+	// "*") and is relaunched on the agent that holds them.
+	Volumes []Volume `json:"volumes,omitempty"`
+}
+
+// Volume is one persistent volume of every member.
+type Volume struct {
+	// Name identifies the volume among the task's (a DNS-1123 label).
+	Name string `json:"name"`
+	// ContainerPath is where the volume appears, relative to the sandbox.
+	ContainerPath string `json:"containerPath"`
+	// Size is the disk the volume takes (a Kubernetes quantity, e.g. 1Gi).
+	Size *resource.Quantity `json:"size"`
 }
 
 // Check is a Mesos health check (HealthCheck) or check (CheckInfo): one of
@@ -203,6 +218,10 @@ type Placement struct {
 	// (the default; empty means the same): members go wherever they fit.
 	Spread      string       `json:"spread,omitempty"`
 	Constraints []Constraint `json:"constraints,omitempty"`
+	// ReplaceAfter: how long a member with volumes waits for the agent that
+	// holds them to come back before it is re-created elsewhere with new,
+	// empty volumes. Unset: DefaultReplaceAfter (the DC/OS SDK's 20 minutes).
+	ReplaceAfter *metav1.Duration `json:"replaceAfter,omitempty"`
 }
 
 // Constraint is a Marathon-style placement constraint on an agent attribute

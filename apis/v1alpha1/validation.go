@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	"fmt"
+	"path"
 	"regexp"
 	"slices"
 	"strconv"
@@ -36,6 +37,8 @@ const (
 	MaxCheckTime           = time.Hour
 	MinCheckInterval       = 100 * time.Millisecond
 	MaxConsecutiveFailures = 1000
+	MaxVolumes          = 16
+	MaxReplaceAfter     = 7 * 24 * time.Hour
 	// ReservedEnvPrefix is the prefix of the variables converge itself sets
 	// (CONVERGE_NAMESPACE, CONVERGE_CLUSTER, CONVERGE_ORDINAL, CONVERGE_EPOCH).
 	ReservedEnvPrefix = "CONVERGE_"
@@ -106,6 +109,7 @@ func validateSpec(s *ClusterSpec, p *field.Path) field.ErrorList {
 	}
 	errs = append(errs, validateRole(s.Role, p.Child("role"))...)
 	errs = append(errs, validateTask(&s.Task, p.Child("task"))...)
+	errs = append(errs, validateVolumes(s, p.Child("task", "volumes"))...)
 	errs = append(errs, validatePlacement(&s.Placement, p.Child("placement"))...)
 	errs = append(errs, validateElection(&s.Election, p.Child("election"))...)
 	errs = append(errs, validateUpdate(&s.Update, p.Child("update"))...)
@@ -359,8 +363,51 @@ func withUnit(q *resource.Quantity, unit string) string {
 	return q.String() + " " + unit
 }
 
+// validateVolumes: Mesos reserves resources (and so creates persistent
+// volumes) only for a role other than "*" (validation.cpp: 'role "*" cannot
+// be reserved').
+func validateVolumes(s *ClusterSpec, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if len(s.Task.Volumes) == 0 {
+		return nil
+	}
+	if s.Role == "*" || s.Role == "" {
+		errs = append(errs, field.Invalid(p, len(s.Task.Volumes),
+			`persistent volumes live on resources reserved for the cluster's role, and Mesos cannot reserve for role "*": set spec.role (e.g. "converge")`))
+	}
+	if len(s.Task.Volumes) > MaxVolumes {
+		errs = append(errs, field.TooMany(p, len(s.Task.Volumes), MaxVolumes))
+	}
+	names, paths := map[string]bool{}, map[string]bool{}
+	for i, v := range s.Task.Volumes {
+		vp := p.Index(i)
+		for _, msg := range validation.IsDNS1123Label(v.Name) {
+			errs = append(errs, field.Invalid(vp.Child("name"), v.Name, msg))
+		}
+		if names[v.Name] {
+			errs = append(errs, field.Duplicate(vp.Child("name"), v.Name))
+		}
+		names[v.Name] = true
+		clean := path.Clean(v.ContainerPath)
+		switch {
+		case strings.TrimSpace(v.ContainerPath) == "":
+			errs = append(errs, field.Required(vp.Child("containerPath"), "a path relative to the sandbox, e.g. data"))
+		case path.IsAbs(v.ContainerPath) || clean == "." || clean == ".." || strings.HasPrefix(clean, "../") || strings.ContainsAny(v.ContainerPath, "\x00"):
+			errs = append(errs, field.Invalid(vp.Child("containerPath"), v.ContainerPath, "must be a relative path inside the sandbox"))
+		case paths[clean]:
+			errs = append(errs, field.Duplicate(vp.Child("containerPath"), v.ContainerPath))
+		}
+		paths[clean] = true
+		errs = append(errs, validateQuantity(v.Size, vp.Child("size"), true, &MinMem, &MaxDisk, "")...)
+	}
+	return errs
+}
+
 func validatePlacement(pl *Placement, p *field.Path) field.ErrorList {
 	var errs field.ErrorList
+	if r := pl.ReplaceAfter; r != nil && (r.Duration < 0 || r.Duration > MaxReplaceAfter) {
+		errs = append(errs, field.Invalid(p.Child("replaceAfter"), r.Duration.String(), fmt.Sprintf("must be between 0s and %s", MaxReplaceAfter)))
+	}
 	// Empty is "none" not yet defaulted (objects stored before the default).
 	if pl.Spread != "" && !slices.Contains(SpreadValues, pl.Spread) {
 		errs = append(errs, field.NotSupported(p.Child("spread"), pl.Spread, SpreadValues))

@@ -179,6 +179,27 @@ func TestValidate(t *testing.T) {
 		{"user too long", func(c *Cluster) { c.Spec.Task.User = strings.Repeat("u", 33) }, []string{"spec.task.user: Invalid value"}},
 		{"user 32 ok", func(c *Cluster) { c.Spec.Task.User = strings.Repeat("u", 32) }, nil},
 		{"kill grace negative", func(c *Cluster) { c.Spec.Task.KillGracePeriod = dur(-time.Second) }, []string{`spec.task.killGracePeriod: Invalid value: "-1s": must be between 0s and 1h0m0s`}},
+		{"volumes ok", func(c *Cluster) {
+			c.Spec.Role = "converge"
+			c.Spec.Task.Volumes = []Volume{{Name: "data", ContainerPath: "data", Size: qty("1Gi")}, {Name: "wal", ContainerPath: "x/wal", Size: qty("64Mi")}}
+		}, nil},
+		{"volumes under role *", func(c *Cluster) {
+			c.Spec.Task.Volumes = []Volume{{Name: "data", ContainerPath: "data", Size: qty("1Gi")}}
+		}, []string{`spec.task.volumes: Invalid value: 1: persistent volumes live on resources reserved for the cluster's role, and Mesos cannot reserve for role "*": set spec.role`}},
+		{"volume bad fields", func(c *Cluster) {
+			c.Spec.Role = "converge"
+			c.Spec.Task.Volumes = []Volume{{Name: "Data", ContainerPath: "/var/data", Size: qty("0")}, {Name: "b", ContainerPath: "../up"}, {Name: "b", ContainerPath: "up/.."}}
+		}, []string{
+			`spec.task.volumes[0].name: Invalid value: "Data"`,
+			`spec.task.volumes[0].containerPath: Invalid value: "/var/data": must be a relative path inside the sandbox`,
+			`spec.task.volumes[0].size: Invalid value: "0": must be greater than 0`,
+			`spec.task.volumes[1].containerPath: Invalid value: "../up"`,
+			`spec.task.volumes[1].size: Required value`,
+			`spec.task.volumes[2].name: Duplicate value: "b"`,
+			`spec.task.volumes[2].containerPath: Invalid value: "up/.."`,
+			`spec.task.volumes[2].size: Required value`,
+		}},
+		{"replaceAfter negative", func(c *Cluster) { c.Spec.Placement.ReplaceAfter = dur(-time.Second) }, []string{`spec.placement.replaceAfter: Invalid value: "-1s": must be between 0s and 168h0m0s`}},
 		{"kill grace too long", func(c *Cluster) { c.Spec.Task.KillGracePeriod = dur(2 * time.Hour) }, []string{`spec.task.killGracePeriod: Invalid value: "2h0m0s"`}},
 		{"kill grace 0 ok", func(c *Cluster) { c.Spec.Task.KillGracePeriod = dur(0) }, nil},
 		{"kill grace 1h ok", func(c *Cluster) { c.Spec.Task.KillGracePeriod = dur(time.Hour) }, nil},

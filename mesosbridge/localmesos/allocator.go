@@ -58,13 +58,15 @@ func (m *Mesos) allocate(now time.Time) {
 			if !a.reachable {
 				continue
 			}
-			av := a.available()
-			if av.cpus < minAllocatableCPUs && av.mem < minAllocatableMem {
-				continue // Mesos's default --min_allocatable_resources
-			}
+			all := a.available()
 			// An agent's resources go to one role per round; roles take turns.
 			for r := 0; r < nr; r++ {
 				role := fw.roles[(m.allocRound+i+r)%nr]
+				// The unreserved resources and those reserved for role.
+				av := all.forRole(role)
+				if fl := av.flat(); fl.cpus < minAllocatableCPUs && fl.mem < minAllocatableMem {
+					continue // Mesos's default --min_allocatable_resources
+				}
 				if fw.suppressed[role] || m.filtered(fw, a, role, av, now) {
 					continue
 				}
@@ -113,7 +115,7 @@ func (m *Mesos) offerProto(o *offer) mesos.Offer {
 			Address: mesos.Address{Hostname: &a.hostname, IP: &a.hostname, Port: port},
 			Path:    &path,
 		},
-		Resources:  o.res.proto(allocRole),
+		Resources:  o.res.protoIn(allocRole, o.fw.resFormat()),
 		Attributes: a.attrs,
 	}
 	for _, e := range a.executors {

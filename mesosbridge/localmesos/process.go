@@ -248,6 +248,9 @@ func (m *Mesos) startCommandTask(t *task) {
 		if err == nil {
 			chownErr = ra.chownSandbox(dir)
 		}
+		if err == nil && chownErr == nil {
+			chownErr = m.linkVolumes(t.agent, dir, t.res, ra)
+		}
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		if m.closed || t.forgotten {

@@ -14,6 +14,10 @@ type res struct {
 	cpus, mem, disk float64
 	other           map[string]float64 // further scalars (gpus, ...), rarely set
 	ports           []mesos.Value_Range
+	// rsv holds dynamically reserved resources and persistent volumes by
+	// reservation (reservation.go); the fields above are the unreserved ones
+	// (role "*"). Values in rsv have no rsv of their own.
+	rsv map[resv]res
 }
 
 const epsilon = 1e-9
@@ -24,6 +28,11 @@ func (r res) empty() bool {
 	}
 	for _, v := range r.other {
 		if v > epsilon {
+			return false
+		}
+	}
+	for _, v := range r.rsv {
+		if !v.empty() {
 			return false
 		}
 	}
@@ -39,6 +48,13 @@ func (r res) clone() res {
 		}
 	}
 	out.ports = append([]mesos.Value_Range(nil), r.ports...)
+	out.rsv = nil
+	for k, v := range r.rsv {
+		if out.rsv == nil {
+			out.rsv = make(map[resv]res, len(r.rsv))
+		}
+		out.rsv[k] = v.clone()
+	}
 	return out
 }
 
@@ -55,6 +71,14 @@ func (r *res) add(o res) {
 	if len(o.ports) > 0 {
 		r.ports = squash(append(append([]mesos.Value_Range(nil), r.ports...), o.ports...))
 	}
+	for k, v := range o.rsv {
+		if r.rsv == nil {
+			r.rsv = map[resv]res{}
+		}
+		x := r.rsv[k]
+		x.add(v)
+		r.rsv[k] = x
+	}
 }
 
 func (r *res) sub(o res) {
@@ -68,6 +92,18 @@ func (r *res) sub(o res) {
 	}
 	if len(o.ports) > 0 {
 		r.ports = subtractRanges(r.ports, o.ports)
+	}
+	for k, v := range o.rsv {
+		x, ok := r.rsv[k]
+		if !ok {
+			continue
+		}
+		x.sub(v)
+		if x.empty() {
+			delete(r.rsv, k)
+		} else {
+			r.rsv[k] = x
+		}
 	}
 }
 
@@ -88,23 +124,66 @@ func (r res) contains(o res) bool {
 			return false
 		}
 	}
-	return rangesContain(r.ports, o.ports)
+	if !rangesContain(r.ports, o.ports) {
+		return false
+	}
+	for k, v := range o.rsv {
+		have, ok := r.rsv[k]
+		if !ok && !v.empty() {
+			return false
+		}
+		if !have.contains(v) {
+			return false
+		}
+		// A persistent volume is used whole, never in part (Mesos
+		// Resources::contains: a persistent volume is not splittable).
+		if k.volID != "" && !v.empty() && math.Abs(have.disk-v.disk) > epsilon {
+			return false
+		}
+	}
+	return true
 }
 
-// proto renders the vector as Mesos resources of role "*" (unreserved), with
-// allocation info for role when allocRole is set.
-func (r res) proto(allocRole string) []mesos.Resource {
-	star := "*"
-	var out []mesos.Resource
-	scalar := func(name string, v float64) {
-		if v <= epsilon {
-			return
+// proto renders the vector as Mesos resources in the pre-reservation-refinement
+// format (unreserved ones with role "*"), with allocation info for role when
+// allocRole is set.
+func (r res) proto(allocRole string) []mesos.Resource { return r.protoIn(allocRole, preRefinement) }
+
+// protoIn renders the vector in format f: the unreserved resources, then each
+// reservation's.
+func (r res) protoIn(allocRole string, f resFormat) []mesos.Resource {
+	out := r.plainProto(allocRole, f)
+	for _, k := range sortedResv(r.rsv) {
+		part := r.rsv[k].plainProto(allocRole, postRefinement)
+		for i := range part {
+			k.decorate(&part[i], f)
 		}
-		rs := mesos.Resource{Name: name, Type: mesos.SCALAR.Enum(), Scalar: &mesos.Value_Scalar{Value: v}, Role: &star}
+		out = append(out, part...)
+	}
+	return out
+}
+
+// plainProto renders the unreserved fields of r.
+func (r res) plainProto(allocRole string, f resFormat) []mesos.Resource {
+	var out []mesos.Resource
+	mk := func(name string) mesos.Resource {
+		rs := mesos.Resource{Name: name}
+		if f != postRefinement {
+			star := "*"
+			rs.Role = &star
+		}
 		if allocRole != "" {
 			role := allocRole
 			rs.AllocationInfo = &mesos.Resource_AllocationInfo{Role: &role}
 		}
+		return rs
+	}
+	scalar := func(name string, v float64) {
+		if v <= epsilon {
+			return
+		}
+		rs := mk(name)
+		rs.Type, rs.Scalar = mesos.SCALAR.Enum(), &mesos.Value_Scalar{Value: v}
 		out = append(out, rs)
 	}
 	scalar("cpus", r.cpus)
@@ -121,54 +200,74 @@ func (r res) proto(allocRole string) []mesos.Resource {
 		}
 	}
 	if len(r.ports) > 0 {
-		rs := mesos.Resource{Name: "ports", Type: mesos.RANGES.Enum(), Ranges: &mesos.Value_Ranges{Range: append([]mesos.Value_Range(nil), r.ports...)}, Role: &star}
-		if allocRole != "" {
-			role := allocRole
-			rs.AllocationInfo = &mesos.Resource_AllocationInfo{Role: &role}
-		}
+		rs := mk("ports")
+		rs.Type, rs.Ranges = mesos.RANGES.Enum(), &mesos.Value_Ranges{Range: append([]mesos.Value_Range(nil), r.ports...)}
 		out = append(out, rs)
 	}
 	return out
 }
 
-// fromProto sums Mesos resources into a vector. Unsupported types are an error.
+// fromProto sums Mesos resources into a vector, reserved ones (in either
+// format) by reservation. Unsupported types are an error.
 func fromProto(rs []mesos.Resource) (res, error) {
 	var out res
-	for _, r := range rs {
-		switch {
-		case r.Scalar != nil && (r.Type == nil || *r.Type == mesos.SCALAR):
-			v := r.Scalar.Value
-			if v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
-				return out, fmt.Errorf("resource %s: invalid value %v", r.Name, v)
+	for i := range rs {
+		k, err := resvOf(&rs[i])
+		if err != nil {
+			return out, err
+		}
+		if k == (resv{}) {
+			err = out.addProto(rs[i])
+		} else {
+			if out.rsv == nil {
+				out.rsv = map[resv]res{}
 			}
-			switch r.Name {
-			case "cpus":
-				out.cpus += v
-			case "mem":
-				out.mem += v
-			case "disk":
-				out.disk += v
-			default:
-				if out.other == nil {
-					out.other = map[string]float64{}
-				}
-				out.other[r.Name] += v
-			}
-		case r.Ranges != nil && r.Name == "ports":
-			for _, rg := range r.Ranges.Range {
-				if rg.End < rg.Begin {
-					return out, fmt.Errorf("resource ports: bad range [%d-%d]", rg.Begin, rg.End)
-				}
-			}
-			if overlaps(out.ports, r.Ranges.Range) {
-				return out, fmt.Errorf("resource ports: ranges overlap")
-			}
-			out.ports = squash(append(out.ports, r.Ranges.Range...))
-		default:
-			return out, fmt.Errorf("resource %s: unsupported type", r.Name)
+			x := out.rsv[k]
+			err = x.addProto(rs[i])
+			out.rsv[k] = x
+		}
+		if err != nil {
+			return out, err
 		}
 	}
 	return out, nil
+}
+
+// addProto adds one resource's value, whatever its reservation.
+func (out *res) addProto(r mesos.Resource) error {
+	switch {
+	case r.Scalar != nil && (r.Type == nil || *r.Type == mesos.SCALAR):
+		v := r.Scalar.Value
+		if v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+			return fmt.Errorf("resource %s: invalid value %v", r.Name, v)
+		}
+		switch r.Name {
+		case "cpus":
+			out.cpus += v
+		case "mem":
+			out.mem += v
+		case "disk":
+			out.disk += v
+		default:
+			if out.other == nil {
+				out.other = map[string]float64{}
+			}
+			out.other[r.Name] += v
+		}
+	case r.Ranges != nil && r.Name == "ports":
+		for _, rg := range r.Ranges.Range {
+			if rg.End < rg.Begin {
+				return fmt.Errorf("resource ports: bad range [%d-%d]", rg.Begin, rg.End)
+			}
+		}
+		if overlaps(out.ports, r.Ranges.Range) {
+			return fmt.Errorf("resource ports: ranges overlap")
+		}
+		out.ports = squash(append(out.ports, r.Ranges.Range...))
+	default:
+		return fmt.Errorf("resource %s: unsupported type", r.Name)
+	}
+	return nil
 }
 
 func (r res) portList() []uint64 {

@@ -92,17 +92,26 @@ type OfferState struct {
 
 // AgentState is one agent of State.
 type AgentState struct {
-	ID                  string         `json:"id"`
-	PID                 string         `json:"pid"`
-	Hostname            string         `json:"hostname"`
-	Port                int            `json:"port"`
-	Resources           Resources      `json:"resources"`
-	UsedResources       Resources      `json:"used_resources"`
-	OfferedResources    Resources      `json:"offered_resources"`
-	UnreservedResources Resources      `json:"unreserved_resources"`
-	Attributes          map[string]any `json:"attributes"`
-	Active              bool           `json:"active"`
-	Version             string         `json:"version"`
+	ID                  string    `json:"id"`
+	PID                 string    `json:"pid"`
+	Hostname            string    `json:"hostname"`
+	Port                int       `json:"port"`
+	Resources           Resources `json:"resources"`
+	UsedResources       Resources `json:"used_resources"`
+	OfferedResources    Resources `json:"offered_resources"`
+	UnreservedResources Resources `json:"unreserved_resources"`
+	// ReservedResources: per role, the summary of what is reserved for it;
+	// the _full fields list every resource as Mesos's protobuf JSON in the
+	// endpoint format (role, reservation and reservations; disk with its
+	// persistence and volume), as SlavesWriter::writeSlave renders them.
+	ReservedResources       map[string]Resources         `json:"reserved_resources"`
+	ReservedResourcesFull   map[string][]json.RawMessage `json:"reserved_resources_full"`
+	UnreservedResourcesFull []json.RawMessage            `json:"unreserved_resources_full"`
+	UsedResourcesFull       []json.RawMessage            `json:"used_resources_full"`
+	OfferedResourcesFull    []json.RawMessage            `json:"offered_resources_full"`
+	Attributes              map[string]any               `json:"attributes"`
+	Active                  bool                         `json:"active"`
+	Version                 string                       `json:"version"`
 }
 
 // Resources as Mesos's endpoints render them: scalars and "[a-b, c-d]" port ranges.
@@ -116,6 +125,7 @@ type Resources struct {
 }
 
 func resJSON(r res) Resources {
+	r = r.flat()
 	out := Resources{CPUs: r.cpus, Mem: r.mem, Disk: r.disk, GPUs: r.other["gpus"]}
 	if len(r.ports) > 0 {
 		var ps []string
@@ -188,11 +198,12 @@ func (m *Mesos) stateLocked(self *master) State {
 			Resources:           resJSON(a.total),
 			UsedResources:       resJSON(a.used),
 			OfferedResources:    resJSON(a.offered),
-			UnreservedResources: resJSON(a.total),
+			UnreservedResources: resJSON(a.total.unreserved()),
 			Attributes:          attrs,
 			Active:              a.reachable,
 			Version:             "1.11.0",
 		})
+		fullResources(&st.Slaves[len(st.Slaves)-1], a)
 	}
 	return st
 }
@@ -326,4 +337,29 @@ func (m *Mesos) serveRedirect(w http.ResponseWriter, r *http.Request) {
 	m.mu.Unlock()
 	w.Header().Set("Location", "//"+leader+strings.TrimSuffix(r.URL.Path, "/redirect"))
 	w.WriteHeader(http.StatusTemporaryRedirect)
+}
+
+// fullResources fills an agent's reserved_resources and _full fields.
+func fullResources(as *AgentState, a *agent) {
+	as.ReservedResources = map[string]Resources{}
+	as.ReservedResourcesFull = map[string][]json.RawMessage{}
+	for role, r := range a.total.byRole() {
+		as.ReservedResources[role] = resJSON(r)
+		as.ReservedResourcesFull[role] = fullJSON(r)
+	}
+	as.UnreservedResourcesFull = fullJSON(a.total.unreserved())
+	as.UsedResourcesFull = fullJSON(a.used)
+	as.OfferedResourcesFull = fullJSON(a.offered)
+}
+
+// fullJSON renders resources as Mesos's JSON::Protobuf of each Resource.
+func fullJSON(r res) []json.RawMessage {
+	out := []json.RawMessage{}
+	for _, x := range r.protoIn("", endpointFormat) {
+		b, err := json.Marshal(&x)
+		if err == nil {
+			out = append(out, b)
+		}
+	}
+	return out
 }

@@ -89,6 +89,9 @@ func (m *Mesos) accept(fw *framework, acc *scheduler.Call_Accept) {
 			}
 			ex := op.LaunchGroup.Executor
 			m.launchGroup(fw, a, role, &ex, op.LaunchGroup.TaskGroup.Tasks, &remaining)
+		case mesos.Offer_Operation_RESERVE, mesos.Offer_Operation_UNRESERVE,
+			mesos.Offer_Operation_CREATE, mesos.Offer_Operation_DESTROY:
+			m.applyOperation(fw, a, role, op, &remaining)
 		default:
 			m.log.Info("unsupported offer operation ignored", "framework", fw.id, "type", op.Type.String())
 		}
@@ -283,6 +286,11 @@ func (m *Mesos) launch(fw *framework, a *agent, ti mesos.TaskInfo, inGroup bool,
 				m.removeExecutor(e)
 				break
 			}
+		}
+		if err := m.linkExecutorVolumes(e, t); err != nil {
+			reason := mesos.REASON_CONTAINER_LAUNCH_FAILED
+			m.agentStatus(t, mesos.TASK_FAILED, &reason, err.Error(), mesos.SOURCE_AGENT)
+			break
 		}
 		if inGroup {
 			m.ensureExecutor(e)
