@@ -244,6 +244,9 @@ func Run(ctx context.Context, cfg Config, mcfg mesosbridge.Config) error {
 	if err := c.load(ctx); err != nil {
 		return err
 	}
+	if len(c.cfg.Roles) == 0 && len(mcfg.Roles) > 0 {
+		c.cfg.Roles = append([]string(nil), mcfg.Roles...)
+	}
 	if len(c.cfg.Roles) == 0 {
 		role := mcfg.Role
 		if role == "" {

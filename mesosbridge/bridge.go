@@ -79,6 +79,11 @@ type Bridge interface {
 	// Launch accepts offers (all on one agent) with LAUNCH operations for tasks;
 	// unused resources are declined with refuseSeconds.
 	Launch(ctx context.Context, offerIDs []mesos.OfferID, tasks []mesos.TaskInfo, refuseSeconds float64) error
+	// Accept accepts offers (all on one agent) with operations applied in
+	// order (RESERVE, CREATE, LAUNCH, DESTROY, UNRESERVE...: Mesos pipelines
+	// them within one ACCEPT); unused resources are declined with
+	// refuseSeconds.
+	Accept(ctx context.Context, offerIDs []mesos.OfferID, ops []mesos.Offer_Operation, refuseSeconds float64) error
 	// Decline declines offers with refuseSeconds.
 	Decline(ctx context.Context, offerIDs []mesos.OfferID, refuseSeconds float64) error
 	// Kill kills a task and keeps re-issuing KILL (with backoff) until an update

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
@@ -128,6 +129,29 @@ func (c *Client) Launch(ctx context.Context, offerIDs []mesos.OfferID, tasks []m
 	call := calls.Accept(calls.OfferOperations{calls.OpLaunch(tasks...)}.WithOffers(offerIDs...)).With(refuseFilter(refuseSeconds))
 	if err := c.send(ctx, call); err != nil {
 		return fmt.Errorf("launch %d task(s) (first %s): %w", len(tasks), tasks[0].TaskID.Value, err)
+	}
+	c.m.offersAccepted.Add(float64(len(offerIDs)))
+	return nil
+}
+
+// Accept accepts offers (all on one agent) with ops, applied in order by the
+// master: a RESERVE and a CREATE make resources that a LAUNCH after them in
+// the same ACCEPT uses. An operation the master finds invalid is dropped
+// (tasks of a dropped LAUNCH get TASK_ERROR or TASK_DROPPED updates).
+func (c *Client) Accept(ctx context.Context, offerIDs []mesos.OfferID, ops []mesos.Offer_Operation, refuseSeconds float64) error {
+	if len(offerIDs) == 0 {
+		return errors.New("accept: no offer")
+	}
+	if len(ops) == 0 {
+		return c.Decline(ctx, offerIDs, refuseSeconds)
+	}
+	call := calls.Accept(calls.OfferOperations(ops).WithOffers(offerIDs...)).With(refuseFilter(refuseSeconds))
+	if err := c.send(ctx, call); err != nil {
+		kinds := make([]string, len(ops))
+		for i, op := range ops {
+			kinds[i] = op.Type.String()
+		}
+		return fmt.Errorf("accept with %s: %w", strings.Join(kinds, ", "), err)
 	}
 	c.m.offersAccepted.Add(float64(len(offerIDs)))
 	return nil

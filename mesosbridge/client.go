@@ -343,7 +343,7 @@ func (c *Client) subscribe(ctx context.Context, ep string) (*attempt, error) {
 	call := calls.Subscribe(c.frameworkInfo())
 	c.mu.Lock()
 	if c.suppressed {
-		call.Subscribe.SuppressedRoles = []string{c.cfg.Role}
+		call.Subscribe.SuppressedRoles = append([]string(nil), c.cfg.Roles...)
 	}
 	c.mu.Unlock()
 
@@ -395,15 +395,18 @@ func (c *Client) frameworkInfo() *mesos.FrameworkInfo {
 	c.mu.Unlock()
 	failover := c.cfg.FailoverTimeout.Seconds()
 	checkpoint := c.cfg.Checkpoint || !c.cfg.DisableCheckpoint
-	role := c.cfg.Role
+	// MULTI_ROLE: offers for every role of cfg.Roles, each allocated to one
+	// (Offer.allocation_info), so resources reserved for a cluster's role
+	// reach it; RESERVE, CREATE and LAUNCH then use that offer's role.
 	info := &mesos.FrameworkInfo{
 		User:            c.cfg.User,
 		Name:            c.cfg.FrameworkName,
 		FailoverTimeout: &failover,
 		Checkpoint:      &checkpoint,
-		Role:            &role,
+		Roles:           append([]string(nil), c.cfg.Roles...),
 		Capabilities: []mesos.FrameworkInfo_Capability{
 			{Type: mesos.FrameworkInfo_Capability_PARTITION_AWARE},
+			{Type: mesos.FrameworkInfo_Capability_MULTI_ROLE},
 		},
 	}
 	if c.cfg.Hostname != "" {

@@ -33,8 +33,12 @@ type Config struct {
 	Masters []string
 	// FrameworkName is FrameworkInfo.name.
 	FrameworkName string
-	// Role is the framework's role (default "*").
+	// Role is the framework's role (default "*"), used when Roles is empty.
 	Role string
+	// Roles are the framework's roles: it subscribes with the MULTI_ROLE
+	// capability and gets offers for each (resources reserved for a role are
+	// offered to that role only). Default: [Role].
+	Roles []string
 	// Principal and Secret: HTTP basic authentication to the master when Secret is
 	// set; Principal also goes into FrameworkInfo. The secret is never logged.
 	Principal string
@@ -98,8 +102,8 @@ func (c Config) String() string {
 	if c.Secret != "" {
 		secret = "<redacted>"
 	}
-	return fmt.Sprintf("{Masters:%v FrameworkName:%q Role:%q Principal:%q Secret:%s}",
-		c.Masters, c.FrameworkName, c.Role, c.Principal, secret)
+	return fmt.Sprintf("{Masters:%v FrameworkName:%q Role:%q Roles:%q Principal:%q Secret:%s}",
+		c.Masters, c.FrameworkName, c.Role, c.Roles, c.Principal, secret)
 }
 
 // MarshalLog keeps the secret out of logr output.
@@ -141,9 +145,23 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Secret != "" && c.Principal == "" {
 		return c, errors.New("mesosbridge: a secret needs a principal")
 	}
+	if c.Role == "" && len(c.Roles) > 0 {
+		c.Role = c.Roles[0]
+	}
 	if c.Role == "" {
 		c.Role = "*"
 	}
+	if len(c.Roles) == 0 {
+		c.Roles = []string{c.Role}
+	}
+	seen := map[string]bool{}
+	for _, r := range c.Roles {
+		if r == "" || seen[r] {
+			return c, fmt.Errorf("mesosbridge: roles %q: empty or repeated role", c.Roles)
+		}
+		seen[r] = true
+	}
+	c.Roles = append([]string(nil), c.Roles...)
 	if c.User == "" {
 		if u, err := user.Current(); err == nil && u.Username != "" {
 			c.User = u.Username

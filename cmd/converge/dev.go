@@ -113,8 +113,10 @@ it cleanly; the data stays for the next run (delete --data-dir to start over).`,
 				}, mesosbridge.Config{
 					Masters:       m.URLs(),
 					FrameworkName: "converge",
-					Role:          "*",
-					Log:           log.WithName("mesos"),
+					// "*" and "converge": clusters of role converge (those
+					// with volumes need a role other than "*") get offers.
+					Roles: []string{"*", "converge"},
+					Log:   log.WithName("mesos"),
 				})
 			}()
 			defer func() {

@@ -25,7 +25,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	var (
 		masters         string
 		frameworkName   string
-		role            string
+		roles           []string
 		principal       string
 		secretFile      string
 		mesosCACert     string
@@ -102,8 +102,8 @@ The framework's secret is read from --secret-file, never from a flag value.`,
 			}
 			defer ops.Close()
 
-			fmt.Fprintf(g.out, "converge serve %s: etcd %s (prefix %s), Mesos %s, framework %q role %q\n",
-				identity, redactEndpoints(g.etcdEndpoints), st.Prefix(), strings.Join(ms, ","), frameworkName, role)
+			fmt.Fprintf(g.out, "converge serve %s: etcd %s (prefix %s), Mesos %s, framework %q roles %q\n",
+				identity, redactEndpoints(g.etcdEndpoints), st.Prefix(), strings.Join(ms, ","), frameworkName, strings.Join(roles, ","))
 			if u := ops.URL(); u != "" {
 				fmt.Fprintf(g.out, "  metrics %s/metrics, health %s/healthz, %s/readyz\n", u, u, u)
 			}
@@ -130,7 +130,7 @@ The framework's secret is read from --secret-file, never from a flag value.`,
 					}, mesosbridge.Config{
 						Masters:         ms,
 						FrameworkName:   frameworkName,
-						Role:            role,
+						Roles:           roles,
 						Principal:       principal,
 						Secret:          secret,
 						CACertFile:      mesosCACert,
@@ -150,7 +150,7 @@ The framework's secret is read from --secret-file, never from a flag value.`,
 	f := cmd.Flags()
 	f.StringVar(&masters, "mesos-master", "", "Mesos master URLs, comma-separated (http(s)://host:port)")
 	f.StringVar(&frameworkName, "framework-name", "converge", "the Mesos framework name")
-	f.StringVar(&role, "role", "*", "the framework's Mesos role")
+	f.StringSliceVar(&roles, "role", []string{"*", "converge"}, `the framework's Mesos roles (MULTI_ROLE; comma-separated or repeated): clusters may use any of them; persistent volumes need one other than "*"`)
 	f.StringVar(&principal, "principal", "", "principal to authenticate to Mesos with")
 	f.StringVar(&secretFile, "secret-file", "", "file holding the principal's secret")
 	f.StringVar(&mesosCACert, "mesos-cacert", "", "CA certificate file to verify https masters")
