@@ -40,6 +40,10 @@ type Config struct {
 	// StallAfter: needs that no offer fits for this long make a cluster Stalled
 	// with reason NoOfferFits (default 10s).
 	StallAfter time.Duration
+	// FrameworkName labels converge's reservations as its own (Run sets it
+	// from the Mesos config; default "converge"); Principal is put in them.
+	FrameworkName string
+	Principal     string
 	// Roles are the framework's roles (Run sets them from the Mesos config);
 	// a cluster whose spec.role is not among them can get no offer and is
 	// Stalled saying so. Empty: not checked.
@@ -154,6 +158,8 @@ type Controller struct {
 	lastOffers time.Time                               // when the last offers arrived
 	agents     map[string][]mesos.Attribute            // agent id -> attributes (from offers)
 	killSent   map[string]bool                         // task ids whose kill the bridge retries
+	released   map[string]bool                         // reservation ids seen gone after their release
+	releasing  map[string]*store.VolumeRecord          // reservations of deleted clusters, by agent id + "/" + id
 	subscribed bool
 	reconciled bool
 	// newDemand: a cluster came to need offers since the last Suppress/Revive
@@ -222,6 +228,8 @@ func New(cfg Config) (*Controller, error) {
 		needy:     map[string]bool{},
 		agents:    map[string][]mesos.Attribute{},
 		killSent:  map[string]bool{},
+		released:  map[string]bool{},
+		releasing: map[string]*store.VolumeRecord{},
 	}
 	c.updateWrites = make(chan *writeOp, 4096)
 	m, err := newMetrics(cfg.Registerer, c)
@@ -243,6 +251,12 @@ func Run(ctx context.Context, cfg Config, mcfg mesosbridge.Config) error {
 	}
 	if err := c.load(ctx); err != nil {
 		return err
+	}
+	if c.cfg.FrameworkName == "" {
+		c.cfg.FrameworkName = mcfg.FrameworkName
+	}
+	if c.cfg.Principal == "" {
+		c.cfg.Principal = mcfg.Principal
 	}
 	if len(c.cfg.Roles) == 0 && len(mcfg.Roles) > 0 {
 		c.cfg.Roles = append([]string(nil), mcfg.Roles...)
@@ -821,6 +835,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	c.sendElectionMessages(ctx, key, out)
 
 	if out.RemoveFinalizer {
+		c.noteReleases(key)
 		obj := raw.DeepCopy()
 		obj.Finalizers = slices.DeleteFunc(obj.Finalizers, func(f string) bool { return f == v1alpha1.Finalizer })
 		if _, err := c.cfg.Store.Update(ctx, obj); err != nil {
@@ -990,7 +1005,8 @@ func (c *Controller) syncOfferInterest(ctx context.Context) {
 	c.offerMu.Lock()
 	defer c.offerMu.Unlock()
 	c.mu.Lock()
-	want := len(c.needy) > 0
+	// Offers are wanted to launch, and to release reservations.
+	want := len(c.needy) > 0 || len(c.pendingReleases()) > 0
 	revive := want && c.newDemand
 	c.newDemand = false
 	if !c.subscribed || c.bridge == nil || (c.wantOffers != nil && *c.wantOffers == want && !revive) {

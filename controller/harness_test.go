@@ -101,7 +101,7 @@ func (e *env) bridgeConfig() mesosbridge.Config {
 		masters = append(masters, p.URL())
 	}
 	return mesosbridge.Config{
-		Masters: masters, FrameworkName: "converge-test", Hostname: "localhost",
+		Masters: masters, FrameworkName: "converge-test", Hostname: "localhost", Roles: e.cfg.Roles,
 		FailoverTimeout:  time.Hour,
 		ReconcileBackoff: 200 * time.Millisecond, ReconcileMaxBackoff: time.Second,
 		ReconnectBackoff: 50 * time.Millisecond, ReconnectMaxBackoff: time.Second,

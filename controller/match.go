@@ -119,6 +119,9 @@ func newOfferState(o *mesos.Offer) *offerState {
 		if r.Disk != nil || r.ProviderID != nil || r.Revocable != nil || r.Shared != nil {
 			continue // volumes, provider and revocable resources are not ours to use
 		}
+		if id, _ := reservationLabels(r); id != "" {
+			continue // a member's reservation: only that member uses it (placeSticky)
+		}
 		p := &pool{tmpl: r, role: resourceRole(r)}
 		switch {
 		case r.Scalar != nil:

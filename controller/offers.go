@@ -11,6 +11,7 @@ import (
 	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler/calls"
 
 	"github.com/converge-io/converge/apis/v1alpha1"
 	"github.com/converge-io/converge/mesosbridge"
@@ -113,7 +114,15 @@ func (c *Controller) handleOffers(ctx context.Context, offers []mesos.Offer) {
 	for i := range offers {
 		all[i] = offers[i].ID
 	}
+	// Reservations nothing keeps are released first; their offers launch
+	// nothing this round.
+	release := c.releaseOffers(offers)
+	byOffer := map[int]*offerLaunch{}
+	for i, ops := range release {
+		byOffer[i] = &offerLaunch{offer: &offers[i], op: &writeOp{}, ops: ops}
+	}
 	if len(needs) == 0 && len(roleless) == 0 {
+		c.acceptReleases(ctx, byOffer)
 		// Under offerMu, as Suppress/Revive: a long refusal must not reach
 		// Mesos after a REVIVE for demand that came meanwhile (the filter
 		// would outlive the REVIVE: no offers for refuseUnneeded). Demand
@@ -121,25 +130,32 @@ func (c *Controller) handleOffers(ctx context.Context, offers []mesos.Offer) {
 		c.offerMu.Lock()
 		defer c.offerMu.Unlock()
 		c.mu.Lock()
-		demand := len(c.needy) > 0
+		demand := len(c.needy) > 0 || len(c.pendingReleases()) > 0
 		c.mu.Unlock()
 		refuse := float64(refuseUnneeded)
 		if !ready || demand {
 			refuse = refuseShort
 		}
-		c.decline(ctx, all, refuse)
+		c.decline(ctx, unusedOffers(offers, byOffer), refuse)
 		return
 	}
 
-	res := MatchOffers(needs, offers, c.agents)
+	now := c.now()
+	placed := map[string]bool{}
+	rest, stickyWhy := c.placeSticky(needs, offers, inputs, byOffer, placed, now)
+	avail, index := offersExcept(offers, byOffer)
+	res := MatchOffers(rest, avail, c.agents)
 	for key, why := range roleless {
 		res.Unplaced[key] = why
 	}
-	now := c.now()
-	byOffer := map[int]*offerLaunch{}
-	placed := map[string]bool{}
+	for key, why := range stickyWhy {
+		if !placed[key] {
+			res.Unplaced[key] = why
+		}
+	}
 	for _, a := range res.Assignments {
-		n := needs[a.Need]
+		n := rest[a.Need]
+		a.Offer = index[a.Offer]
 		id := NewTaskID(n.Namespace, n.Cluster, n.Ordinal)
 		ti, rec := c.buildTask(inputs[n.Key].Cluster, n, a, id)
 		ol := byOffer[a.Offer]
@@ -147,11 +163,15 @@ func (c *Controller) handleOffers(ctx context.Context, offers []mesos.Offer) {
 			ol = &offerLaunch{offer: &offers[a.Offer], op: &writeOp{}}
 			byOffer[a.Offer] = ol
 		}
-		ol.op.tasks = append(ol.op.tasks, taskWrite{key: n.Key, id: id, create: &rec})
-		ol.op.addEvents(n.Key, store.Event{Time: now, Type: "Normal", Reason: "Launching",
-			Message: fmt.Sprintf("launching task %s (ordinal %d) on %s", id, n.Ordinal, a.Hostname)})
-		ol.tasks = append(ol.tasks, ti)
-		ol.records = append(ol.records, rec)
+		if n.NewVolumes {
+			// Checkpointed with the record before the ACCEPT that makes it.
+			v := newVolumeRecord(&inputs[n.Key].Cluster.Spec, id)
+			rec.Volume = v
+			ti.Resources = append(c.taskResources(v), portsOf(a.Resources)...)
+			ol.ops = append(ol.ops, c.createOps(v)...)
+			c.volumeEvents(ol.op, n, a.Hostname, now)
+		}
+		ol.add(n, ti, rec, a.Hostname, now)
 		placed[n.Key] = true
 	}
 	// Checkpoint before ACCEPT: a crash after this leaves STAGING records that
@@ -176,9 +196,12 @@ func (c *Controller) handleOffers(ctx context.Context, offers []mesos.Offer) {
 			c.log.V(1).Info("launching", "taskID", r.ID, "agent", r.Hostname, "ports", r.Ports)
 		}
 		wg.Add(1)
-		go func(o *mesos.Offer, tasks []mesos.TaskInfo) {
+		go func(o *mesos.Offer, ops []mesos.Offer_Operation, tasks []mesos.TaskInfo) {
 			defer wg.Done()
-			if err := c.bridge.Launch(ctx, []mesos.OfferID{o.ID}, tasks, refuseAfterUse); err != nil {
+			if len(tasks) > 0 {
+				ops = append(ops, calls.OpLaunch(tasks...))
+			}
+			if err := c.bridge.Accept(ctx, []mesos.OfferID{o.ID}, ops, refuseAfterUse); err != nil {
 				// The master may not have it: ask, so the tasks resolve (GONE/LOST
 				// for a launch it never saw) and get replaced.
 				c.log.Error(err, "accept failed; reconciling the tasks", "offerID", o.ID.Value, "agent", o.Hostname)
@@ -190,7 +213,7 @@ func (c *Controller) handleOffers(ctx context.Context, offers []mesos.Offer) {
 					c.log.Error(rerr, "reconcile after a failed accept")
 				}
 			}
-		}(ol.offer, ol.tasks)
+		}(ol.offer, ol.ops, ol.tasks)
 	}
 	refuse := float64(refuseUnneeded)
 	if len(res.Unplaced) > 0 {
@@ -226,7 +249,10 @@ func (c *Controller) handleOffers(ctx context.Context, offers []mesos.Offer) {
 // unit of its checkpoint: offers whose records were not written are declined,
 // the others launch.
 type offerLaunch struct {
-	offer   *mesos.Offer
+	offer *mesos.Offer
+	// ops go before the LAUNCH of tasks in the ACCEPT: RESERVE and CREATE of
+	// new volumes, or the DESTROY and UNRESERVE of released reservations.
+	ops     []mesos.Offer_Operation
 	tasks   []mesos.TaskInfo
 	records []store.TaskRecord
 	op      *writeOp
@@ -241,11 +267,16 @@ func (c *Controller) checkpointLaunches(ctx context.Context, byOffer map[int]*of
 		err error
 	}
 	results := make(chan result, len(byOffer))
+	n := 0
 	for _, ol := range byOffer {
+		if ol.op.empty() {
+			continue // a release: nothing to checkpoint
+		}
+		n++
 		ol.op.after = func(err error) { results <- result{ol, err} }
 		c.submit(ctx, ol.op)
 	}
-	for range byOffer {
+	for ; n > 0; n-- {
 		select {
 		case r := <-results:
 			r.ol.err = r.err

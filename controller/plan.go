@@ -177,6 +177,17 @@ type Need struct {
 	// Restarts: consecutive failures of the ordinal before this launch (its
 	// restart back-off), persisted in the launched task's record.
 	Restarts int32
+	// Volume: the reservation and volumes the member holds on its agent
+	// (task.volumes): it is relaunched there, on them. Nil with NewVolumes:
+	// it reserves and creates new ones wherever it lands (DiskMB then
+	// counts the volumes too).
+	Volume      *store.VolumeRecord
+	VolumeAgent string
+	VolumeHost  string
+	NewVolumes  bool
+	// Abandoned: the record whose volumes were given up (their agent did
+	// not come back within placement.replaceAfter).
+	Abandoned *store.TaskRecord
 }
 
 // Peer is a live member's placement, for constraints.
@@ -597,7 +608,7 @@ func (p *planner) need(ord int32, peers []Peer) Need {
 func (p *planner) planForget() {
 	for i := range p.members {
 		r := p.members[i].rec
-		if !p.members[i].occupying && p.in.Now.Sub(r.UpdatedAt) > terminalRecordRetention && r.ID != p.masterID() && !p.holdsBackoff(r) {
+		if !p.members[i].occupying && p.in.Now.Sub(r.UpdatedAt) > terminalRecordRetention && r.ID != p.masterID() && !p.holdsBackoff(r) && !p.holdsVolume(r) {
 			p.out.Forget = append(p.out.Forget, r.ID)
 		}
 	}

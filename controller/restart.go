@@ -184,7 +184,39 @@ func (p *planner) relaunch(ord int32, last *store.TaskRecord, peers []Peer) (Nee
 	}
 	n := p.need(ord, peers)
 	n.Restarts = failures
+	p.stickToVolume(&n, last)
 	return n, true
+}
+
+// stickToVolume pins a member with volumes to the agent holding them (its
+// newest record's), until that agent has offered nothing for
+// placement.replaceAfter since the task ended; then, and for a first
+// launch, it gets new volumes wherever it fits.
+func (p *planner) stickToVolume(n *Need, last *store.TaskRecord) {
+	if len(p.c.Spec.Task.Volumes) == 0 {
+		return
+	}
+	if last != nil && last.Volume != nil {
+		after := p.c.Spec.ReplaceAfterDuration()
+		if left := last.UpdatedAt.Add(after).Sub(p.in.Now); left > 0 {
+			n.Volume, n.VolumeAgent, n.VolumeHost = last.Volume, last.AgentID, last.Hostname
+			n.Peers = nil // pinned: placement was decided when the volume was made
+			p.requeueIn(left)
+			return
+		}
+		n.Abandoned = last
+	}
+	n.NewVolumes = true
+	n.DiskMB += volumesMB(&p.c.Spec)
+}
+
+// holdsVolume: r is its ordinal's newest record and holds volumes the
+// member is relaunched on: it is kept while the ordinal is wanted.
+func (p *planner) holdsVolume(r *store.TaskRecord) bool {
+	if r.Volume == nil || int(r.Ordinal) >= p.replicas() {
+		return false
+	}
+	return p.newestByOrdinal()[r.Ordinal] == r
 }
 
 // relaunchedCrashLoops adds the live members relaunched after failures that

@@ -71,6 +71,33 @@ type TaskRecord struct {
 	// (nil: none yet); CheckPassingSince is when it last started passing.
 	CheckPassing      *bool      `json:"checkPassing,omitempty"`
 	CheckPassingSince *time.Time `json:"checkPassingSince,omitempty"`
+	// Volume is the member's reservation and persistent volumes on AgentID
+	// (task.volumes), written before the ACCEPT that makes them. The newest
+	// record of an ordinal holds them: its next task is launched on them.
+	Volume *VolumeRecord `json:"volume,omitempty"`
+}
+
+// VolumeRecord describes a member's dynamic reservation (for Role, labelled
+// with ID) and its persistent volumes, so the controller can relaunch the
+// member on them, or destroy and unreserve them, after any restart.
+type VolumeRecord struct {
+	// ID labels every reserved resource (label converge.io/reservation) and
+	// prefixes each volume's persistence id (<ID>.<name>).
+	ID   string `json:"id"`
+	Role string `json:"role"`
+	// The reserved resources besides the volumes (cores, MiB).
+	CPUs   float64 `json:"cpus"`
+	MemMB  float64 `json:"memMB"`
+	DiskMB float64 `json:"diskMB,omitempty"`
+	// Volumes as launched: name, container path, size in MiB.
+	Volumes []VolumeSpec `json:"volumes"`
+}
+
+// VolumeSpec is one persistent volume of a VolumeRecord.
+type VolumeSpec struct {
+	Name          string  `json:"name"`
+	ContainerPath string  `json:"containerPath"`
+	SizeMB        float64 `json:"sizeMB"`
 }
 
 // ElectionRecord is a cluster's election state (<prefix>/elections/<ns>/<name>).

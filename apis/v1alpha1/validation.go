@@ -37,8 +37,8 @@ const (
 	MaxCheckTime           = time.Hour
 	MinCheckInterval       = 100 * time.Millisecond
 	MaxConsecutiveFailures = 1000
-	MaxVolumes          = 16
-	MaxReplaceAfter     = 7 * 24 * time.Hour
+	MaxVolumes             = 16
+	MaxReplaceAfter        = 7 * 24 * time.Hour
 	// ReservedEnvPrefix is the prefix of the variables converge itself sets
 	// (CONVERGE_NAMESPACE, CONVERGE_CLUSTER, CONVERGE_ORDINAL, CONVERGE_EPOCH).
 	ReservedEnvPrefix = "CONVERGE_"

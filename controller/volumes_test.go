@@ -1,0 +1,178 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/converge-io/converge/apis/v1alpha1"
+	"github.com/converge-io/converge/mesosbridge/localmesos"
+	"github.com/converge-io/converge/store"
+)
+
+// withVolume gives members a 16Mi volume at data, role db, and a command
+// that appends its task id to data/history, so each launch on a volume
+// leaves a line there.
+func withVolume(replaceAfter time.Duration) func(*v1alpha1.Cluster) {
+	return func(c *v1alpha1.Cluster) {
+		c.Spec.Role = "db"
+		size := resource.MustParse("16Mi")
+		c.Spec.Task.Volumes = []v1alpha1.Volume{{Name: "data", ContainerPath: "data", Size: &size}}
+		c.Spec.Task.Command = `echo "$MESOS_TASK_ID" >> data/history && exec sleep 1000`
+		c.Spec.Placement.ReplaceAfter = &metav1.Duration{Duration: replaceAfter}
+	}
+}
+
+// reservations are converge's reservation ids per agent in /master/state
+// (reserved_resources_full of role db, label converge.io/reservation).
+func (e *env) reservations() map[string][]string {
+	out := map[string][]string{}
+	for _, a := range e.mesos.State().Slaves {
+		seen := map[string]bool{}
+		for _, raw := range a.ReservedResourcesFull["db"] {
+			var r struct {
+				Reservation struct {
+					Labels struct {
+						Labels []struct{ Key, Value string } `json:"labels"`
+					} `json:"labels"`
+				} `json:"reservation"`
+			}
+			_ = json.Unmarshal(raw, &r)
+			for _, l := range r.Reservation.Labels.Labels {
+				if l.Key == LabelReservation && !seen[l.Value] {
+					seen[l.Value] = true
+					out[a.ID] = append(out[a.ID], l.Value)
+				}
+			}
+		}
+	}
+	return out
+}
+
+func (e *env) countReservations() int {
+	n := 0
+	for _, ids := range e.reservations() {
+		n += len(ids)
+	}
+	return n
+}
+
+// history reads the volume of the member whose task is id: its data/history.
+func (e *env) history(workDir, agentID, taskID string) []string {
+	e.t.Helper()
+	matches, _ := filepath.Glob(filepath.Join(workDir, "agents", agentID, "volumes", "roles", "db", "*", "history"))
+	for _, m := range matches {
+		b, _ := os.ReadFile(m)
+		if strings.Contains(string(b), taskID) {
+			return strings.Fields(string(b))
+		}
+	}
+	return nil
+}
+
+// TestVolumes: members with volumes in converge dev's setting (localmesos
+// running real processes): a member that crashes is relaunched on the
+// agent holding its volume and finds its data; so is one whose agent was
+// lost, once the agent is back; scale-down and delete leave no reservation
+// in /master/state. (Re-creation elsewhere past placement.replaceAfter:
+// TestStickToVolume.)
+func TestVolumes(t *testing.T) {
+	work := t.TempDir()
+	e := newEnv(t, localmesos.Options{WorkDir: work})
+	e.cfg.Roles = []string{"*", "db"}
+	e.start()
+	e.create(newCluster("vol", 2, withVolume(time.Hour)))
+	c := e.waitReady("vol")
+	e.eventually(10*time.Second, "two reservations", func() bool { return e.countReservations() == 2 })
+
+	// A crash: relaunched on the same agent, on the same data.
+	first := taskOf(c, 0)
+	e.eventually(10*time.Second, "the first line", func() bool { return len(e.history(work, first.AgentID, first.ID)) == 1 })
+	if err := e.mesos.FailTask(first.ID); err != nil {
+		t.Fatal(err)
+	}
+	c = e.waitFor("vol", 20*time.Second, "ordinal 0 relaunched", func(c *v1alpha1.Cluster) bool {
+		m := taskOf(c, 0)
+		return clusterReady(c) && m.ID != first.ID
+	})
+	again := taskOf(c, 0)
+	if again.AgentID != first.AgentID {
+		t.Fatalf("ordinal 0 relaunched on %s, not on %s which holds its volume", again.AgentID, first.AgentID)
+	}
+	e.eventually(10*time.Second, "the volume's history has both launches", func() bool {
+		h := e.history(work, again.AgentID, again.ID)
+		return len(h) == 2 && h[0] == first.ID && h[1] == again.ID
+	})
+
+	// Agent loss: the ordinal waits (never two live members of one
+	// ordinal); when the agent is back the member returns to its volume.
+	lost := taskOf(c, 1)
+	if err := e.mesos.LoseAgent(lost.AgentID); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("vol", 10*time.Second, "ordinal 1 unreachable", func(c *v1alpha1.Cluster) bool {
+		return c != nil && taskOf(c, 1).State == stateUnreachable
+	})
+	if err := e.mesos.RestoreAgent(lost.AgentID); err != nil {
+		t.Fatal(err)
+	}
+	c = e.waitFor("vol", 30*time.Second, "ordinal 1 back on its volume", func(c *v1alpha1.Cluster) bool {
+		m := taskOf(c, 1)
+		return clusterReady(c) && m.ID != lost.ID
+	})
+	back := taskOf(c, 1)
+	if back.AgentID != lost.AgentID {
+		t.Fatalf("ordinal 1 relaunched on %s, not on %s which holds its volume", back.AgentID, lost.AgentID)
+	}
+	e.eventually(10*time.Second, "ordinal 1's history has both launches", func() bool {
+		return len(e.history(work, back.AgentID, back.ID)) == 2
+	})
+	if n := e.countReservations(); n != 2 {
+		t.Fatalf("%d reservations, want 2: %v", n, e.reservations())
+	}
+
+	// Scale-down, then delete: nothing left reserved.
+	e.update("vol", func(c *v1alpha1.Cluster) { one := int32(1); c.Spec.Replicas = &one })
+	e.eventually(20*time.Second, "one reservation after scale-down", func() bool { return e.countReservations() == 1 })
+	if _, _, err := e.st.Delete(context.Background(), "default", "vol"); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually(20*time.Second, "no reservation after delete", func() bool { return e.countReservations() == 0 })
+}
+
+// TestStickToVolume: a member whose task ended is relaunched on the
+// volumes its newest record holds until placement.replaceAfter has passed
+// since the task ended; then it gets new volumes wherever it fits (the
+// Need counts their disk) and the old record is the one abandoned. The
+// record holding a wanted ordinal's volumes is never forgotten.
+func TestStickToVolume(t *testing.T) {
+	c := testCluster(1, withVolume(20*time.Minute))
+	vol := &store.VolumeRecord{ID: "r0", Role: "db", CPUs: 0.1, MemMB: 32, Volumes: []store.VolumeSpec{{Name: "data", ContainerPath: "data", SizeMB: 16}}}
+	ended := func(ago time.Duration) store.TaskRecord {
+		return rec(c, 0, "TASK_LOST", func(r *store.TaskRecord) { r.Volume, r.UpdatedAt = vol, t0.Add(-ago) })
+	}
+	out := Plan(in(c, []store.TaskRecord{ended(19 * time.Minute)}))
+	if len(out.Needs) != 1 || out.Needs[0].Volume != vol || out.Needs[0].VolumeAgent != "agent-0" || out.Needs[0].NewVolumes {
+		t.Fatalf("within replaceAfter: needs %+v, want ordinal 0 pinned to agent-0's volume", out.Needs)
+	}
+	if len(out.Forget) != 0 {
+		t.Fatalf("the record holding the volume was forgotten: %v", out.Forget)
+	}
+	old := ended(21 * time.Minute)
+	out = Plan(in(c, []store.TaskRecord{old}))
+	n := out.Needs[0]
+	if n.Volume != nil || !n.NewVolumes || n.Abandoned == nil || n.Abandoned.ID != old.ID || n.DiskMB != 16 {
+		t.Fatalf("past replaceAfter: need %+v, want new volumes (16 MiB of disk) abandoning %s", n, old.ID)
+	}
+	first := Plan(in(c, nil)).Needs[0]
+	if !first.NewVolumes || first.Volume != nil {
+		t.Fatalf("first launch: need %+v, want new volumes", first)
+	}
+}
