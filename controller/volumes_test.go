@@ -176,3 +176,33 @@ func TestStickToVolume(t *testing.T) {
 		t.Fatalf("first launch: need %+v, want new volumes", first)
 	}
 }
+
+// TestVolumesCrash: a controller killed (as by kill -9) after checkpointing
+// a launch with new volumes but before its ACCEPT, or right after the
+// ACCEPT that reserved, created and launched, leaks nothing: restarted, it
+// ends with one reservation per member, and after a scale to zero made
+// while it was down, with none.
+func TestVolumesCrash(t *testing.T) {
+	for _, point := range []string{FailpointLaunchAfterCheckpoint, FailpointLaunchAfterAccept} {
+		t.Run(point, func(t *testing.T) {
+			e := newEnv(t, localmesos.Options{Simulate: true})
+			e.cfg.Roles = []string{"*", "db"}
+			e.crashAt(point)
+			e.start()
+			e.create(newCluster("vol", 2, withVolume(time.Hour)))
+			e.waitStopped()
+			made := e.countReservations()
+			if point == FailpointLaunchAfterCheckpoint && made != 0 {
+				t.Fatalf("%d reservations before any ACCEPT", made)
+			}
+			e.cfg.Failpoint = nil
+			e.start()
+			e.waitReady("vol")
+			e.eventually(10*time.Second, "two reservations", func() bool { return e.countReservations() == 2 })
+			e.stop()
+			e.update("vol", func(c *v1alpha1.Cluster) { zero := int32(0); c.Spec.Replicas = &zero })
+			e.start()
+			e.eventually(20*time.Second, "no reservation after the scale to zero", func() bool { return e.countReservations() == 0 })
+		})
+	}
+}
