@@ -292,7 +292,10 @@ func (c *Controller) releaseOffers(offers []mesos.Offer) map[int][]mesos.Offer_O
 			delete(c.releasing, k)
 		}
 	}
-	for _, recs := range c.ledger {
+	for key, recs := range c.ledger {
+		if cl := c.clusters[key]; cl != nil && len(cl.Spec.Task.Volumes) == 0 && cl.DeletionTimestamp == nil {
+			continue // cheap for clusters without volumes
+		}
 		for _, r := range recs {
 			if r.Volume != nil {
 				agentOf[r.Volume.ID], roleOf[r.Volume.ID] = r.AgentID, r.Volume.Role
