@@ -175,6 +175,9 @@ func (r res) unreserved() res {
 // forRole is what of r may be offered to role: the unreserved resources and
 // those reserved for role (Mesos offers reserved resources only to their role).
 func (r res) forRole(role string) res {
+	if len(r.rsv) == 0 {
+		return r // the allocator's hot path: no reservations, no copy
+	}
 	out := r.clone()
 	for k := range out.rsv {
 		if k.role != role {
@@ -212,6 +215,9 @@ func (r res) volumes() []resv {
 
 // flat sums r's resources whatever their reservation (the summaries of State).
 func (r res) flat() res {
+	if len(r.rsv) == 0 {
+		return r
+	}
 	out := r.unreserved()
 	for _, v := range r.rsv {
 		out.add(v)
