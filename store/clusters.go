@@ -115,7 +115,8 @@ func (s *Store) List(ctx context.Context, ns string, sel labels.Selector) ([]*v1
 	return out, resp.Header.Revision, nil
 }
 
-// Update writes metadata (labels, annotations, finalizers) and spec; uid,
+// Update writes metadata (labels, annotations, finalizers, and
+// managedFields unless nil) and spec; uid,
 // creationTimestamp, deletionTimestamp and status are kept from the stored
 // object. c.ResourceVersion must equal the stored mod revision, else a
 // Conflict error. generation+1 iff the spec changed. An update that changes
@@ -141,6 +142,11 @@ func (s *Store) Update(ctx context.Context, c *v1alpha1.Cluster) (*v1alpha1.Clus
 	next.Annotations = in.Annotations
 	next.Finalizers = in.Finalizers
 	next.Spec = in.Spec
+	if in.ManagedFields != nil {
+		// Field ownership, as the Kubernetes API's server-side apply
+		// records it; writers that do not track it (nil) keep it.
+		next.ManagedFields = in.ManagedFields
+	}
 	if cur.DeletionTimestamp != nil {
 		for _, f := range next.Finalizers {
 			if !slices.Contains(cur.Finalizers, f) {

@@ -38,12 +38,15 @@ var ErrNoObjects = errors.New("no objects found")
 // one line per problem:
 //
 //	orders.yaml: document 2 (cluster/foo): spec.replicas: Invalid value: -1: must be between 0 and 1000
+//
+// +k8s:openapi-gen=false
 type DecodeError struct {
 	Source   string
 	Problems []Problem
 }
 
 // Problem is one thing wrong with one document.
+// +k8s:openapi-gen=false
 type Problem struct {
 	// Document is the 1-based index of the document among the source's
 	// non-empty documents.
@@ -113,6 +116,7 @@ func Decode(data []byte, source string) ([]*Cluster, error) {
 }
 
 // document is one piece of the input.
+// +k8s:openapi-gen=false
 type document struct {
 	body []byte
 	// line is the 1-based line of the input where body starts.
@@ -123,6 +127,7 @@ type document struct {
 	err error
 }
 
+// +k8s:openapi-gen=false
 type decoder struct {
 	docIndex int
 	problems []Problem
@@ -411,6 +416,7 @@ func coveredBy(path string, bad map[string]bool) bool {
 }
 
 // customField is a field whose type decodes itself.
+// +k8s:openapi-gen=false
 type customField struct {
 	path []string // "*" matches every index of a list
 	// check returns why raw (the value as JSON) cannot be decoded.

@@ -17,6 +17,7 @@ import (
 // Quantities are normalised to integers so that 0.5 and 500m, or 64Mi and
 // 67108864, hash alike. Add fields only with care: a new field changes every
 // hash, which rolls every cluster.
+// +k8s:openapi-gen=false
 type templateForHash struct {
 	Command         string            `json:"command"`
 	Env             map[string]string `json:"env,omitempty"`

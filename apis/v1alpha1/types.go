@@ -1,6 +1,3 @@
-// Package v1alpha1 holds the Cluster object users write (docs/design.md section 2):
-// its types, defaulting, validation with field paths, and strict decoding.
-// It is pure: no I/O.
 package v1alpha1
 
 import (
@@ -95,11 +92,12 @@ type ClusterSpec struct {
 // TaskSpec is the template every member is launched from.
 type TaskSpec struct {
 	// Command is run with sh -c by the command executor (or by the custom executor).
-	Command   string            `json:"command"`
-	Env       map[string]string `json:"env,omitempty"`
-	URIs      []URI             `json:"uris,omitempty"`
-	Resources Resources         `json:"resources"`
-	Executor  *ExecutorSpec     `json:"executor,omitempty"`
+	Command string            `json:"command"`
+	Env     map[string]string `json:"env,omitempty"`
+	// +listType=atomic
+	URIs      []URI         `json:"uris,omitempty"`
+	Resources Resources     `json:"resources"`
+	Executor  *ExecutorSpec `json:"executor,omitempty"`
 	// User the task (and its executor and hooks) runs as on the agent: Mesos
 	// CommandInfo.user. Empty: the framework's user (the agent's, under
 	// localmesos). It must exist on the agents, as for Mesos.
@@ -209,14 +207,16 @@ type Resources struct {
 // ExecutorSpec names a custom executor, e.g. `converge executor`.
 type ExecutorSpec struct {
 	Command string `json:"command"`
-	URIs    []URI  `json:"uris,omitempty"`
+	// +listType=atomic
+	URIs []URI `json:"uris,omitempty"`
 }
 
 // Placement constrains which agents members land on.
 type Placement struct {
 	// Spread "hostname": at most one member per agent hostname; "none"
 	// (the default; empty means the same): members go wherever they fit.
-	Spread      string       `json:"spread,omitempty"`
+	Spread string `json:"spread,omitempty"`
+	// +listType=atomic
 	Constraints []Constraint `json:"constraints,omitempty"`
 	// ReplaceAfter: how long a member with volumes waits for the agent that
 	// holds them to come back before it is re-created elsewhere with new,
@@ -319,13 +319,16 @@ type Restart struct {
 
 // ClusterStatus is written by the controller only.
 type ClusterStatus struct {
-	ObservedGeneration int64              `json:"observedGeneration,omitempty"`
-	Replicas           int32              `json:"replicas"`
-	ReadyReplicas      int32              `json:"readyReplicas"`
-	UpdatedReplicas    int32              `json:"updatedReplicas"`
-	Master             *MasterStatus      `json:"master,omitempty"`
-	Tasks              []TaskStatus       `json:"tasks,omitempty"`
-	Conditions         []metav1.Condition `json:"conditions,omitempty"`
+	ObservedGeneration int64         `json:"observedGeneration,omitempty"`
+	Replicas           int32         `json:"replicas"`
+	ReadyReplicas      int32         `json:"readyReplicas"`
+	UpdatedReplicas    int32         `json:"updatedReplicas"`
+	Master             *MasterStatus `json:"master,omitempty"`
+	// +listType=atomic
+	Tasks []TaskStatus `json:"tasks,omitempty"`
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
 	// LastProgressTime is when the cluster last made progress (a member became
 	// ready, the spec changed, a surplus member stopped); spec.update.
 	// progressDeadline counts from it, or from when Ready turned False if later.
@@ -361,13 +364,14 @@ type MasterStatus struct {
 
 // TaskStatus is one member as last observed.
 type TaskStatus struct {
-	ID       string  `json:"id"`
-	Ordinal  int32   `json:"ordinal"`
-	State    string  `json:"state"`
-	AgentID  string  `json:"agentId,omitempty"`
-	Hostname string  `json:"hostname,omitempty"`
-	Ports    []int32 `json:"ports,omitempty"`
-	Message  string  `json:"message,omitempty"`
+	ID       string `json:"id"`
+	Ordinal  int32  `json:"ordinal"`
+	State    string `json:"state"`
+	AgentID  string `json:"agentId,omitempty"`
+	Hostname string `json:"hostname,omitempty"`
+	// +listType=atomic
+	Ports   []int32 `json:"ports,omitempty"`
+	Message string  `json:"message,omitempty"`
 	// Healthy is the member's last health check result (unset: it has no
 	// health check, or none has counted yet).
 	Healthy *bool `json:"healthy,omitempty"`

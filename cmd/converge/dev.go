@@ -25,6 +25,7 @@ func newDevCmd(g *globals) *cobra.Command {
 		etcdClientURL string
 		mesosListen   string
 		httpAddr      string
+		apiListen     string
 		verbose       int
 		unreachable   time.Duration
 	)
@@ -139,6 +140,18 @@ it cleanly; the data stays for the next run (delete --data-dir to start over).`,
 			}
 			defer ops.Close()
 
+			api, stopAPI, err := startDevAPI(ctx, st, abs, apiListen, log)
+			if err != nil {
+				return err
+			}
+			if api != nil {
+				defer func() {
+					stopAPI()
+					_ = api.Wait()
+					fmt.Fprintln(g.out, "kubernetes API stopped")
+				}()
+			}
+
 			fmt.Fprintf(g.out, "converge dev is running (data in %s)\n", abs)
 			fmt.Fprintf(g.out, "  etcd         %s\n", etcdClientURL)
 			fmt.Fprintf(g.out, "  controller   framework converge on %s (executor: %s)\n", m.URL(), exe)
@@ -146,12 +159,18 @@ it cleanly; the data stays for the next run (delete --data-dir to start over).`,
 			if u := ops.URL(); u != "" {
 				fmt.Fprintf(g.out, "  metrics      %s/metrics  (health: %s/healthz, %s/readyz)\n", u, u, u)
 			}
+			if api != nil {
+				fmt.Fprintf(g.out, "  kubernetes   %s  (kubectl: export KUBECONFIG=%s)\n", api.URL, api.Kubeconfig)
+			}
 			fmt.Fprintln(g.out, "Try, in another terminal:")
 			if etcdClientURL != cli.DefaultEtcdEndpoint {
 				fmt.Fprintf(g.out, "  export %s=%s\n", envEtcdEndpoints, etcdClientURL)
 			}
 			fmt.Fprintln(g.out, "  converge apply -f manifests/examples/")
 			fmt.Fprintln(g.out, "  converge get clusters -w")
+			if api != nil {
+				fmt.Fprintf(g.out, "  export KUBECONFIG=%s; kubectl get clusters -w\n", api.Kubeconfig)
+			}
 			fmt.Fprintln(g.out, "Press Ctrl-C to stop.")
 
 			select {
@@ -173,6 +192,7 @@ it cleanly; the data stays for the next run (delete --data-dir to start over).`,
 	f.StringVar(&etcdClientURL, "etcd-client-url", cli.DefaultEtcdEndpoint, "where the embedded etcd serves clients")
 	f.StringVar(&mesosListen, "mesos-listen", "127.0.0.1:5050", "address of the local Mesos master")
 	f.StringVar(&httpAddr, "http", "127.0.0.1:8080", `address for /metrics, /healthz and /readyz ("" to disable)`)
+	f.StringVar(&apiListen, "api-listen", "127.0.0.1:6443", `address of the Kubernetes API for kubectl (TLS; writes <data-dir>/kubeconfig; "" to disable)`)
 	f.IntVarP(&verbose, "verbose", "v", 0, "log verbosity (0: info and errors)")
 	// Short here: after a restart of dev, the tasks of the previous local Mesos
 	// are gone for good, and members on a lost agent are replaced quickly.

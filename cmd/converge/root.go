@@ -83,6 +83,7 @@ Try it on one machine:
 		newVersionCmd(g),
 		newDevCmd(g),
 		newServeCmd(g),
+		newKubeconfigCmd(g),
 		newLocalMesosCmd(g),
 		newExecutorCmd(g),
 	)

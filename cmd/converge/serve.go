@@ -38,6 +38,7 @@ func newServeCmd(g *globals) *cobra.Command {
 		leaseTTL        time.Duration
 		verbose         int
 		unreachable     time.Duration
+		api             apiFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "serve --mesos-master URL[,URL...]",
@@ -110,6 +111,17 @@ The framework's secret is read from --secret-file, never from a flag value.`,
 			if executorURI == "" {
 				fmt.Fprintln(g.errOut, "warning: no --executor-uri: clusters with election.strategy position and no executor of their own cannot elect a master")
 			}
+			// Every replica serves the API (it reads and writes the store, unfenced);
+			// only the leader runs the controller.
+			apiCtx, stopAPI := context.WithCancel(ctx)
+			defer stopAPI()
+			apiSrv, err := api.start(apiCtx, st, log)
+			if err != nil {
+				return err
+			}
+			if apiSrv != nil {
+				fmt.Fprintf(g.out, "  kubernetes API %s\n", apiSrv.URL)
+			}
 			fmt.Fprintf(g.out, "  campaigning for leadership under %s\n", st.LeaderPrefix())
 
 			err = leader.RunWithOptions(ctx, st.Client(), st, leader.Options{Identity: identity, TTL: leaseTTL, Log: log.WithName("leader")},
@@ -143,6 +155,10 @@ The framework's secret is read from --secret-file, never from a flag value.`,
 					}
 					return err
 				})
+			if apiSrv != nil {
+				stopAPI()
+				_ = apiSrv.Wait()
+			}
 			fmt.Fprintln(g.out, "converge serve stopped")
 			return err
 		},
@@ -161,6 +177,7 @@ The framework's secret is read from --secret-file, never from a flag value.`,
 	f.BoolVar(&newFramework, "new-framework", false, "ignore the stored framework id and register a new framework (after Mesos removed the old one)")
 	f.StringVar(&identity, "identity", "", "this replica's name in the leader election (default hostname-pid)")
 	f.DurationVar(&leaseTTL, "lease-ttl", leader.DefaultTTL, "leader lease TTL: a dead leader is replaced within about this long")
+	api.register(cmd)
 	f.IntVarP(&verbose, "verbose", "v", 0, "log verbosity (0: info and errors)")
 	f.DurationVar(&unreachable, "unreachable-timeout", controller.DefaultUnreachableTimeout, "write off (stop counting, kill) a member whose agent is unreachable for this long; its ordinal is relaunched once Mesos reports it finished")
 	return cmd

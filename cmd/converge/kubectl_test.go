@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/converge-io/converge/store"
+)
+
+// kubectlEnv is a converge dev started in-process (real embedded etcd, local
+// Mesos running real processes, the controller, the Kubernetes API on a free
+// port) and the real kubectl pointed at it with the kubeconfig dev wrote.
+type kubectlEnv struct {
+	*env
+	kubeconfig string
+	apiURL     string
+}
+
+func startDevForKubectl(t *testing.T) *kubectlEnv {
+	t.Helper()
+	if _, err := exec.LookPath("kubectl"); err != nil {
+		t.Skip("kubectl is not on PATH: the Kubernetes API tests need the real kubectl")
+	}
+	etcdURL := freeURL(t)
+	data := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	out, errOut := &syncBuffer{}, &syncBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"dev", "--data-dir", data, "--etcd-client-url", etcdURL,
+			"--mesos-listen", "127.0.0.1:0", "--http", "", "--api-listen", "127.0.0.1:0", "--agents", "2"},
+			streams{in: strings.NewReader(""), out: out, errOut: errOut})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Error("converge dev did not stop")
+		}
+	})
+	waitFor(t, func() bool { return strings.Contains(out.String(), "Press Ctrl-C") })
+	kc := filepath.Join(data, "kubeconfig")
+	if !strings.Contains(out.String(), "export KUBECONFIG="+kc) {
+		t.Fatalf("dev does not tell how to use kubectl:\n%s", out.String())
+	}
+	url := ""
+	for _, line := range strings.Split(out.String(), "\n") {
+		if f := strings.Fields(line); len(f) > 1 && f[0] == "kubernetes" {
+			url = f[1]
+		}
+	}
+	return &kubectlEnv{
+		env:        &env{t: t, endpoint: etcdURL, prefix: store.DefaultPrefix, dir: t.TempDir()},
+		kubeconfig: kc, apiURL: url,
+	}
+}
+
+// kubectl runs the real kubectl; code is its exit code.
+func (k *kubectlEnv) kubectl(ctx context.Context, stdin string, args ...string) result {
+	k.t.Helper()
+	if ctx == nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+	}
+	cmd := exec.CommandContext(ctx, "kubectl", args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+k.kubeconfig, "HOME="+k.dir)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		k.t.Fatalf("kubectl %v: %v", args, err)
+	}
+	return result{code: code, out: out.String(), err: errOut.String()}
+}
+
+func (k *kubectlEnv) k(args ...string) result { k.t.Helper(); return k.kubectl(nil, "", args...) }
+
+// TestKubectl walks kubectl through converge dev as a user would: discovery,
+// apply (twice: unchanged), the converge CLI seeing the same object, wait for
+// Ready (the real controller and processes), get -w streaming a scale,
+// diff's exit codes, an unknown field refused by name, server-side apply with
+// a conflict and --force-conflicts, delete, and an anonymous request refused.
+func TestKubectl(t *testing.T) {
+	k := startDevForKubectl(t)
+
+	// Anonymous: no client certificate, no token.
+	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get(k.apiURL + "/apis/converge.io/v1alpha1/clusters")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("anonymous request: got %s, want 401 Unauthorized", resp.Status)
+	}
+
+	expect(t, k.k("api-resources", "--api-group=converge.io"), 0, "clusters", "cl", "converge.io/v1alpha1", "Cluster")
+
+	web := k.file("web.yaml", manifest("web", 1, ""))
+	expect(t, k.k("apply", "-f", web), 0, "cluster.converge.io/web created")
+	expect(t, k.k("apply", "-f", web), 0, "cluster.converge.io/web unchanged")
+	// One source of truth: the converge CLI sees what kubectl wrote.
+	expect(t, k.run("", "get", "cluster", "web"), 0, "web")
+
+	expect(t, k.k("wait", "--for=condition=Ready", "cluster/web", "--timeout=60s"), 0, "cluster.converge.io/web condition met")
+	expect(t, k.k("get", "clusters"), 0, "REPLICAS", "MASTER", "EPOCH", "1/1", "True")
+
+	// get -w streams the scale to 2.
+	wctx, stopWatch := context.WithCancel(context.Background())
+	watchOut := make(chan result, 1)
+	go func() { watchOut <- k.kubectl(wctx, "", "get", "clusters", "-w", "--output-watch-events") }()
+	expect(t, k.k("scale", "cluster/web", "--replicas=2"), 0, "cluster.converge.io/web scaled")
+	waitFor(t, func() bool { return *k.get("web").Spec.Replicas == 2 })
+	expect(t, k.k("wait", "--for=jsonpath={.status.readyReplicas}=2", "cluster/web", "--timeout=60s"), 0, "condition met")
+	stopWatch()
+	w := <-watchOut
+	if !strings.Contains(w.out, "MODIFIED") || !strings.Contains(w.out, "/2") {
+		t.Fatalf("get -w did not stream the scale:\n%s", w)
+	}
+
+	// diff: 1 when the file differs from the live object, 0 when not.
+	expect(t, k.k("diff", "-f", web), 1, "replicas")
+	expect(t, k.k("diff", "-f", k.file("web2.yaml", manifest("web", 2, ""))), 0)
+
+	// An unknown field is refused, naming it; nothing is written.
+	bad := k.file("bad.yaml", strings.Replace(manifest("web", 3, ""), "replicas:", "replicaz:", 1))
+	expect(t, k.k("apply", "-f", bad), 1, `unknown field "spec.replicaz"`)
+
+	// Server-side apply: created, then a second manager's change conflicts
+	// until forced.
+	api := k.file("api.yaml", manifest("api", 0, ""))
+	expect(t, k.k("apply", "--server-side", "-f", api), 0, "cluster.converge.io/api serverside-applied")
+	other := k.file("api-other.yaml", manifest("api", 1, ""))
+	expect(t, k.k("apply", "--server-side", "--field-manager=other", "-f", other), 1, "conflict", ".spec.replicas")
+	expect(t, k.k("apply", "--server-side", "--field-manager=other", "--force-conflicts", "-f", other), 0, "serverside-applied")
+	if r := *k.get("api").Spec.Replicas; r != 1 {
+		t.Fatalf("after --force-conflicts: replicas %d, want 1", r)
+	}
+	expect(t, k.k("apply", "--server-side", "--dry-run=server", "-f", api), 1, "conflict")
+	expect(t, k.k("delete", "cluster", "web", "--timeout=60s"), 0, `cluster.converge.io "web" deleted`)
+	expect(t, k.k("get", "cluster", "web"), 1, "NotFound")
+}
