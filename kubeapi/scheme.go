@@ -45,6 +45,9 @@ func addKnownTypes(s *runtime.Scheme) error {
 		s.AddKnownTypes(gv, &v1alpha1.Cluster{}, &v1alpha1.ClusterList{})
 	}
 	metav1.AddToGroupVersion(s, GroupVersion)
+	// Options (list, get, delete) are decoded as meta v1, the
+	// OptionsExternalVersion of k8s.io/apiserver's default group info.
+	metav1.AddToGroupVersion(s, schema.GroupVersion{Version: "v1"})
 
 	// The scale subresource speaks autoscaling/v1 Scale.
 	if err := autoscalingv1.AddToScheme(s); err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
@@ -24,7 +23,7 @@ func startDevAPI(ctx context.Context, st *store.Store, dataDir, listen string, l
 	r, err := kubeapi.StartDev(actx, st, dataDir, listen, log.WithName("kubeapi"))
 	if err != nil {
 		stop()
-		return nil, nil, fmt.Errorf("%w (is another converge dev listening there? use --api-listen)", err)
+		return nil, nil, err
 	}
 	return r, stop, nil
 }
