@@ -101,7 +101,9 @@ func (k *kubectlEnv) kubectl(ctx context.Context, stdin string, args ...string) 
 	} else if err != nil {
 		k.t.Fatalf("kubectl %v: %v", args, err)
 	}
-	return result{code: code, out: out.String(), err: errOut.String()}
+	r := result{code: code, out: out.String(), err: errOut.String()}
+	k.t.Logf("$ kubectl %s\n%s", strings.Join(args, " "), r)
+	return r
 }
 
 func (k *kubectlEnv) k(args ...string) result { k.t.Helper(); return k.kubectl(nil, "", args...) }
