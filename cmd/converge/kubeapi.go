@@ -5,7 +5,6 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
-	"k8s.io/klog/v2"
 
 	"github.com/converge-io/converge/cli"
 	"github.com/converge-io/converge/kubeapi"
@@ -18,7 +17,6 @@ func startDevAPI(ctx context.Context, st *store.Store, dataDir, listen string, l
 	if listen == "" {
 		return nil, func() {}, nil
 	}
-	klog.SetLogger(log.WithName("kubeapi"))
 	actx, stop := context.WithCancel(ctx)
 	r, err := kubeapi.StartDev(actx, st, dataDir, listen, log.WithName("kubeapi"))
 	if err != nil {
@@ -53,7 +51,6 @@ func (a *apiFlags) start(ctx context.Context, st *store.Store, log logr.Logger) 
 	if a.clientCA == "" && a.tokenFile == "" {
 		return nil, cli.Usage("--api-listen needs --api-client-ca or --api-token-file: anonymous requests are refused")
 	}
-	klog.SetLogger(log.WithName("kubeapi"))
 	return kubeapi.Start(ctx, kubeapi.Config{
 		Store: st, Listen: a.listen, CertFile: a.cert, KeyFile: a.key,
 		ClientCAFile: a.clientCA, TokenFile: a.tokenFile, Log: log.WithName("kubeapi"),
