@@ -120,6 +120,7 @@ type TaskSpec struct {
 	// outlive the member's tasks, at ContainerPath in its sandbox. A member
 	// with volumes reserves its resources for spec.role (which must not be
 	// "*") and is relaunched on the agent that holds them.
+	// +listType=atomic
 	Volumes []Volume `json:"volumes,omitempty"`
 }
 

@@ -6,6 +6,11 @@
 package v1alpha1
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in Check) OpenAPIModelName() string {
+	return "io.converge.v1alpha1.Check"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in Cluster) OpenAPIModelName() string {
 	return "io.converge.v1alpha1.Cluster"
 }
@@ -46,6 +51,11 @@ func (in ExecutorSpec) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in HTTPCheck) OpenAPIModelName() string {
+	return "io.converge.v1alpha1.HTTPCheck"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in MasterStatus) OpenAPIModelName() string {
 	return "io.converge.v1alpha1.MasterStatus"
 }
@@ -71,6 +81,16 @@ func (in Restart) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in SwitchoverStatus) OpenAPIModelName() string {
+	return "io.converge.v1alpha1.SwitchoverStatus"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in TCPCheck) OpenAPIModelName() string {
+	return "io.converge.v1alpha1.TCPCheck"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in TaskSpec) OpenAPIModelName() string {
 	return "io.converge.v1alpha1.TaskSpec"
 }
@@ -88,4 +108,9 @@ func (in URI) OpenAPIModelName() string {
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in Update) OpenAPIModelName() string {
 	return "io.converge.v1alpha1.Update"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in Volume) OpenAPIModelName() string {
+	return "io.converge.v1alpha1.Volume"
 }

@@ -19,6 +19,7 @@ import (
 
 func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenAPIDefinition {
 	return map[string]common.OpenAPIDefinition{
+		v1alpha1.Check{}.OpenAPIModelName():                      schema_converge_io_converge_apis_v1alpha1_Check(ref),
 		v1alpha1.Cluster{}.OpenAPIModelName():                    schema_converge_io_converge_apis_v1alpha1_Cluster(ref),
 		v1alpha1.ClusterList{}.OpenAPIModelName():                schema_converge_io_converge_apis_v1alpha1_ClusterList(ref),
 		v1alpha1.ClusterSpec{}.OpenAPIModelName():                schema_converge_io_converge_apis_v1alpha1_ClusterSpec(ref),
@@ -26,14 +27,18 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.Constraint{}.OpenAPIModelName():                 schema_converge_io_converge_apis_v1alpha1_Constraint(ref),
 		v1alpha1.Election{}.OpenAPIModelName():                   schema_converge_io_converge_apis_v1alpha1_Election(ref),
 		v1alpha1.ExecutorSpec{}.OpenAPIModelName():               schema_converge_io_converge_apis_v1alpha1_ExecutorSpec(ref),
+		v1alpha1.HTTPCheck{}.OpenAPIModelName():                  schema_converge_io_converge_apis_v1alpha1_HTTPCheck(ref),
 		v1alpha1.MasterStatus{}.OpenAPIModelName():               schema_converge_io_converge_apis_v1alpha1_MasterStatus(ref),
 		v1alpha1.Placement{}.OpenAPIModelName():                  schema_converge_io_converge_apis_v1alpha1_Placement(ref),
 		v1alpha1.Resources{}.OpenAPIModelName():                  schema_converge_io_converge_apis_v1alpha1_Resources(ref),
 		v1alpha1.Restart{}.OpenAPIModelName():                    schema_converge_io_converge_apis_v1alpha1_Restart(ref),
+		v1alpha1.SwitchoverStatus{}.OpenAPIModelName():           schema_converge_io_converge_apis_v1alpha1_SwitchoverStatus(ref),
+		v1alpha1.TCPCheck{}.OpenAPIModelName():                   schema_converge_io_converge_apis_v1alpha1_TCPCheck(ref),
 		v1alpha1.TaskSpec{}.OpenAPIModelName():                   schema_converge_io_converge_apis_v1alpha1_TaskSpec(ref),
 		v1alpha1.TaskStatus{}.OpenAPIModelName():                 schema_converge_io_converge_apis_v1alpha1_TaskStatus(ref),
 		v1alpha1.URI{}.OpenAPIModelName():                        schema_converge_io_converge_apis_v1alpha1_URI(ref),
 		v1alpha1.Update{}.OpenAPIModelName():                     schema_converge_io_converge_apis_v1alpha1_Update(ref),
+		v1alpha1.Volume{}.OpenAPIModelName():                     schema_converge_io_converge_apis_v1alpha1_Volume(ref),
 		v1.ContainerResourceMetricSource{}.OpenAPIModelName():    schema_k8sio_api_autoscaling_v1_ContainerResourceMetricSource(ref),
 		v1.ContainerResourceMetricStatus{}.OpenAPIModelName():    schema_k8sio_api_autoscaling_v1_ContainerResourceMetricStatus(ref),
 		v1.CrossVersionObjectReference{}.OpenAPIModelName():      schema_k8sio_api_autoscaling_v1_CrossVersionObjectReference(ref),
@@ -111,6 +116,76 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		runtime.Unknown{}.OpenAPIModelName():                     schema_k8sio_apimachinery_pkg_runtime_Unknown(ref),
 		intstr.IntOrString{}.OpenAPIModelName():                  schema_apimachinery_pkg_util_intstr_IntOrString(ref),
 		version.Info{}.OpenAPIModelName():                        schema_k8sio_apimachinery_pkg_version_Info(ref),
+	}
+}
+
+func schema_converge_io_converge_apis_v1alpha1_Check(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "Check is a Mesos health check (HealthCheck) or check (CheckInfo): one of command, http or tcp, and its timing. Defaults are Mesos's.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"type": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Type: command | http | tcp. Default: the one of the three that is set.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"command": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Command is run with sh -c in the member's sandbox, with its environment and user; exit status 0 passes.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"http": {
+						SchemaProps: spec.SchemaProps{
+							Ref: ref(v1alpha1.HTTPCheck{}.OpenAPIModelName()),
+						},
+					},
+					"tcp": {
+						SchemaProps: spec.SchemaProps{
+							Ref: ref(v1alpha1.TCPCheck{}.OpenAPIModelName()),
+						},
+					},
+					"delay": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Delay before the first check, counted from when the member runs (delay_seconds). Default 15s.",
+							Ref:         ref(metav1.Duration{}.OpenAPIModelName()),
+						},
+					},
+					"interval": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Interval from the end of one check to the start of the next (interval_seconds). Default 10s.",
+							Ref:         ref(metav1.Duration{}.OpenAPIModelName()),
+						},
+					},
+					"timeout": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Timeout of one check, which then counts as failed; 0s: none (timeout_seconds). Default 20s.",
+							Ref:         ref(metav1.Duration{}.OpenAPIModelName()),
+						},
+					},
+					"gracePeriod": {
+						SchemaProps: spec.SchemaProps{
+							Description: "GracePeriod (health checks only): failures within it of the member's start are ignored until a check first passes (grace_period_seconds). Default 10s.",
+							Ref:         ref(metav1.Duration{}.OpenAPIModelName()),
+						},
+					},
+					"consecutiveFailures": {
+						SchemaProps: spec.SchemaProps{
+							Description: "ConsecutiveFailures (health checks only) after which the executor kills the member. Default 3.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.HTTPCheck{}.OpenAPIModelName(), v1alpha1.TCPCheck{}.OpenAPIModelName(), metav1.Duration{}.OpenAPIModelName()},
 	}
 }
 
@@ -352,12 +427,18 @@ func schema_converge_io_converge_apis_v1alpha1_ClusterStatus(ref common.Referenc
 							Ref:         ref(metav1.Time{}.OpenAPIModelName()),
 						},
 					},
+					"switchover": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Switchover is the latest switchover request acted on and how it went.",
+							Ref:         ref(v1alpha1.SwitchoverStatus{}.OpenAPIModelName()),
+						},
+					},
 				},
 				Required: []string{"replicas", "readyReplicas", "updatedReplicas"},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.MasterStatus{}.OpenAPIModelName(), v1alpha1.TaskStatus{}.OpenAPIModelName(), metav1.Condition{}.OpenAPIModelName(), metav1.Time{}.OpenAPIModelName()},
+			v1alpha1.MasterStatus{}.OpenAPIModelName(), v1alpha1.SwitchoverStatus{}.OpenAPIModelName(), v1alpha1.TaskStatus{}.OpenAPIModelName(), metav1.Condition{}.OpenAPIModelName(), metav1.Time{}.OpenAPIModelName()},
 	}
 }
 
@@ -451,6 +532,13 @@ func schema_converge_io_converge_apis_v1alpha1_Election(ref common.ReferenceCall
 							Ref:         ref(metav1.Duration{}.OpenAPIModelName()),
 						},
 					},
+					"maximumLagOnFailover": {
+						SchemaProps: spec.SchemaProps{
+							Description: "MaximumLagOnFailover (position strategy; Patroni's maximum_lag_on_failover): an election excludes members whose position is behind the master's last reported position by more than this, in the positions' unit (bytes of WAL for PostgreSQL LSNs, transactions for MariaDB GTID lists and MySQL GTID sets, the integers' own unit; see election.Lag). With none within it, no master is elected: the election waits, and retries each timeout. Unset: no limit.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
 				},
 			},
 		},
@@ -496,6 +584,40 @@ func schema_converge_io_converge_apis_v1alpha1_ExecutorSpec(ref common.Reference
 		},
 		Dependencies: []string{
 			v1alpha1.URI{}.OpenAPIModelName()},
+	}
+}
+
+func schema_converge_io_converge_apis_v1alpha1_HTTPCheck(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "HTTPCheck is a GET of scheme://HOST:PORT<portIndex><path>; a status in 200..399 passes. HOST is 127.0.0.1 on Mesos (the agent's loopback address under localmesos). Redirects are followed; TLS certificates not verified.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"portIndex": {
+						SchemaProps: spec.SchemaProps{
+							Description: "PortIndex is which of the member's ports (PORT0, PORT1, ...), as Marathon's portIndex. Default 0.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"path": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Path, starting with '/'. Default \"/\".",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"scheme": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Scheme: http (default) or https.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+			},
+		},
 	}
 }
 
@@ -577,11 +699,17 @@ func schema_converge_io_converge_apis_v1alpha1_Placement(ref common.ReferenceCal
 							},
 						},
 					},
+					"replaceAfter": {
+						SchemaProps: spec.SchemaProps{
+							Description: "ReplaceAfter: how long a member with volumes waits for the agent that holds them to come back before it is re-created elsewhere with new, empty volumes. Unset: DefaultReplaceAfter (the DC/OS SDK's 20 minutes).",
+							Ref:         ref(metav1.Duration{}.OpenAPIModelName()),
+						},
+					},
 				},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.Constraint{}.OpenAPIModelName()},
+			v1alpha1.Constraint{}.OpenAPIModelName(), metav1.Duration{}.OpenAPIModelName()},
 	}
 }
 
@@ -661,6 +789,82 @@ func schema_converge_io_converge_apis_v1alpha1_Restart(ref common.ReferenceCallb
 	}
 }
 
+func schema_converge_io_converge_apis_v1alpha1_SwitchoverStatus(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "SwitchoverStatus reports a switchover request (the annotations AnnotationSwitchover*).",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"requestedAt": {
+						SchemaProps: spec.SchemaProps{
+							Description: "RequestedAt is the request's AnnotationSwitchoverAt.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"phase": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Phase: Demoting, Electing, Succeeded or Failed.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"from": {
+						SchemaProps: spec.SchemaProps{
+							Description: "From and To are the old and the new master's ordinals (To: once elected, or the one asked for).",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"to": {
+						SchemaProps: spec.SchemaProps{
+							Type:   []string{"integer"},
+							Format: "int32",
+						},
+					},
+					"epoch": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Epoch is the election epoch of the new master.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"message": {
+						SchemaProps: spec.SchemaProps{
+							Type:   []string{"string"},
+							Format: "",
+						},
+					},
+				},
+				Required: []string{"requestedAt", "phase"},
+			},
+		},
+	}
+}
+
+func schema_converge_io_converge_apis_v1alpha1_TCPCheck(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "TCPCheck passes when a TCP connection to the member's port opens.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"portIndex": {
+						SchemaProps: spec.SchemaProps{
+							Description: "PortIndex is which of the member's ports (PORT0, PORT1, ...). Default 0.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+				},
+			},
+		},
+	}
+}
+
 func schema_converge_io_converge_apis_v1alpha1_TaskSpec(ref common.ReferenceCallback) common.OpenAPIDefinition {
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
@@ -731,12 +935,42 @@ func schema_converge_io_converge_apis_v1alpha1_TaskSpec(ref common.ReferenceCall
 							Ref:         ref(metav1.Duration{}.OpenAPIModelName()),
 						},
 					},
+					"healthCheck": {
+						SchemaProps: spec.SchemaProps{
+							Description: "HealthCheck (Mesos TaskInfo.health_check), run by the member's executor: a member that fails it consecutiveFailures times in a row (after its gracePeriod) is killed by its executor and replaced. While a member has one, it counts as ready only once it reported healthy.",
+							Ref:         ref(v1alpha1.Check{}.OpenAPIModelName()),
+						},
+					},
+					"readinessCheck": {
+						SchemaProps: spec.SchemaProps{
+							Description: "ReadinessCheck (Mesos TaskInfo.check): a member counts as ready only while it passes (and minReadySeconds after it started passing). It takes no gracePeriod or consecutiveFailures: a failing one kills nothing.",
+							Ref:         ref(v1alpha1.Check{}.OpenAPIModelName()),
+						},
+					},
+					"volumes": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "Volumes are Mesos persistent volumes: directories on the agent that outlive the member's tasks, at ContainerPath in its sandbox. A member with volumes reserves its resources for spec.role (which must not be \"*\") and is relaunched on the agent that holds them.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.Volume{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
 				},
 				Required: []string{"command", "resources"},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.ExecutorSpec{}.OpenAPIModelName(), v1alpha1.Resources{}.OpenAPIModelName(), v1alpha1.URI{}.OpenAPIModelName(), metav1.Duration{}.OpenAPIModelName()},
+			v1alpha1.Check{}.OpenAPIModelName(), v1alpha1.ExecutorSpec{}.OpenAPIModelName(), v1alpha1.Resources{}.OpenAPIModelName(), v1alpha1.URI{}.OpenAPIModelName(), v1alpha1.Volume{}.OpenAPIModelName(), metav1.Duration{}.OpenAPIModelName()},
 	}
 }
 
@@ -802,6 +1036,20 @@ func schema_converge_io_converge_apis_v1alpha1_TaskStatus(ref common.ReferenceCa
 						SchemaProps: spec.SchemaProps{
 							Type:   []string{"string"},
 							Format: "",
+						},
+					},
+					"healthy": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Healthy is the member's last health check result (unset: it has no health check, or none has counted yet).",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+					"ready": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Ready: the member counts toward readyReplicas.",
+							Type:        []string{"boolean"},
+							Format:      "",
 						},
 					},
 				},
@@ -882,6 +1130,44 @@ func schema_converge_io_converge_apis_v1alpha1_Update(ref common.ReferenceCallba
 		},
 		Dependencies: []string{
 			metav1.Duration{}.OpenAPIModelName()},
+	}
+}
+
+func schema_converge_io_converge_apis_v1alpha1_Volume(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "Volume is one persistent volume of every member.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Name identifies the volume among the task's (a DNS-1123 label).",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"containerPath": {
+						SchemaProps: spec.SchemaProps{
+							Description: "ContainerPath is where the volume appears, relative to the sandbox.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"size": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Size is the disk the volume takes (a Kubernetes quantity, e.g. 1Gi).",
+							Ref:         ref(resource.Quantity{}.OpenAPIModelName()),
+						},
+					},
+				},
+				Required: []string{"name", "containerPath", "size"},
+			},
+		},
+		Dependencies: []string{
+			resource.Quantity{}.OpenAPIModelName()},
 	}
 }
 
