@@ -31,6 +31,8 @@ func (m *Mesos) serveFault(w http.ResponseWriter, r *http.Request) {
 		err = m.PartitionAgent(q.Get("agent"))
 	case "/fault/agent/restore":
 		err = m.RestoreAgent(q.Get("agent"))
+	case "/fault/agent/gone":
+		err = m.MarkAgentGone(q.Get("agent"))
 	case "/fault/master/failover":
 		m.FailoverMaster()
 		result["leader"] = m.URL()
@@ -117,6 +119,9 @@ func (m *Mesos) LoseAgent(key string) error {
 	if err != nil {
 		return err
 	}
+	if a.gone {
+		return fmt.Errorf("agent %s has been marked gone", a.id)
+	}
 	if !a.reachable {
 		return nil
 	}
@@ -183,6 +188,10 @@ func (m *Mesos) RestoreAgent(key string) error {
 	if err != nil {
 		return err
 	}
+	if a.gone {
+		m.shutdownGone(a)
+		return nil
+	}
 	if a.reachable {
 		return nil
 	}
@@ -247,7 +256,7 @@ func (a *agent) frozen() bool { return !a.reachable && a.partition == nil }
 // markedUnreachable: the master counts the agent as unreachable (lost, or
 // partitioned for longer than AgentUnreachableAfter).
 func (a *agent) markedUnreachable() bool {
-	return !a.reachable && (a.partition == nil || a.partition.unreachable)
+	return !a.gone && !a.reachable && (a.partition == nil || a.partition.unreachable)
 }
 
 // PartitionAgent cuts an agent (by id or hostname) off from the master while its
@@ -265,6 +274,9 @@ func (m *Mesos) PartitionAgent(key string) error {
 	a, err := m.findAgent(key)
 	if err != nil {
 		return err
+	}
+	if a.gone {
+		return fmt.Errorf("agent %s has been marked gone", a.id)
 	}
 	if a.partition != nil {
 		return nil

@@ -88,11 +88,16 @@ type agent struct {
 	partition *partition
 	// unreachableAt: when the master last marked it unreachable
 	unreachableAt *mesos.TimeInfo
-	tasks         map[*task]struct{}
-	executors     map[string]*executor // fwID/execID
-	ln            net.Listener         // the agent's executor API (real tasks only)
-	srv           *http.Server
-	endpoint      string
+	// gone: an operator marked it gone (MARK_AGENT_GONE): it is removed
+	// for good; goneProcs are the processes it still runs (it was
+	// unreachable then), shut down when it tries to re-register
+	gone      bool
+	goneProcs []*process
+	tasks     map[*task]struct{}
+	executors map[string]*executor // fwID/execID
+	ln        net.Listener         // the agent's executor API (real tasks only)
+	srv       *http.Server
+	endpoint  string
 }
 
 func (a *agent) available() res {
@@ -529,6 +534,7 @@ func (m *Mesos) Close() error {
 				procs = append(procs, e.proc)
 			}
 		}
+		procs = append(procs, a.goneProcs...)
 	}
 	for _, fw := range m.frameworks {
 		if fw.failoverTimer != nil {
@@ -574,6 +580,8 @@ func (m *Mesos) handlerFor(ms *master) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/api/v1/scheduler", func(w http.ResponseWriter, r *http.Request) { m.serveScheduler(ms, w, r) })
 	mux.HandleFunc("/api/v1/executor", func(w http.ResponseWriter, r *http.Request) { m.serveExecutor(nil, w, r) })
+	mux.HandleFunc("/api/v1", func(w http.ResponseWriter, r *http.Request) { m.serveOperator(ms, w, r) })
+	mux.HandleFunc("/master/api/v1", func(w http.ResponseWriter, r *http.Request) { m.serveOperator(ms, w, r) })
 	mux.HandleFunc("/master/state", func(w http.ResponseWriter, r *http.Request) { m.serveState(ms, w, r) })
 	mux.HandleFunc("/state", func(w http.ResponseWriter, r *http.Request) { m.serveState(ms, w, r) })
 	mux.HandleFunc("/master/redirect", m.serveRedirect)

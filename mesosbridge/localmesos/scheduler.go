@@ -161,12 +161,13 @@ func decodeMessage(codec encoding.Codec, body []byte, u encoding.Unmarshaler) (e
 	return codec.NewDecoder(encoding.SourceReader(bytes.NewReader(body))).Decode(u)
 }
 
-// parseCall decodes a call body as Master::Http::scheduler does, with its
+// parseCall decodes a call body (a scheduler::Call, or a master::Call of the
+// operator API) as Master::Http::scheduler and Master::Http::api do, with their
 // messages: a protobuf body that does not parse (required fields included) is
 // "Failed to parse body into Call protobuf"; a JSON one is either not JSON or
 // does not convert into a Call (a wrong type, an unknown enum name, a required
 // field missing).
-func parseCall(codec encoding.Codec, body []byte, call *scheduler.Call) string {
+func parseCall(codec encoding.Codec, body []byte, call encoding.Unmarshaler) string {
 	if codec.Type == codecs.MediaTypeProtobuf {
 		if decodeMessage(codec, body, call) != nil {
 			return "Failed to parse body into Call protobuf"

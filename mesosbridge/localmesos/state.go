@@ -173,6 +173,8 @@ func (m *Mesos) stateLocked(self *master) State {
 		// the master has not yet marked is deactivated); an unreachable one
 		// is no longer registered: only counted (readonly_handler.cpp).
 		switch {
+		case a.gone:
+			continue // removed: not registered, not unreachable
 		case a.reachable:
 			st.ActivatedSlaves++
 		case a.markedUnreachable():

@@ -757,7 +757,8 @@ func (m *Mesos) reconcile(fw *framework, tasks []scheduler.Call_Reconcile_Task) 
 
 // reconcileUnknown answers an explicit reconciliation of a task the master
 // does not track, by its agent: registered -> TASK_GONE, unreachable ->
-// TASK_UNREACHABLE with the time it was marked so, unknown or not given ->
+// TASK_UNREACHABLE with the time it was marked so, marked gone ->
+// TASK_GONE_BY_OPERATOR, unknown or not given ->
 // TASK_UNKNOWN (each TASK_LOST without PARTITION_AWARE, by sendStatus).
 func (m *Mesos) reconcileUnknown(fw *framework, rt scheduler.Call_Reconcile_Task) mesos.TaskStatus {
 	st := mesos.TaskStatus{
@@ -771,9 +772,12 @@ func (m *Mesos) reconcileUnknown(fw *framework, rt scheduler.Call_Reconcile_Task
 	if rt.AgentID != nil {
 		st.AgentID = &mesos.AgentID{Value: rt.AgentID.Value}
 		if a := m.agentsByID[rt.AgentID.Value]; a != nil {
-			if !a.markedUnreachable() {
+			switch {
+			case a.gone:
+				st.State, msg = mesos.TASK_GONE_BY_OPERATOR.Enum(), "Reconciliation: Task is gone"
+			case !a.markedUnreachable():
 				st.State, msg = mesos.TASK_GONE.Enum(), "Reconciliation: Task is unknown to the agent"
-			} else {
+			default:
 				st.State, msg = mesos.TASK_UNREACHABLE.Enum(), "Reconciliation: Task is unreachable"
 				st.UnreachableTime = a.unreachableAt
 			}
