@@ -18,11 +18,6 @@ import (
 	"github.com/converge-io/converge/store"
 )
 
-// maxUpdateAttempts bounds re-reading after a store conflict in Update, as
-// k8s.io/apiserver's GuaranteedUpdate retries: a patch or an apply is
-// recomputed on the new object, a PUT with a stale resourceVersion is a 409.
-const maxUpdateAttempts = 5
-
 // clusterREST is the clusters resource, backed by the store.
 type clusterREST struct {
 	st *store.Store
@@ -115,43 +110,33 @@ func (r *clusterREST) Create(ctx context.Context, obj runtime.Object, validate r
 // through update happens only for server-side apply (forceAllowCreate).
 func (r *clusterREST) Update(ctx context.Context, name string, objInfo rest.UpdatedObjectInfo, createValidation rest.ValidateObjectFunc,
 	updateValidation rest.ValidateObjectUpdateFunc, forceAllowCreate bool, o *metav1.UpdateOptions) (runtime.Object, bool, error) {
-	ns := genericapirequest.NamespaceValue(ctx)
-	for attempt := 1; ; attempt++ {
-		cur, err := r.st.Get(ctx, ns, name)
-		if store.IsNotFound(err) && forceAllowCreate {
-			return r.createOnUpdate(ctx, objInfo, createValidation, o)
-		}
-		if err != nil {
-			return nil, false, apiError(err, name)
-		}
+	next := func(ctx context.Context, cur *v1alpha1.Cluster) (*v1alpha1.Cluster, error) {
 		obj, err := objInfo.UpdatedObject(ctx, cur)
 		if err != nil {
-			return nil, false, err
+			return nil, err
 		}
 		c := obj.(*v1alpha1.Cluster)
 		if err := checkUpdate(c, cur, objInfo.Preconditions()); err != nil {
-			return nil, false, err
+			return nil, err
 		}
 		if err := rest.BeforeUpdate(clusterStrategy, ctx, c, cur); err != nil {
-			return nil, false, err
+			return nil, err
 		}
 		if updateValidation != nil {
 			if err := updateValidation(ctx, c, cur); err != nil {
-				return nil, false, err
+				return nil, err
 			}
 		}
-		if isDryRun(o.DryRun) {
-			return c, false, nil
-		}
-		out, err := r.st.Update(ctx, c)
-		if store.IsConflict(err) && attempt < maxUpdateAttempts {
-			continue // written meanwhile: recompute on the new object
-		}
-		if err != nil {
-			return nil, false, apiError(err, name)
-		}
-		return out, false, nil
+		return c, nil
 	}
+	out, err := update(ctx, r.st, name, o.DryRun, next, r.st.Update)
+	if apierrors.IsNotFound(err) && forceAllowCreate {
+		return r.createOnUpdate(ctx, objInfo, createValidation, o)
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return out, false, nil
 }
 
 func (r *clusterREST) createOnUpdate(ctx context.Context, objInfo rest.UpdatedObjectInfo, validate rest.ValidateObjectFunc, o *metav1.UpdateOptions) (runtime.Object, bool, error) {

@@ -41,41 +41,34 @@ func (r *statusREST) Get(ctx context.Context, name string, _ *metav1.GetOptions)
 	return c, nil
 }
 
+// Update writes the status of objInfo's object (a PUT's body, a patch, an
+// apply) with the store's UpdateStatus: its spec and metadata are ignored.
 func (r *statusREST) Update(ctx context.Context, name string, objInfo rest.UpdatedObjectInfo, _ rest.ValidateObjectFunc,
 	updateValidation rest.ValidateObjectUpdateFunc, _ bool, o *metav1.UpdateOptions) (runtime.Object, bool, error) {
-	ns := genericapirequest.NamespaceValue(ctx)
-	for attempt := 1; ; attempt++ {
-		cur, err := r.st.Get(ctx, ns, name)
-		if err != nil {
-			return nil, false, apiError(err, name)
-		}
+	next := func(ctx context.Context, cur *v1alpha1.Cluster) (*v1alpha1.Cluster, error) {
 		obj, err := objInfo.UpdatedObject(ctx, cur)
 		if err != nil {
-			return nil, false, err
+			return nil, err
 		}
 		c := obj.(*v1alpha1.Cluster)
 		if err := checkUpdate(c, cur, objInfo.Preconditions()); err != nil {
-			return nil, false, err
+			return nil, err
 		}
 		if updateValidation != nil {
 			if err := updateValidation(ctx, c, cur); err != nil {
-				return nil, false, err
+				return nil, err
 			}
 		}
-		if isDryRun(o.DryRun) {
-			next := cur.DeepCopy()
-			next.Status = c.Status
-			return next, false, nil
-		}
-		out, err := r.st.UpdateStatus(ctx, c)
-		if store.IsConflict(err) && attempt < maxUpdateAttempts {
-			continue
-		}
-		if err != nil {
-			return nil, false, apiError(err, name)
-		}
-		return out, false, nil
+		// What UpdateStatus writes: the stored object with the new status.
+		out := cur.DeepCopy()
+		out.Status = c.Status
+		return out, nil
 	}
+	out, err := update(ctx, r.st, name, o.DryRun, next, r.st.UpdateStatus)
+	if err != nil {
+		return nil, false, err
+	}
+	return out, false, nil
 }
 
 // scaleREST is clusters/scale, autoscaling/v1 Scale over spec.replicas, so
@@ -104,49 +97,41 @@ func (r *scaleREST) Get(ctx context.Context, name string, _ *metav1.GetOptions) 
 	return toScale(c), nil
 }
 
+// Update sets spec.replicas from objInfo's Scale; a Scale without a
+// resourceVersion is unconditional, as for Deployments.
 func (r *scaleREST) Update(ctx context.Context, name string, objInfo rest.UpdatedObjectInfo, _ rest.ValidateObjectFunc,
 	updateValidation rest.ValidateObjectUpdateFunc, _ bool, o *metav1.UpdateOptions) (runtime.Object, bool, error) {
-	ns := genericapirequest.NamespaceValue(ctx)
-	for attempt := 1; ; attempt++ {
-		cur, err := r.st.Get(ctx, ns, name)
-		if err != nil {
-			return nil, false, apiError(err, name)
-		}
+	next := func(ctx context.Context, cur *v1alpha1.Cluster) (*v1alpha1.Cluster, error) {
 		old := toScale(cur)
 		obj, err := objInfo.UpdatedObject(ctx, old)
 		if err != nil {
-			return nil, false, err
+			return nil, err
 		}
 		scale := obj.(*autoscalingv1.Scale)
 		if scale.ResourceVersion == "" {
-			scale.ResourceVersion = cur.ResourceVersion // a scale without one is unconditional, as for Deployments
+			scale.ResourceVersion = cur.ResourceVersion
 		}
-		next := cur.DeepCopy()
-		next.ResourceVersion = scale.ResourceVersion
-		next.Spec.Replicas = &scale.Spec.Replicas
-		if err := checkUpdate(next, cur, objInfo.Preconditions()); err != nil {
-			return nil, false, err
+		c := cur.DeepCopy()
+		c.ResourceVersion = scale.ResourceVersion
+		c.Spec.Replicas = &scale.Spec.Replicas
+		if err := checkUpdate(c, cur, objInfo.Preconditions()); err != nil {
+			return nil, err
 		}
-		if err := rest.BeforeUpdate(clusterStrategy, ctx, next, cur); err != nil {
-			return nil, false, err
+		if err := rest.BeforeUpdate(clusterStrategy, ctx, c, cur); err != nil {
+			return nil, err
 		}
 		if updateValidation != nil {
 			if err := updateValidation(ctx, scale, old); err != nil {
-				return nil, false, err
+				return nil, err
 			}
 		}
-		if isDryRun(o.DryRun) {
-			return toScale(next), false, nil
-		}
-		out, err := r.st.Update(ctx, next)
-		if store.IsConflict(err) && attempt < maxUpdateAttempts {
-			continue
-		}
-		if err != nil {
-			return nil, false, apiError(err, name)
-		}
-		return toScale(out), false, nil
+		return c, nil
 	}
+	out, err := update(ctx, r.st, name, o.DryRun, next, r.st.Update)
+	if err != nil {
+		return nil, false, err
+	}
+	return toScale(out), false, nil
 }
 
 func toScale(c *v1alpha1.Cluster) *autoscalingv1.Scale {
