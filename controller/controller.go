@@ -741,6 +741,9 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 		if !k.New {
 			continue
 		}
+		if k.Duplicate {
+			c.m.duplicates.Inc()
+		}
 		reason := k.Reason
 		op.tasks = append(op.tasks, taskWrite{key: key, id: k.TaskID, mut: func(r *store.TaskRecord) (bool, []store.Event) {
 			if r.KillRequested || finished(r.State) {

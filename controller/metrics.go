@@ -17,6 +17,8 @@ type metrics struct {
 	statusWrites     prometheus.Counter
 	commits          prometheus.Counter
 	commitOps        prometheus.Histogram
+	commitsUnknown   prometheus.Counter
+	duplicates       prometheus.Counter
 	offers           prometheus.Counter
 	acks             prometheus.Counter
 	ackSeconds       prometheus.Histogram
@@ -59,6 +61,10 @@ func newMetrics(reg prometheus.Registerer, c *Controller) (*metrics, error) {
 		commits:      prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "ledger_commits_total", Help: "Ledger/election/endpoint transactions."}),
 		commitOps: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "ledger_commit_ops", Help: "Writes per ledger transaction.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 12)}),
+		commitsUnknown: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "ledger_commits_unknown_total",
+			Help: "Ledger transactions whose outcome was unknown (sent, no answer); each ends the leadership term."}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "duplicate_members_killed_total",
+			Help: "Tasks killed as a second live task of one ordinal (the ledger should never hold one)."}),
 		offers: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "offers_total", Help: "Offers received."}),
 		acks:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "acknowledgements_total", Help: "Status updates acknowledged."}),
 		ackSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "ack_latency_seconds",
@@ -68,7 +74,7 @@ func newMetrics(reg prometheus.Registerer, c *Controller) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	cs := []prometheus.Collector{m.reconciles, m.reconcileErrors, m.reconcileSeconds, m.launches, m.kills, m.elections, m.statusWrites, m.commits, m.commitOps, m.offers, m.acks, m.ackSeconds,
+	cs := []prometheus.Collector{m.reconciles, m.reconcileErrors, m.reconcileSeconds, m.launches, m.kills, m.elections, m.statusWrites, m.commits, m.commitOps, m.commitsUnknown, m.duplicates, m.offers, m.acks, m.ackSeconds,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "queue_depth", Help: "Clusters waiting in the work queue."}, func() float64 { return float64(c.queue.Len()) }),
 		&taskStateCollector{c: c, desc: prometheus.NewDesc(ns+"_tasks", "Ledger tasks by Mesos state.", []string{"state"}, nil)},
 	}

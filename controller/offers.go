@@ -185,10 +185,16 @@ func (c *Controller) handleOffers(ctx context.Context, offers []mesos.Offer) {
 
 	var unused []mesos.OfferID
 	var wg sync.WaitGroup
+	refuse := float64(refuseUnneeded)
 	for i := range offers {
 		ol := byOffer[i]
 		if ol == nil || ol.err != nil {
 			unused = append(unused, offers[i].ID)
+			if ol != nil {
+				// Its launches are still needed: a long refusal would
+				// keep this agent's resources from them.
+				refuse = refuseShort
+			}
 			continue
 		}
 		c.m.launches.Add(float64(len(ol.tasks)))
@@ -215,7 +221,6 @@ func (c *Controller) handleOffers(ctx context.Context, offers []mesos.Offer) {
 			}
 		}(ol.offer, ol.ops, ol.tasks)
 	}
-	refuse := float64(refuseUnneeded)
 	if len(res.Unplaced) > 0 {
 		refuse = refuseShort
 	}

@@ -203,6 +203,9 @@ type Kill struct {
 	Ordinal int32
 	Reason  string
 	New     bool
+	// Duplicate: a second live task of one ordinal, which the ledger must
+	// never come to hold (counted: converge_controller_duplicate_members_killed_total).
+	Duplicate bool
 }
 
 // Message is a framework message to one executor.
@@ -432,6 +435,7 @@ func (p *planner) planMembers() {
 		}
 		byOrd[m.rec.Ordinal] = keep
 		p.kill(drop, fmt.Sprintf("duplicate of ordinal %d", drop.rec.Ordinal))
+		p.out.Kills[len(p.out.Kills)-1].Duplicate = true
 	}
 	p.collectLive()
 

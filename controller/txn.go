@@ -270,11 +270,24 @@ func (w *writer) commitTxn(ctx context.Context, t *staged) error {
 	if t.b.Len() == 0 && t.b.Err() == nil {
 		return nil
 	}
+	if w.unknown != nil {
+		return w.unknown
+	}
 	_, err := c.cfg.Store.Commit(ctx, t.b)
 	c.m.commits.Inc()
 	c.m.commitOps.Observe(float64(t.b.Len()))
 	if err != nil {
 		err = fmt.Errorf("commit %d ledger/election/endpoint/event writes: %w", t.b.Len(), err)
+		if errors.Is(err, store.ErrOutcomeUnknown) && ctx.Err() == nil {
+			// The caches may now lack what etcd holds (a launch record:
+			// the ordinal would be launched again beside it). Nothing more
+			// is written from them: the term ends, and the next one reads
+			// the ledger back under a new fence, which also stops this
+			// transaction from applying late.
+			c.m.commitsUnknown.Inc()
+			w.unknown = err
+			c.fail(err)
+		}
 		if errors.Is(err, store.ErrNotLeader) {
 			c.fail(err)
 		}

@@ -151,6 +151,9 @@ type writer struct {
 	// pending holds events of clusters whose history could not be read: they
 	// are written once it can be, and never over a history not read.
 	pending map[string][]store.Event
+	// unknown is set once a commit's outcome is unknown; every later commit
+	// fails with it (the controller is stopping).
+	unknown error
 }
 
 // maxHistoryReads bounds the concurrent reads of event histories.

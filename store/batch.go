@@ -13,6 +13,11 @@ import (
 // transaction limits; nothing is sent.
 var ErrTxnTooLarge = errors.New("transaction over etcd's limits")
 
+// ErrOutcomeUnknown is returned by Commit when the transaction was sent but
+// no answer came back (a lost connection, a deadline): etcd may have applied
+// it or not, and may still apply it later unless the fence moves.
+var ErrOutcomeUnknown = errors.New("outcome unknown: etcd may have applied the transaction")
+
 // opOverhead is what one operation adds to an etcd request besides its key
 // and value (protobuf tags and lengths); txnOverhead is the request's own,
 // the fence's compare included.
@@ -211,7 +216,10 @@ func (s *Store) Commit(ctx context.Context, b *Batch) (rev int64, err error) {
 	}
 	rev, _, _, err = s.write(ctx, nil, ops, nil)
 	if err != nil {
-		return 0, fmt.Errorf("commit %d writes: %w", n, err)
+		if errors.Is(err, ErrNotLeader) {
+			return 0, fmt.Errorf("commit %d writes: %w", n, err)
+		}
+		return 0, fmt.Errorf("commit %d writes: %w: %w", n, ErrOutcomeUnknown, err)
 	}
 	return rev, nil
 }
