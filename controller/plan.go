@@ -23,6 +23,10 @@ const (
 	stateRunning     = "TASK_RUNNING"
 	stateUnreachable = "TASK_UNREACHABLE"
 	stateUnknown     = "TASK_UNKNOWN"
+	// stateGoneByOperator: the task's agent was marked gone (the operator
+	// API's MARK_AGENT_GONE): removed for good, with its volumes, and shut
+	// down should it ever come back.
+	stateGoneByOperator = "TASK_GONE_BY_OPERATOR"
 )
 
 var terminalStates = map[string]bool{
@@ -185,9 +189,11 @@ type Need struct {
 	VolumeAgent string
 	VolumeHost  string
 	NewVolumes  bool
-	// Abandoned: the record whose volumes were given up (their agent did
-	// not come back within placement.replaceAfter).
+	// Abandoned: the record whose volumes were given up: their agent was
+	// marked gone (AgentGone), or did not offer them within
+	// placement.replaceAfter.
 	Abandoned *store.TaskRecord
+	AgentGone bool
 }
 
 // Peer is a live member's placement, for constraints.

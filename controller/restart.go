@@ -190,13 +190,16 @@ func (p *planner) relaunch(ord int32, last *store.TaskRecord, peers []Peer) (Nee
 
 // stickToVolume pins a member with volumes to the agent holding them (its
 // newest record's), until that agent has offered nothing for
-// placement.replaceAfter since the task ended; then, and for a first
-// launch, it gets new volumes wherever it fits.
+// placement.replaceAfter since the task ended, or at once if the agent was
+// marked gone (its volumes went with it); then, and for a first launch, it
+// gets new volumes wherever it fits.
 func (p *planner) stickToVolume(n *Need, last *store.TaskRecord) {
 	if len(p.c.Spec.Task.Volumes) == 0 {
 		return
 	}
-	if last != nil && last.Volume != nil {
+	if last != nil && last.Volume != nil && p.agentGone(last.AgentID) {
+		n.Abandoned, n.AgentGone = last, true
+	} else if last != nil && last.Volume != nil {
 		after := p.c.Spec.ReplaceAfterDuration()
 		if left := last.UpdatedAt.Add(after).Sub(p.in.Now); left > 0 {
 			n.Volume, n.VolumeAgent, n.VolumeHost = last.Volume, last.AgentID, last.Hostname
@@ -208,6 +211,17 @@ func (p *planner) stickToVolume(n *Need, last *store.TaskRecord) {
 	}
 	n.NewVolumes = true
 	n.DiskMB += volumesMB(&p.c.Spec)
+}
+
+// agentGone: a task of the cluster on the agent ended TASK_GONE_BY_OPERATOR,
+// which Mesos sends only for an agent marked gone.
+func (p *planner) agentGone(agentID string) bool {
+	for i := range p.members {
+		if r := p.members[i].rec; r.AgentID == agentID && r.State == stateGoneByOperator {
+			return true
+		}
+	}
+	return false
 }
 
 // holdsVolume: r is its ordinal's newest record and holds volumes the

@@ -243,24 +243,44 @@ func (c *Controller) keptReservations() map[string]bool {
 // until each is destroyed and unreserved.
 func (c *Controller) pendingReleases() []string {
 	kept := c.keptReservations()
+	gone := c.goneAgents()
 	var out []string
 	for key, recs := range c.ledger {
 		if cl := c.clusters[key]; cl != nil && len(cl.Spec.Task.Volumes) == 0 && cl.DeletionTimestamp == nil {
 			continue // cheap for clusters without volumes
 		}
 		for _, r := range recs {
-			if r.Volume != nil && !kept[r.Volume.ID] && !c.released[r.Volume.ID] {
+			if r.Volume != nil && !kept[r.Volume.ID] && !c.released[r.Volume.ID] && !gone[r.AgentID] {
 				out = append(out, r.Volume.ID)
 			}
 		}
 	}
 	for k := range c.releasing {
-		if _, id, _ := strings.Cut(k, "/"); !c.released[id] {
+		if agent, id, _ := strings.Cut(k, "/"); !c.released[id] && !gone[agent] {
 			out = append(out, id)
 		}
 	}
 	sort.Strings(out)
 	return out
+}
+
+// goneAgents are the agents Mesos said were marked gone (c.mu held): a task
+// of a cluster with volumes ended TASK_GONE_BY_OPERATOR there. Their
+// reservations and volumes went with them and they never offer again:
+// nothing is left to release on them.
+func (c *Controller) goneAgents() map[string]bool {
+	gone := map[string]bool{}
+	for key, recs := range c.ledger {
+		if cl := c.clusters[key]; cl != nil && len(cl.Spec.Task.Volumes) == 0 && cl.DeletionTimestamp == nil {
+			continue // cheap for clusters without volumes
+		}
+		for _, r := range recs {
+			if r.State == stateGoneByOperator {
+				gone[r.AgentID] = true
+			}
+		}
+	}
+	return gone
 }
 
 // noteReleases remembers the reservations of a cluster about to be deleted
@@ -284,11 +304,12 @@ func (c *Controller) releaseOffers(offers []mesos.Offer) map[int][]mesos.Offer_O
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	kept := c.keptReservations()
+	gone := c.goneAgents()
 	agentOf, roleOf := map[string]string{}, map[string]string{}
 	for k, v := range c.releasing {
 		agent, id, _ := strings.Cut(k, "/")
 		agentOf[id], roleOf[id] = agent, v.Role
-		if c.released[id] {
+		if c.released[id] || gone[agent] {
 			delete(c.releasing, k)
 		}
 	}
@@ -402,7 +423,11 @@ func (ol *offerLaunch) add(n Need, ti mesos.TaskInfo, rec store.TaskRecord, host
 // volumeEvents records the making of a member's new volumes, and why the
 // old ones were given up.
 func (c *Controller) volumeEvents(op *writeOp, n Need, host string, now time.Time) {
-	if n.Abandoned != nil {
+	if n.Abandoned != nil && n.AgentGone {
+		op.addEvents(n.Key, store.Event{Time: now, Type: "Warning", Reason: "VolumesReplaced",
+			Message: fmt.Sprintf("agent %s (%s), which held the volumes of ordinal %d, was marked gone: the member is re-created on %s with new, empty volumes (its data on that agent is lost)",
+				n.Abandoned.Hostname, n.Abandoned.AgentID, n.Ordinal, host)})
+	} else if n.Abandoned != nil {
 		op.addEvents(n.Key, store.Event{Time: now, Type: "Warning", Reason: "VolumesReplaced",
 			Message: fmt.Sprintf("agent %s did not offer the volumes of ordinal %d for %s: the member is re-created on %s with new, empty volumes (the old ones are released if that agent returns)",
 				n.Abandoned.Hostname, n.Ordinal, c.replaceAfter(n.Key), host)})

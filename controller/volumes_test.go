@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -175,6 +176,49 @@ func TestStickToVolume(t *testing.T) {
 	if !first.NewVolumes || first.Volume != nil {
 		t.Fatalf("first launch: need %+v, want new volumes", first)
 	}
+
+	// Its agent marked gone (TASK_GONE_BY_OPERATOR, here or for another
+	// member on that agent): new volumes at once, replaceAfter or not.
+	gone := rec(c, 0, stateGoneByOperator, func(r *store.TaskRecord) { r.Volume = vol })
+	n = Plan(in(c, []store.TaskRecord{gone})).Needs[0]
+	if n.Volume != nil || !n.NewVolumes || !n.AgentGone || n.Abandoned == nil || n.Abandoned.ID != gone.ID {
+		t.Fatalf("agent marked gone: need %+v, want new volumes abandoning %s", n, gone.ID)
+	}
+	c2 := testCluster(2, withVolume(20*time.Minute))
+	killed := rec(c2, 0, "TASK_KILLED", func(r *store.TaskRecord) { r.Volume = vol })
+	other := rec(c2, 1, stateGoneByOperator, func(r *store.TaskRecord) { r.AgentID = killed.AgentID })
+	for _, n := range Plan(in(c2, []store.TaskRecord{killed, other})).Needs {
+		if n.Ordinal == 0 && (!n.NewVolumes || !n.AgentGone) {
+			t.Fatalf("ordinal 0, whose agent another member saw gone: need %+v, want new volumes", n)
+		}
+	}
+}
+
+// TestReleasesSkipGoneAgents: reservations on an agent Mesos reported gone
+// (a task there ended TASK_GONE_BY_OPERATOR) went with it: they are not
+// pending release (offers would be wanted for ever: a gone agent never
+// offers again), nor are those of a deleted cluster on it.
+func TestReleasesSkipGoneAgents(t *testing.T) {
+	c, err := New(Config{Store: &store.Store{}, Now: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := testCluster(1, withVolume(time.Hour))
+	vol := func(id string) func(*store.TaskRecord) {
+		return func(r *store.TaskRecord) { r.Volume = &store.VolumeRecord{ID: id, Role: "db"} }
+	}
+	old := rec(cl, 0, stateGoneByOperator, vol("r-old"))
+	now := rec(cl, 0, stateRunning, vol("r-new"), func(r *store.TaskRecord) { r.ID, r.AgentID, r.LaunchedAt = "new", "agent-1", t0 })
+	elsewhere := rec(cl, 1, "TASK_KILLED", vol("r-1"), func(r *store.TaskRecord) { r.AgentID = "agent-2" })
+	c.clusters["default/db"] = cl
+	c.ledger["default/db"] = map[string]*store.TaskRecord{old.ID: &old, now.ID: &now, elsewhere.ID: &elsewhere}
+	c.releasing["agent-0/r-deleted"] = &store.VolumeRecord{ID: "r-deleted", Role: "db"}
+	c.mu.Lock()
+	got := c.pendingReleases()
+	c.mu.Unlock()
+	if len(got) != 1 || got[0] != "r-1" {
+		t.Fatalf("pending releases %v, want only r-1 (r-old and r-deleted were on the gone agent-0, r-new is kept)", got)
+	}
 }
 
 // TestVolumesCrash: a controller killed (as by kill -9) after checkpointing
@@ -204,5 +248,68 @@ func TestVolumesCrash(t *testing.T) {
 			e.start()
 			e.eventually(20*time.Second, "no reservation after the scale to zero", func() bool { return e.countReservations() == 0 })
 		})
+	}
+}
+
+// TestVolumesAgentGone: a member whose agent is lost stays unreachable, its
+// ordinal taken, until an operator marks the agent gone over Mesos's
+// operator API (MARK_AGENT_GONE); then, long before placement.replaceAfter,
+// it is re-created on another agent with a new, empty volume, an event says
+// so (that nothing more is waited for on the gone agent: TestReleasesSkipGoneAgents).
+// At no sample
+// of /master/state or the ledger are there two members of one ordinal that
+// may be alive.
+func TestVolumesAgentGone(t *testing.T) {
+	work := t.TempDir()
+	e := newEnv(t, localmesos.Options{WorkDir: work})
+	e.cfg.Roles = []string{"*", "db"}
+	e.start()
+	e.create(newCluster("vol", 2, withVolume(time.Hour)))
+	c := e.waitReady("vol")
+	e.eventually(10*time.Second, "two reservations", func() bool { return e.countReservations() == 2 })
+	stop := e.watchOrdinals("vol")
+
+	lost := taskOf(c, 1)
+	if err := e.mesos.LoseAgent(lost.AgentID); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("vol", 10*time.Second, "ordinal 1 unreachable", func(c *v1alpha1.Cluster) bool {
+		return c != nil && taskOf(c, 1).State == stateUnreachable
+	})
+	body := `{"type":"MARK_AGENT_GONE","mark_agent_gone":{"agent_id":{"value":"` + lost.AgentID + `"}}}`
+	resp, err := http.Post(e.mesos.URL()+"/api/v1", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("MARK_AGENT_GONE: %s", resp.Status)
+	}
+	c = e.waitFor("vol", 30*time.Second, "ordinal 1 re-created", func(c *v1alpha1.Cluster) bool {
+		return clusterReady(c) && taskOf(c, 1).ID != lost.ID
+	})
+	again := taskOf(c, 1)
+	if again.AgentID == lost.AgentID {
+		t.Fatalf("ordinal 1 re-created on the gone agent %s", lost.AgentID)
+	}
+	e.eventually(10*time.Second, "the new volume holds only the new member's line", func() bool {
+		h := e.history(work, again.AgentID, again.ID)
+		return len(h) == 1 && h[0] == again.ID
+	})
+	var msg string
+	for _, ev := range e.events("vol") {
+		if ev.Reason == "VolumesReplaced" {
+			msg = ev.Message
+		}
+	}
+	if !strings.Contains(msg, "ordinal 1") || !strings.Contains(msg, lost.Hostname) || !strings.Contains(msg, "marked gone") || !strings.Contains(msg, "new, empty volumes") {
+		t.Fatalf("VolumesReplaced event %q: want ordinal 1, agent %s, marked gone, new, empty volumes", msg, lost.Hostname)
+	}
+	e.eventually(10*time.Second, "two reservations, none on the gone agent", func() bool {
+		r := e.reservations()
+		return e.countReservations() == 2 && len(r[lost.AgentID]) == 0
+	})
+	if worst, n := stop(); worst.maxPerOrdinal > 1 || worst.ledgerMax > 1 {
+		t.Fatalf("two members of one ordinal that may be alive (%d samples): %s; ledger %d", n, worst.detail, worst.ledgerMax)
 	}
 }
