@@ -4,14 +4,20 @@ import (
 	"context"
 	"encoding/json"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
 	restclient "k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -236,3 +242,100 @@ func TestStalePutIsConflictStatus(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// record appends events to a cluster's history, as the controller does.
+func (e *apiEnv) record(name string, add ...store.Event) {
+	e.t.Helper()
+	existing, err := e.st.ListEvents(e.ctx, "default", name)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	b := e.st.NewBatch()
+	b.AppendEvents("default", name, existing, add...)
+	if _, err := e.st.Commit(e.ctx, b); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// TestEvents: the store's event histories are core/v1 events, selected by
+// the field selectors kubectl 1.32 sends (kubectl events --for: kind,
+// apiVersion, name; describe: name, namespace, kind, uid), got by name, and
+// watched from a list's resourceVersion; an unsupported field label is a
+// 400 naming it.
+func TestEvents(t *testing.T) {
+	e := startAPI(t)
+	web := e.create(testCluster("web", 1))
+	e.create(testCluster("db", 1))
+	t0 := time.Now().Truncate(time.Second)
+	e.record("web", store.Event{Time: t0, Type: "Normal", Reason: "Launched", Message: "launched web-0"},
+		store.Event{Time: t0, Type: "Normal", Reason: "Elected", Message: "web-0 is master"})
+	e.record("db", store.Event{Time: t0, Type: "Warning", Reason: "TaskFailed", Message: "db-0 failed"})
+	cs, err := kubernetes.NewForConfig(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := cs.CoreV1().Events("default")
+
+	forWeb := fields.AndSelectors(
+		fields.OneTermEqualSelector("involvedObject.kind", "Cluster"),
+		fields.OneTermEqualSelector("involvedObject.apiVersion", "converge.io/v1alpha1"),
+		fields.OneTermEqualSelector("involvedObject.name", "web")).String()
+	uid := string(web.UID)
+	describeWeb := evs.GetFieldSelector(ptr("web"), ptr("default"), ptr("Cluster"), &uid).String()
+	for _, sel := range []string{forWeb, describeWeb} {
+		l, err := evs.List(e.ctx, metav1.ListOptions{FieldSelector: sel, Limit: 500})
+		if err != nil {
+			t.Fatalf("list %s: %v", sel, err)
+		}
+		if len(l.Items) != 2 || l.Items[0].Reason != "Launched" || l.Items[1].Reason != "Elected" ||
+			l.Items[1].InvolvedObject.UID != web.UID || l.Items[1].Source.Component != eventSource {
+			t.Fatalf("list %s: %+v", sel, l.Items)
+		}
+		if l.Items[0].Name == l.Items[1].Name {
+			t.Fatalf("two events of one instant share the name %s", l.Items[0].Name)
+		}
+	}
+	all, err := evs.List(e.ctx, metav1.ListOptions{FieldSelector: "type=Warning"})
+	if err != nil || len(all.Items) != 1 || all.Items[0].InvolvedObject.Name != "db" {
+		t.Fatalf("list type=Warning: %v %+v", err, all)
+	}
+	got, err := evs.Get(e.ctx, all.Items[0].Name, metav1.GetOptions{})
+	if err != nil || got.Message != "db-0 failed" {
+		t.Fatalf("get %s: %v %+v", all.Items[0].Name, err, got)
+	}
+	if _, err := evs.List(e.ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=x"}); !apierrors.IsBadRequest(err) ||
+		!strings.Contains(err.Error(), "spec.nodeName") {
+		t.Fatalf("unsupported field label: %v, want 400 naming it", err)
+	}
+
+	// Watch from the list: only web's new event arrives.
+	w, err := evs.Watch(e.ctx, metav1.ListOptions{FieldSelector: forWeb, ResourceVersion: all.ResourceVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	e.record("db", store.Event{Time: t0.Add(time.Second), Type: "Normal", Reason: "Launched", Message: "db-1"})
+	e.record("web", store.Event{Time: t0.Add(time.Second), Type: "Normal", Reason: "Scaled", Message: "web to 2"})
+	select {
+	case ev := <-w.ResultChan():
+		got, ok := ev.Object.(*corev1.Event)
+		if ev.Type != watch.Added || !ok || got.Reason != "Scaled" {
+			t.Fatalf("watch: %s %+v", ev.Type, ev.Object)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("watch: no event within 30s")
+	}
+
+	// A compacted resourceVersion is 410 Gone: the client lists again.
+	now, err := evs.List(e.ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, _ := strconv.ParseInt(now.ResourceVersion, 10, 64)
+	if _, err := e.st.Client().Compact(e.ctx, rev); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := evs.Watch(e.ctx, metav1.ListOptions{ResourceVersion: all.ResourceVersion}); !apierrors.IsResourceExpired(err) && !apierrors.IsGone(err) {
+		t.Fatalf("watch from a compacted resourceVersion: %v, want 410", err)
+	}
+}

@@ -8,6 +8,7 @@ package kubeapi
 
 import (
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -54,6 +55,16 @@ func addKnownTypes(s *runtime.Scheme) error {
 		return err
 	}
 	s.AddKnownTypes(schema.GroupVersion{Group: autoscalingv1.GroupName, Version: runtime.APIVersionInternal}, &autoscalingv1.Scale{})
+
+	// Core v1 events (read-only), served under /api/v1 like kube-apiserver's:
+	// the same Go type as internal version, as for Cluster, and the field
+	// labels kube-apiserver accepts for events.
+	for _, gv := range []schema.GroupVersion{corev1.SchemeGroupVersion, {Version: runtime.APIVersionInternal}} {
+		s.AddKnownTypes(gv, &corev1.Event{}, &corev1.EventList{})
+	}
+	if err := s.AddFieldLabelConversionFunc(corev1.SchemeGroupVersion.WithKind("Event"), convertEventFieldLabel); err != nil {
+		return err
+	}
 
 	// Types every group's handlers use unversioned (errors, discovery).
 	unversioned := schema.GroupVersion{Group: "", Version: "v1"}

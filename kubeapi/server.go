@@ -91,6 +91,12 @@ func New(cfg Config) (*Server, error) {
 	if err := gs.InstallAPIGroup(&group); err != nil {
 		return nil, fmt.Errorf("kubeapi: install %s: %w", GroupVersion, err)
 	}
+	// The core group serves events only (/api/v1/namespaces/NS/events).
+	core := genericapiserver.NewDefaultAPIGroupInfo("", Scheme, runtime.NewParameterCodec(Scheme), Codecs)
+	core.VersionedResourcesStorageMap["v1"] = map[string]rest.Storage{"events": &eventREST{st: cfg.Store}}
+	if err := gs.InstallLegacyAPIGroup(genericapiserver.DefaultLegacyAPIPrefix, &core); err != nil {
+		return nil, fmt.Errorf("kubeapi: install core v1 events: %w", err)
+	}
 	return &Server{gs: gs, addr: gc.SecureServing.Listener.Addr()}, nil
 }
 

@@ -117,7 +117,8 @@ func kmanifest(name string, replicas int) string {
 
 // TestKubectl walks kubectl through converge dev as a user would: discovery,
 // apply (twice: unchanged), the converge CLI seeing the same object, wait for
-// Ready (the real controller and processes), get -w streaming a scale,
+// Ready (the real controller and processes), the controller's events
+// through kubectl events and describe, get -w streaming a scale,
 // diff's exit codes, an unknown field refused by name, server-side apply with
 // a conflict and --force-conflicts, delete, and an anonymous request refused.
 func TestKubectl(t *testing.T) {
@@ -145,6 +146,11 @@ func TestKubectl(t *testing.T) {
 
 	expect(t, k.k("wait", "--for=condition=Ready", "cluster/web", "--timeout=60s"), 0, "cluster.converge.io/web condition met")
 	expect(t, k.k("get", "clusters"), 0, "REPLICAS", "MASTER", "EPOCH", "1/1", "True")
+
+	// The controller's events, through core/v1 events: kubectl events --for
+	// and the Events section of kubectl describe.
+	expect(t, k.k("events", "--for", "cluster/web"), 0, "LAST SEEN", "Normal", "Launching", "Cluster/web", "launching task default.web.0.")
+	expect(t, k.k("describe", "cluster", "web"), 0, "Name:", "web", "Events:", "Launching", "converge-controller", "launching task default.web.0.")
 
 	// get -w streams the scale to 2.
 	wctx, stopWatch := context.WithCancel(context.Background())
