@@ -8,11 +8,11 @@
 #     checkpoint included, and waits for them to flush it: whichever is
 #     elected next has every commit.
 . ./lib.sh
-touch restart
+hold_restart
 if [ "$CONVERGE_DEMOTE_REASON" = switchover ]; then
 	"$PG/pg_ctl" stop -m fast -w -t 30 || exit 1 # converge ends the task
 else
 	"$PG/pg_ctl" stop -m immediate -w -t 5
 fi
 touch "$PGDATA/standby.signal"
-rm -f restart
+release_restart

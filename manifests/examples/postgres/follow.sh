@@ -39,9 +39,9 @@ if $same_db && [ "$(sql 'SELECT pg_is_in_recovery()')" = t ]; then
 	sql "ALTER SYSTEM SET primary_conninfo = '$(master_conninfo)'" && sql "SELECT pg_reload_conf()" >/dev/null &&
 		streaming 10 && exit 0
 fi
-# Stop the server (run.sh starts it again once "restart" is gone).
+# Stop the server (run.sh starts it again once told: release_restart).
 [ -n "$(primary)" ] || exit 1
-touch restart
+hold_restart
 if "$PG/pg_ctl" status >/dev/null; then "$PG/pg_ctl" stop -m fast -w -t 30 || exit 1; fi
 if $same_db && "$PG/pg_rewind" -D "$PGDATA" --source-server="$(master_conninfo) dbname=postgres" -R; then
 	:
@@ -49,8 +49,8 @@ elif rm -rf "$PGDATA.new" && "$PG/pg_basebackup" -D "$PGDATA.new" -d "$(master_c
 	rm -rf "$PGDATA" && mv "$PGDATA.new" "$PGDATA"
 else # keep what we had, read-only; the next run tries again
 	touch "$PGDATA/standby.signal"
-	rm -f restart
+	release_restart
 	exit 1
 fi
-rm -f restart
+release_restart
 streaming 30

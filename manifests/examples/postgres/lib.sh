@@ -11,3 +11,14 @@ master_conninfo() {
 	echo "host=$CONVERGE_MASTER_HOST port=$CONVERGE_MASTER_PORT user=postgres application_name=member$CONVERGE_ORDINAL"
 }
 msql() { "$PG/psql" -d "$(master_conninfo) dbname=postgres" -XAtqc "$1"; }
+# Restarting the server in place (demote.sh, follow.sh) rather than ending
+# the member: the file "restart" tells run.sh that the server's next exit is
+# asked for, and holds its restart until it says "go". Only run.sh removes it,
+# once it has seen the exit: however late it notices (a loaded machine), it
+# never takes the asked-for stop for the server dying by itself.
+hold_restart() {
+	n=0 # a "go" run.sh has not picked up yet is its own, not this stop's
+	while [ "$(cat restart 2>/dev/null)" = go ] && [ $n -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
+	echo hold > restart
+}
+release_restart() { echo go > restart; }

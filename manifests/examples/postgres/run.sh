@@ -1,7 +1,8 @@
 #!/bin/sh
 # The member: a PostgreSQL server on $HOST:$PORT0, data in the sandbox.
 # Its task ends when the server dies by itself, so converge replaces it;
-# follow.sh and demote.sh restart it in place (the file "restart" says so).
+# follow.sh and demote.sh restart it in place (the file "restart" says so:
+# lib.sh, hold_restart).
 . ./lib.sh
 set -e
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
@@ -37,5 +38,6 @@ while :; do
 	pid=$!
 	wait "$pid"; rc=$?
 	[ -e restart ] || exit "$rc" # died by itself: the member fails
-	while [ -e restart ]; do sleep 0.1; done
+	until [ "$(cat restart 2>/dev/null)" = go ]; do sleep 0.1; done
+	rm -f restart # asked for (lib.sh, hold_restart): start it again
 done
