@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // ErrTxnTooLarge is returned by Commit for a batch over the etcd servers'
@@ -216,10 +219,29 @@ func (s *Store) Commit(ctx context.Context, b *Batch) (rev int64, err error) {
 	}
 	rev, _, _, err = s.write(ctx, nil, ops, nil)
 	if err != nil {
-		if errors.Is(err, ErrNotLeader) {
+		if errors.Is(err, ErrNotLeader) || refused(err) {
 			return 0, fmt.Errorf("commit %d writes: %w", n, err)
 		}
 		return 0, fmt.Errorf("commit %d writes: %w: %w", n, ErrOutcomeUnknown, err)
 	}
 	return rev, nil
+}
+
+// refused reports whether etcd answered err, refusing the request, so nothing
+// was applied (bad auth, a request too large, no space left). Unavailable,
+// deadlines and cancellations are not: the request may have been applied.
+func refused(err error) bool {
+	code := codes.Unknown
+	var ee rpctypes.EtcdError
+	if errors.As(err, &ee) {
+		code = ee.Code()
+	} else if st, ok := status.FromError(err); ok {
+		code = st.Code()
+	}
+	switch code {
+	case codes.InvalidArgument, codes.PermissionDenied, codes.Unauthenticated, codes.FailedPrecondition,
+		codes.ResourceExhausted, codes.OutOfRange, codes.AlreadyExists, codes.NotFound, codes.Unimplemented:
+		return true
+	}
+	return false
 }
