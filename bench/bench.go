@@ -8,7 +8,6 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -21,13 +20,12 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/converge-io/converge/apis/v1alpha1"
 	"github.com/converge-io/converge/controller"
-	"github.com/converge-io/converge/mesosbridge"
+	"github.com/converge-io/converge/leader"
 	"github.com/converge-io/converge/mesosbridge/localmesos"
 	"github.com/converge-io/converge/store"
 	"github.com/converge-io/converge/store/etcdtest"
@@ -45,6 +43,14 @@ type Options struct {
 	LaunchDelay time.Duration
 	// Workers reconciling clusters in parallel (default controller.DefaultWorkers).
 	Workers int
+	// Shards, when 2 or more, runs that many controller processes, each
+	// leading one shard (its own Mesos framework) and standing by for the
+	// next; process 0 is killed once half the clusters are Ready, and its
+	// shard taken over (fleet.go). 0: one unsharded controller.
+	Shards int
+	// ShardTTL is the shard leaders' lease TTL (default leader.DefaultTTL):
+	// a killed leader's shard is taken over about this long after.
+	ShardTTL time.Duration
 	// ApplyParallelism: concurrent creates, as parallel `converge apply`s (default 32).
 	ApplyParallelism int
 	// Timeout for convergence (default 5 minutes).
@@ -95,6 +101,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.Workers <= 0 {
 		o.Workers = controller.DefaultWorkers
+	}
+	if o.ShardTTL <= 0 {
+		o.ShardTTL = leader.DefaultTTL
 	}
 	if o.ApplyParallelism <= 0 {
 		o.ApplyParallelism = 32
@@ -210,6 +219,20 @@ type Result struct {
 	LoadAverageStart float64 `json:"load_average_1m_start"`
 	LoadAverageEnd   float64 `json:"load_average_1m_end"`
 
+	// With --shards N (fleet.go): the clusters of each shard, the process
+	// killed once half the clusters were Ready and how many were then, the
+	// process that took its shard over and how long from the kill until its
+	// framework was subscribed again; tasks running under another shard's
+	// framework, and clusters whose tasks ran under two (both must be 0).
+	Shards               int     `json:"shards,omitempty"`
+	ShardClusters        []int   `json:"shard_clusters,omitempty"`
+	ShardKilled          *int    `json:"shard_killed_process,omitempty"`
+	ShardKilledAtReady   int     `json:"shard_killed_at_ready_clusters,omitempty"`
+	ShardTakenOverBy     int     `json:"shard_taken_over_by_process,omitempty"`
+	ShardTakeoverSeconds float64 `json:"shard_takeover_seconds,omitempty"`
+	ShardTasksMisplaced  int     `json:"shard_tasks_misplaced"`
+	ShardClustersSplit   int     `json:"shard_clusters_split"`
+
 	Notes []string `json:"notes"`
 }
 
@@ -259,13 +282,8 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 		return res, err
 	}
 	defer etcd.Close()
-	// The controller and the "users" (applies, the ceiling) have their own
-	// clients, so the controller's Stats count only its own writes.
-	ctrlStore, err := store.New(ctx, store.Options{Endpoints: []string{etcdURL}})
-	if err != nil {
-		return res, err
-	}
-	defer ctrlStore.Close()
+	// The controllers and the "users" (applies, the ceiling) have their own
+	// clients, so the controllers' Stats count only their own writes.
 	userStore, err := store.New(ctx, store.Options{Endpoints: []string{etcdURL}})
 	if err != nil {
 		return res, err
@@ -290,35 +308,26 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	o.Progress("local Mesos %s: %d simulated agents, allocation interval %s, launch delay %s",
 		m.URL(), o.Agents, o.AllocationInterval, o.LaunchDelay)
 
-	// Controller.
-	reg := prometheus.NewRegistry()
+	// Controllers.
 	acks, durable := &ackRecorder{}, &ackRecorder{}
-	ctrlCtx, stopCtrl := context.WithCancel(ctx)
-	ctrlDone := make(chan error, 1)
-	go func() {
-		ctrlDone <- controller.Run(ctrlCtx, controller.Config{
-			Store:       ctrlStore,
-			Workers:     o.Workers,
-			Log:         o.Log.WithName("controller"),
-			Registerer:  reg,
-			AckObserver: func(total, d time.Duration) { acks.observe(total); durable.observe(d) },
-		}, mesosbridge.Config{
-			Masters:       m.URLs(),
-			FrameworkName: "converge-bench",
-			Role:          "*",
-			Log:           o.Log.WithName("mesos"),
-		})
-	}()
+	if o.Shards == 1 {
+		o.Shards = 0
+	}
+	fl := newFleet(o, etcdURL, m, acks, durable)
 	defer func() {
-		stopCtrl()
-		if cerr := <-ctrlDone; cerr != nil && err == nil && !errors.Is(cerr, context.Canceled) {
-			err = fmt.Errorf("controller: %w", cerr)
+		fl.stop()
+		select {
+		case cerr := <-fl.errs:
+			if err == nil {
+				err = fmt.Errorf("controller: %w", cerr)
+			}
+		default:
 		}
 	}()
-	if err := waitSubscribed(ctx, m, ctrlDone); err != nil {
+	if err := fl.start(ctx); err != nil {
 		return res, err
 	}
-	o.Progress("controller subscribed (%d workers)", o.Workers)
+	o.Progress("%d controller(s) subscribed (%d workers each)", max(o.Shards, 1), o.Workers)
 
 	// Apply and converge.
 	tracker := newTracker(o.Clusters, o.Replicas)
@@ -345,9 +354,9 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 		defer runtime.SetBlockProfileRate(0)
 	}
 	cpu0 := cpuTime()
-	stats0 := ctrlStore.Stats()
-	reconciles0 := counter(reg, "converge_controller_reconciles_total")
-	statusWrites0 := counter(reg, "converge_controller_status_writes_total")
+	stats0 := fl.Stats()
+	reconciles0 := fl.counter("converge_controller_reconciles_total")
+	statusWrites0 := fl.counter("converge_controller_status_writes_total")
 	start := time.Now()
 	tracker.start = start
 	appliedAt, err := apply(ctx, userStore, o)
@@ -358,18 +367,22 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	res.ApplyWritesExcluded = int64(o.Clusters)
 	o.Progress("applied %d clusters of %d replicas in %.2fs", o.Clusters, o.Replicas, res.ApplySeconds)
 
-	stopTimeline := timeline(o, tracker, reg, ctrlStore, acks, start)
+	stopTimeline := timeline(o, tracker, fl.registries, fl, acks, start)
+	stopKiller := killMidRun(ctx, o, fl, tracker, &res)
 	select {
 	case <-tracker.allReady:
 	case <-time.After(o.Timeout):
 		return res, fmt.Errorf("not converged within %s: %d of %d clusters ready", o.Timeout, tracker.readyCount(), o.Clusters)
-	case cerr := <-ctrlDone:
-		ctrlDone <- cerr
+	case cerr := <-fl.errs:
+		fl.errs <- cerr
 		return res, fmt.Errorf("controller stopped before convergence: %v", cerr)
 	case <-ctx.Done():
 		return res, ctx.Err()
 	}
 	stopTimeline()
+	if err := stopKiller(); err != nil {
+		return res, err
+	}
 	if o.BlockProfile != "" {
 		if err := writeProfile("block", o.BlockProfile); err != nil {
 			return res, err
@@ -377,7 +390,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 		runtime.SetBlockProfileRate(0)
 	}
 	readyAt := tracker.readyAt()
-	stats1 := ctrlStore.Stats()
+	stats1 := fl.Stats()
 	cpu1 := cpuTime()
 	ackSamples, durableSamples := acks.snapshot(), durable.snapshot()
 	conv := readyAt.Sub(start)
@@ -391,9 +404,9 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	if res.EtcdPutsByKind, err = writesByKind(ctx, userStore); err != nil {
 		return res, err
 	}
-	res.StatusWrites = int64(counter(reg, "converge_controller_status_writes_total") - statusWrites0)
-	res.Reconciles = int64(counter(reg, "converge_controller_reconciles_total") - reconciles0)
-	res.MesosDials = int64(counter(reg, "converge_mesos_dials_total"))
+	res.StatusWrites = int64(fl.counter("converge_controller_status_writes_total") - statusWrites0)
+	res.Reconciles = int64(fl.counter("converge_controller_reconciles_total") - reconciles0)
+	res.MesosDials = int64(fl.counter("converge_mesos_dials_total"))
 	res.ControllerCPUSeconds = (cpu1 - cpu0).Seconds()
 	res.Acks = len(ackSamples)
 	res.AckLatencyP50MS, res.AckLatencyP99MS, res.AckLatencyMaxMS = quantileMS(ackSamples, 0.5), quantileMS(ackSamples, 0.99), quantileMS(ackSamples, 1)
@@ -414,30 +427,30 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	// Idle.
 	res.SettleSeconds = o.Settle.Seconds()
 	time.Sleep(o.Settle)
-	stats2 := ctrlStore.Stats()
+	stats2 := fl.Stats()
 	res.SettleWrites = diff(stats1, stats2).Txns
-	offers0 := counter(reg, "converge_controller_offers_total")
-	declines0 := counter(reg, "converge_mesos_offers_declined_total")
-	rec0 := counter(reg, "converge_controller_reconciles_total")
+	offers0 := fl.counter("converge_controller_offers_total")
+	declines0 := fl.counter("converge_mesos_offers_declined_total")
+	rec0 := fl.counter("converge_controller_reconciles_total")
 	cpuIdle0 := cpuTime()
 	idleStart := time.Now()
 	time.Sleep(o.Idle)
 	idle := time.Since(idleStart)
 	cpuIdle1 := cpuTime()
-	stats3 := ctrlStore.Stats()
+	stats3 := fl.Stats()
 	iw := diff(stats2, stats3)
 	res.IdleSeconds = idle.Seconds()
 	res.IdleWritesPerSecond = float64(iw.Txns) / idle.Seconds()
 	res.IdleCPUPercent = 100 * (cpuIdle1 - cpuIdle0).Seconds() / idle.Seconds()
-	res.IdleOffers = int64(counter(reg, "converge_controller_offers_total") - offers0)
-	res.IdleDeclines = int64(counter(reg, "converge_mesos_offers_declined_total") - declines0)
-	res.IdleReconciles = int64(counter(reg, "converge_controller_reconciles_total") - rec0)
+	res.IdleOffers = int64(fl.counter("converge_controller_offers_total") - offers0)
+	res.IdleDeclines = int64(fl.counter("converge_mesos_offers_declined_total") - declines0)
+	res.IdleReconciles = int64(fl.counter("converge_controller_reconciles_total") - rec0)
 	res.OffersSuppressed = res.IdleOffers == 0 && outstandingOffers(m) == 0
 	o.Progress("idle %.1fs: %.1f writes/s, %.1f%% CPU, %d offers", res.IdleSeconds, res.IdleWritesPerSecond, res.IdleCPUPercent, res.IdleOffers)
 
 	// One failure.
 	if !o.SkipFailure {
-		if err := oneFailure(ctx, o, &res, m, ctrlStore, userStore, tracker, reg); err != nil {
+		if err := oneFailure(ctx, o, &res, m, fl, userStore, tracker, fl.counter); err != nil {
 			return res, err
 		}
 		o.Progress("one failed master: %d reconciles, %d writes, %d clusters touched, recovered in %.2fs",
@@ -454,6 +467,9 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 		o.Progress("etcd ceiling: %.0f writes/s (%d clients, sequential single-key puts)", res.EtcdCeilingWritesPerSecond, o.CeilingClients)
 	}
 
+	if o.Shards > 0 {
+		shardFigures(o, m, &res)
+	}
 	res.LoadAverageEnd = loadAverage()
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
@@ -510,28 +526,6 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// waitSubscribed waits until the local master has the controller's framework connected.
-func waitSubscribed(ctx context.Context, m *localmesos.Mesos, ctrlDone chan error) error {
-	deadline := time.After(30 * time.Second)
-	for {
-		for _, fw := range m.State().Frameworks {
-			if fw.Connected {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case err := <-ctrlDone:
-			ctrlDone <- err
-			return fmt.Errorf("controller stopped before subscribing: %v", err)
-		case <-deadline:
-			return errors.New("the controller did not subscribe to local Mesos within 30s")
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
 }
 
 func outstandingOffers(m *localmesos.Mesos) int {

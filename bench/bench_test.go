@@ -77,3 +77,38 @@ func TestBenchSmoke(t *testing.T) {
 	}
 	t.Logf("%s", b)
 }
+
+// TestBenchShards runs the sharded benchmark small: three controller
+// processes on one etcd and one local Mesos, the leader of shard 0 killed
+// midway. Every shard's clusters converge under its own framework, and the
+// killed leader's shard is taken over by another process.
+func TestBenchShards(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd, local Mesos and three controllers")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res, err := Run(ctx, Options{
+		Clusters: 12, Replicas: 2, Agents: 12, Shards: 3, ShardTTL: time.Second,
+		AllocationInterval: 200 * time.Millisecond,
+		Timeout:            2 * time.Minute,
+		Idle:               200 * time.Millisecond,
+		Settle:             200 * time.Millisecond,
+		SkipCeiling:        true,
+		SkipFailure:        true,
+		Dir:                t.TempDir(),
+		Progress:           t.Logf,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Shards != 3 || len(res.ShardClusters) != 3 || res.ShardClusters[0]+res.ShardClusters[1]+res.ShardClusters[2] != 12 {
+		t.Fatalf("shards %d, clusters per shard %v", res.Shards, res.ShardClusters)
+	}
+	if res.ShardKilled == nil || *res.ShardKilled != 0 || res.ShardTakenOverBy == 0 || res.ShardTakeoverSeconds <= 0 {
+		t.Fatalf("no takeover recorded: killed %v, taken over by %d after %vs", res.ShardKilled, res.ShardTakenOverBy, res.ShardTakeoverSeconds)
+	}
+	if res.ShardTasksMisplaced != 0 || res.ShardClustersSplit != 0 {
+		t.Fatalf("%d tasks under another shard's framework, %d clusters split", res.ShardTasksMisplaced, res.ShardClustersSplit)
+	}
+}

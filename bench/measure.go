@@ -144,7 +144,7 @@ func counter(reg *prometheus.Registry, name string) float64 {
 
 // oneFailure fails the elected master of one cluster among all and counts
 // what it costs until that cluster is converged again under a new master.
-func oneFailure(ctx context.Context, o Options, res *Result, m *localmesos.Mesos, ctrl, user *store.Store, t *tracker, reg *prometheus.Registry) error {
+func oneFailure(ctx context.Context, o Options, res *Result, m *localmesos.Mesos, ctrl statser, user *store.Store, t *tracker, count func(string) float64) error {
 	ns, name := v1alpha1.DefaultNamespace, ClusterName(o.Clusters/2)
 	c, err := user.Get(ctx, ns, name)
 	if err != nil {
@@ -179,7 +179,7 @@ func oneFailure(ctx context.Context, o Options, res *Result, m *localmesos.Mesos
 	defer t.setListener(nil)
 
 	stats0 := ctrl.Stats()
-	rec0 := counter(reg, "converge_controller_reconciles_total")
+	rec0 := count("converge_controller_reconciles_total")
 	start := time.Now()
 	if err := m.FailTask(failed); err != nil {
 		return fmt.Errorf("one failure: %w", err)
@@ -196,7 +196,7 @@ func oneFailure(ctx context.Context, o Options, res *Result, m *localmesos.Mesos
 	time.Sleep(o.Settle)
 	w := diff(stats0, ctrl.Stats())
 	res.OneFailureTask = failed
-	res.OneFailureReconciles = int64(counter(reg, "converge_controller_reconciles_total") - rec0)
+	res.OneFailureReconciles = int64(count("converge_controller_reconciles_total") - rec0)
 	res.OneFailureWrites = w.Puts + w.Deletes
 	res.OneFailureTxns = w.Txns
 	mu.Lock()
@@ -251,7 +251,7 @@ func ceiling(ctx context.Context, st *store.Store, clients int, d time.Duration)
 }
 
 // timeline reports convergence progress every o.Timeline until stopped.
-func timeline(o Options, t *tracker, reg *prometheus.Registry, st *store.Store, acks *ackRecorder, start time.Time) (stop func()) {
+func timeline(o Options, t *tracker, regs func() []*prometheus.Registry, st statser, acks *ackRecorder, start time.Time) (stop func()) {
 	if o.Timeline <= 0 {
 		return func() {}
 	}
@@ -270,20 +270,25 @@ func timeline(o Options, t *tracker, reg *prometheus.Registry, st *store.Store, 
 			}
 			states := map[string]float64{}
 			var queue, rsum, rcount float64
-			if fams, err := reg.Gather(); err == nil {
+			for _, reg := range regs() { // summed over the shards' controllers
+				fams, err := reg.Gather()
+				if err != nil {
+					continue
+				}
 				for _, f := range fams {
 					switch f.GetName() {
 					case "converge_controller_tasks":
 						for _, m := range f.GetMetric() {
 							for _, l := range m.GetLabel() {
-								states[strings.TrimPrefix(l.GetValue(), "TASK_")] = m.GetGauge().GetValue()
+								states[strings.TrimPrefix(l.GetValue(), "TASK_")] += m.GetGauge().GetValue()
 							}
 						}
 					case "converge_controller_reconcile_duration_seconds":
 						h := f.GetMetric()[0].GetHistogram()
-						rsum, rcount = h.GetSampleSum(), float64(h.GetSampleCount())
+						rsum += h.GetSampleSum()
+						rcount += float64(h.GetSampleCount())
 					case "converge_controller_queue_depth":
-						queue = f.GetMetric()[0].GetGauge().GetValue()
+						queue += f.GetMetric()[0].GetGauge().GetValue()
 					}
 				}
 			}

@@ -64,6 +64,10 @@ type Config struct {
 	// acknowledger and the HTTP round trip). It must not block. total also
 	// feeds converge_controller_ack_latency_seconds.
 	AckObserver func(total, durable time.Duration)
+	// Shard, when its Count is above 1, limits the controller to the
+	// clusters of that shard (shard.go); Store is then the shard's view
+	// (store.Store.Shard) and the Mesos framework the shard's own.
+	Shard Shard
 	// Failpoint, when set, is called at each checkpoint boundary with its name
 	// (the Failpoint* constants). A non-nil error stops the controller there as
 	// a crash would: the step in progress is abandoned and Run returns the
@@ -313,12 +317,18 @@ func (c *Controller) load(ctx context.Context) error {
 		for i := range tasks {
 			r := tasks[i]
 			key := r.Namespace + "/" + r.Cluster
+			if !c.cfg.Shard.Owns(key) {
+				continue
+			}
 			if c.ledger[key] == nil {
 				c.ledger[key] = map[string]*store.TaskRecord{}
 			}
 			c.ledger[key][r.ID] = &r
 		}
 		for key, e := range els {
+			if !c.cfg.Shard.Owns(key) {
+				continue
+			}
 			e := e
 			c.elections[key] = &e
 		}
@@ -377,6 +387,9 @@ func (c *Controller) Run(ctx context.Context, b mesosbridge.Bridge) error {
 	if err != nil {
 		return fmt.Errorf("list clusters: %w", err)
 	}
+	clusters = slices.DeleteFunc(clusters, func(cl *v1alpha1.Cluster) bool {
+		return !c.cfg.Shard.Owns(cl.Namespace + "/" + cl.Name)
+	})
 	c.mu.Lock()
 	for _, cl := range clusters {
 		c.clusters[cl.Namespace+"/"+cl.Name] = cl
@@ -526,6 +539,9 @@ func (c *Controller) watch(ctx context.Context, rev int64) {
 			continue
 		}
 		key := ev.Object.Namespace + "/" + ev.Object.Name
+		if !c.cfg.Shard.Owns(key) {
+			continue
+		}
 		switch ev.Type {
 		case store.Deleted:
 			c.mu.Lock()

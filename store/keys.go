@@ -74,7 +74,7 @@ func (s *Store) endpointsKey(ns, name string) string {
 	return s.prefix + "/endpoints/" + ns + "/" + name
 }
 func (s *Store) eventsKey(ns, name string) string { return s.prefix + "/events/" + ns + "/" + name }
-func (s *Store) frameworkKey() string             { return s.prefix + "/framework" }
+func (s *Store) frameworkKey() string             { return s.shardPrefix() + "/framework" }
 
 // nsNameFromKey returns "ns/name" for a key <base><ns>/<name>.
 func nsNameFromKey(base, key string) (ns, name string, ok bool) {

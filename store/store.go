@@ -69,6 +69,7 @@ type Store struct {
 	fence  *fence
 	stats  *counters
 	limits txnLimits
+	shard  string // "": unsharded (see Shard)
 }
 
 // txnLimits bound one transaction: operations at one nesting level, and the
@@ -223,8 +224,27 @@ func (s *Store) Client() *clientv3.Client { return s.cli }
 func (s *Store) Prefix() string { return s.prefix }
 
 // LeaderPrefix is the election prefix of the controller replicas
-// ("<prefix>/leader/").
-func (s *Store) LeaderPrefix() string { return s.prefix + "/leader/" }
+// ("<prefix>/leader/"; a shard's: "<prefix>/shards/<name>/leader/").
+func (s *Store) LeaderPrefix() string { return s.shardPrefix() + "/leader/" }
+
+// Shard returns a view for one shard of the clusters (docs/design.md,
+// "Sharding"): each shard is its own Mesos framework with its own leader, so
+// its framework id and its leader election live under
+// <prefix>/shards/<name>/; clusters, ledgers, elections, endpoints and events
+// stay where they are (a cluster's shard is a function of its key).
+func (s *Store) Shard(name string) *Store {
+	v := *s
+	v.owned = false
+	v.shard = name
+	return &v
+}
+
+func (s *Store) shardPrefix() string {
+	if s.shard == "" {
+		return s.prefix
+	}
+	return s.prefix + "/shards/" + s.shard
+}
 
 // Fenced returns a view whose every write is an etcd Txn guarded by
 // CreateRevision(leaderKey) == leaderRev; when the guard fails the write

@@ -684,6 +684,40 @@ func TestFramework(t *testing.T) {
 	}
 }
 
+// A shard's view keeps its own framework id and leader prefix, and shares
+// the clusters with every other view.
+func TestShardView(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	ctx := ctxT(t)
+	a, b := s.Shard("0"), s.Shard("1")
+	for _, tc := range []struct {
+		st *store.Store
+		id string
+	}{{s, "fw-unsharded"}, {a, "fw-a"}, {b, "fw-b"}} {
+		if err := tc.st.SaveFrameworkID(ctx, tc.id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		st   *store.Store
+		want string
+	}{{s, "fw-unsharded"}, {a, "fw-a"}, {b, "fw-b"}} {
+		if id, err := tc.st.LoadFrameworkID(ctx); id != tc.want || err != nil {
+			t.Fatalf("framework id %q, %v; want %q", id, err, tc.want)
+		}
+	}
+	if a.LeaderPrefix() != prefix+"/shards/0/leader/" || s.LeaderPrefix() != prefix+"/leader/" {
+		t.Fatalf("leader prefixes %q, %q", a.LeaderPrefix(), s.LeaderPrefix())
+	}
+	if _, err := a.Create(ctx, cluster("default", "shared")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Get(ctx, "default", "shared"); err != nil {
+		t.Fatalf("a cluster written through one shard's view: %v", err)
+	}
+}
+
 func TestFencedWrites(t *testing.T) {
 	t.Parallel()
 	s, _ := newStore(t)

@@ -76,6 +76,8 @@ figure reads as a ratio to what this machine can do.`,
 	f.DurationVar(&o.AllocationInterval, "allocation-interval", time.Second, "local Mesos offer round interval (a real master's default is 1s)")
 	f.DurationVar(&o.LaunchDelay, "launch-delay", 50*time.Millisecond, "simulated time from TASK_STARTING to TASK_RUNNING")
 	f.IntVar(&o.Workers, "workers", 0, "controller reconcile workers (0: the controller's default)")
+	f.IntVar(&o.Shards, "shards", 0, "run this many controllers, each leading one shard of the clusters (its own Mesos framework) and standing by for the next; one is killed once half the clusters are Ready (0: one unsharded controller)")
+	f.DurationVar(&o.ShardTTL, "shard-ttl", 0, "with --shards: the shard leaders' lease TTL, how long a killed leader's shard waits to be taken over (0: the default 5s)")
 	f.DurationVar(&o.Idle, "idle", 3*time.Second, "how long to watch the converged state")
 	f.DurationVar(&o.Timeline, "timeline", 0, "print convergence progress at this interval (0: off)")
 	f.IntVarP(&verbose, "verbose", "v", 0, "log the parts' output to stderr (1: info, 2+: debug)")
@@ -91,6 +93,14 @@ func printBench(w io.Writer, r bench.Result) {
 	fmt.Fprintf(w, "  puts by key      %s (at Ready, cluster creates included)\n", byKind(r.EtcdPutsByKind))
 	fmt.Fprintf(w, "  etcd ceiling     %.0f writes/s (%d clients, sequential single-key puts); convergence used %.0f%% of it\n",
 		r.EtcdCeilingWritesPerSecond, r.EtcdCeilingClients, 100*r.EtcdCeilingRatio)
+	if r.Shards > 0 {
+		fmt.Fprintf(w, "  shards           %d, clusters per shard %v; tasks under another shard's framework %d, clusters split over two %d\n",
+			r.Shards, r.ShardClusters, r.ShardTasksMisplaced, r.ShardClustersSplit)
+		if r.ShardKilled != nil {
+			fmt.Fprintf(w, "  shard takeover   process %d killed with %d clusters Ready; its shard led by process %d and subscribed again %.2fs later\n",
+				*r.ShardKilled, r.ShardKilledAtReady, r.ShardTakenOverBy, r.ShardTakeoverSeconds)
+		}
+	}
 	fmt.Fprintf(w, "  acks             %d; update to ACKNOWLEDGE p50 %.1fms, p99 %.1fms, max %.1fms (durable and queued: p50 %.1fms, p99 %.1fms)\n",
 		r.Acks, r.AckLatencyP50MS, r.AckLatencyP99MS, r.AckLatencyMaxMS, r.AckDurableP50MS, r.AckDurableP99MS)
 	fmt.Fprintf(w, "  process          %.2fs CPU to converge, peak RSS %.0f MB, heap at converge %.0f MB\n", r.ControllerCPUSeconds, r.PeakRSSMB, r.HeapMB)
