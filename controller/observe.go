@@ -336,6 +336,12 @@ func (c *Controller) handleMessage(m *mesosbridge.Message) {
 		return // otherwise a renewal changes nothing the planner needs: no reconcile
 	case election.TypeFollowed:
 		c.leaseMessageLocked(key, msg)
+		c.mu.Unlock()
+		// No reconcile: only planFollow reads the answer, and while a member
+		// has not confirmed, the planner is requeued each resend interval and
+		// sees it then. (A reconcile per answer was one per follower after
+		// Ready: 9,000 at 1,000 x 10, most of a "one failure" window's.)
+		return
 	default:
 		c.mu.Unlock()
 		return
