@@ -89,7 +89,12 @@ func TestBenchShards(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	res, err := Run(ctx, Options{
-		Clusters: 12, Replicas: 2, Agents: 12, Shards: 3, ShardTTL: time.Second,
+		Clusters: 12, Replicas: 2, Agents: 12, Shards: 3,
+		// Not shorter: a leader whose etcd has not confirmed its key for a
+		// third of the TTL steps down. With a 1 s TTL (333 ms) this test
+		// once ended with no cluster Ready under -race at load 35, likely
+		// leaders stepping down over and over.
+		ShardTTL:           3 * time.Second,
 		AllocationInterval: 200 * time.Millisecond,
 		Timeout:            2 * time.Minute,
 		Idle:               200 * time.Millisecond,
