@@ -36,10 +36,12 @@ func (p *planner) masterPosition(cur store.ElectionRecord) (string, int64) {
 
 // recordMasterPosition persists the master's latest reported position when
 // it differs from the persisted one and that is at least a lease duration
-// old (or was never written).
+// old (or was never written). Only clusters with a lag limit need it: for
+// the others it would be a reconcile and a write per master per lease, work
+// that grows with every master that exists rather than with what changed.
 func (p *planner) recordMasterPosition(cur store.ElectionRecord) {
 	pos, epoch := p.masterPosition(cur)
-	if pos == "" || (pos == cur.MasterPosition && epoch == cur.MasterPositionEpoch) || !positionDue(cur, p.in.Now, leaseDurationOf(&p.c.Spec)) {
+	if p.c.Spec.Election.MaximumLagOnFailover == nil || pos == "" || (pos == cur.MasterPosition && epoch == cur.MasterPositionEpoch) || !positionDue(cur, p.in.Now, leaseDurationOf(&p.c.Spec)) {
 		return
 	}
 	next := cur

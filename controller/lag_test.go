@@ -99,16 +99,24 @@ func TestPlanMaximumLagOnFailover(t *testing.T) {
 }
 
 // The master's reported position is persisted in the election record at
-// most once per lease duration, and carried into the next election.
+// most once per lease duration, and carried into the next election; only
+// for clusters with a lag limit (without one it would be a write per master
+// per lease that nothing reads).
 func TestPlanRecordsMasterPosition(t *testing.T) {
 	c := testCluster(3, strategy(v1alpha1.ElectionPosition))
 	tasks := running(c, 0, 1, 2)
+	lease := LeaseState{Epoch: 4, TaskID: tasks[0].ID, GrantedAt: t0, Position: "0/3000148", PositionEpoch: 4}
+	unlimited := elected(c, tasks[0], 4, store.PhasePromoted)
+	if out := Plan(in(c, tasks, func(i *Input) { i.Election, i.Lease = unlimited, lease })); out.Election != nil {
+		t.Errorf("no maximumLagOnFailover: wrote %+v", out.Election)
+	}
+	limit := int64(1 << 20)
+	c.Spec.Election.MaximumLagOnFailover = &limit
 	promoted := func(at *time.Time, pos string) *store.ElectionRecord {
 		e := elected(c, tasks[0], 4, store.PhasePromoted)
 		e.MasterPosition, e.MasterPositionEpoch, e.MasterPositionAt = pos, 4, at
 		return e
 	}
-	lease := LeaseState{Epoch: 4, TaskID: tasks[0].ID, GrantedAt: t0, Position: "0/3000148", PositionEpoch: 4}
 	recent, old := t0.Add(-time.Second), t0.Add(-10*time.Second)
 	tests := []struct {
 		name  string

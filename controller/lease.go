@@ -219,7 +219,7 @@ func (c *Controller) leaseMessageLocked(key string, msg election.Message) *elect
 // one, which is at least a lease duration old. c.mu is held.
 func (c *Controller) positionDueLocked(key string) bool {
 	l, rec, cl := c.leases[key], c.elections[key], c.clusters[key]
-	if l == nil || rec == nil || cl == nil || l.Position == "" || l.PositionEpoch != rec.Epoch ||
+	if l == nil || rec == nil || cl == nil || cl.Spec.Election.MaximumLagOnFailover == nil || l.Position == "" || l.PositionEpoch != rec.Epoch ||
 		(l.Position == rec.MasterPosition && l.PositionEpoch == rec.MasterPositionEpoch) {
 		return false
 	}
