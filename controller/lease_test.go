@@ -18,14 +18,31 @@ import (
 // sandboxFile returns the content and modification time of the file name in
 // the sandbox of task id under work; ok is false while it does not exist.
 func sandboxFile(work, id, name string) (content string, mtime time.Time, ok bool) {
-	_ = filepath.Walk(work, func(p string, info os.FileInfo, err error) error {
-		if err == nil && info.Name() == name && strings.Contains(p, id) {
-			if b, rerr := os.ReadFile(p); rerr == nil {
-				content, mtime, ok = strings.TrimSpace(string(b)), info.ModTime(), true
+	var walk func(root string, mine bool)
+	walk = func(root string, mine bool) {
+		_ = filepath.Walk(root, func(p string, info os.FileInfo, err error) error {
+			if err != nil {
+				return nil
 			}
-		}
-		return nil
-	})
+			in := mine || strings.Contains(p, id)
+			if info.Mode()&os.ModeSymlink != 0 && in {
+				// a persistent volume, linked into the sandbox
+				if dir, err := filepath.EvalSymlinks(p); err == nil {
+					if st, err := os.Stat(dir); err == nil && st.IsDir() {
+						walk(dir, true)
+					}
+				}
+				return nil
+			}
+			if info.Name() == name && in {
+				if b, rerr := os.ReadFile(p); rerr == nil {
+					content, mtime, ok = strings.TrimSpace(string(b)), info.ModTime(), true
+				}
+			}
+			return nil
+		})
+	}
+	walk(work, false)
 	return content, mtime, ok
 }
 

@@ -58,6 +58,12 @@ func TestMariaDBExample(t *testing.T) {
 	for _, ts := range c.Status.Tasks {
 		myWaitRow(t, taskAddr(ts), "first", 30*time.Second)
 	}
+	crashStandbyKeepsData(t, e, work, "mariadb", "mariadbd.pid",
+		func(addr string) { myWaitRow(t, addr, "first", 30*time.Second) },
+		func(id string, _ time.Time) bool {
+			by, _, ok := sandboxFile(work, id, "created-by")
+			return !ok || by == id
+		})
 
 	// Planned handovers first, on the healthy cluster: switchover --to, a
 	// rolling update (dbhandover_test.go).

@@ -77,6 +77,12 @@ func TestPostgresExample(t *testing.T) {
 	for _, ts := range c.Status.Tasks {
 		waitRow(t, taskAddr(ts), "first", 30*time.Second)
 	}
+	crashStandbyKeepsData(t, e, work, "postgres", "postmaster.pid",
+		func(addr string) { waitRow(t, addr, "first", 30*time.Second) },
+		func(id string, crashed time.Time) bool {
+			_, made, ok := sandboxFile(work, id, "PG_VERSION")
+			return !ok || made.After(crashed)
+		})
 
 	// Planned handovers first, on the healthy cluster: switchover --to, a
 	// rolling update (dbhandover_test.go).
@@ -251,6 +257,7 @@ func startExample(t *testing.T, file, ports string) (*env, string) {
 	// Fetched into each sandbox (and so readable by the task's user), as
 	// converge dev and serve --executor-uri do.
 	e.cfg.ExecutorURI, e.cfg.ExecutorCommand = bin, "./"+filepath.Base(bin)
+	e.cfg.Roles = []string{"*", "converge"} // the examples' role: their volumes
 	e.start()
 	e.create(c)
 	return e, work

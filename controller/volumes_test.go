@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -312,4 +314,47 @@ func TestVolumesAgentGone(t *testing.T) {
 	if worst, n := stop(); worst.maxPerOrdinal > 1 || worst.ledgerMax > 1 {
 		t.Fatalf("two members of one ordinal that may be alive (%d samples): %s; ledger %d", n, worst.detail, worst.ledgerMax)
 	}
+}
+
+// crashStandbyKeepsData: in a database example, the server of a member that
+// is not the master dies (kill -9 of the pid in pidFile); the member is
+// relaunched on the agent holding its volume and starts on its data: the
+// row written before is there (hasRow waits for it) and fresh, asked of the
+// new task id and the time of the crash, says its data was not made anew
+// (no new copy of the master).
+func crashStandbyKeepsData(t *testing.T, e *env, work, name, pidFile string, hasRow func(addr string), fresh func(id string, crashed time.Time) bool) {
+	t.Helper()
+	c := e.get(name)
+	var victim v1alpha1.TaskStatus
+	for _, ts := range c.Status.Tasks {
+		if c.Status.Master != nil && ts.ID != c.Status.Master.TaskID {
+			victim = ts
+			break
+		}
+	}
+	pidText, _, ok := sandboxFile(work, victim.ID, pidFile)
+	if !ok {
+		t.Fatalf("no %s for %s", pidFile, victim.ID)
+	}
+	pid, err := strconv.Atoi(strings.SplitN(pidText, "\n", 2)[0])
+	if err != nil {
+		t.Fatalf("%s: %q", pidFile, pidText)
+	}
+	crashed := time.Now()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill -9 %d: %v", pid, err)
+	}
+	c = e.waitFor(name, 90*time.Second, "the crashed member relaunched", func(c *v1alpha1.Cluster) bool {
+		ts := taskOf(c, victim.Ordinal)
+		return clusterReady(c) && ts.ID != victim.ID && ts.ID != ""
+	})
+	again := taskOf(c, victim.Ordinal)
+	if again.AgentID != victim.AgentID {
+		t.Fatalf("ordinal %d relaunched on %s, not on %s which holds its volume", victim.Ordinal, again.AgentID, victim.AgentID)
+	}
+	hasRow(taskAddr(again))
+	if fresh(again.ID, crashed) {
+		t.Fatalf("ordinal %d relaunched on new data, not on its volume's", victim.Ordinal)
+	}
+	t.Logf("ordinal %d: server killed, relaunched on its agent on its data in %.1fs", victim.Ordinal, time.Since(crashed).Seconds())
 }

@@ -18,9 +18,11 @@ end=$(($(date +%s) + 20))
 while [ "$(date +%s)" -le "$end" ]; do
 	[ "$(slave Slave_IO_Running)$(slave Slave_SQL_Running)" = YesYes ] && exit 0
 	if [ "$(slave Last_IO_Errno)" = 1236 ]; then
-		# Ahead of or diverged from the master's binlog: end this member,
-		# converge replaces it with a fresh one that replays the master's.
+		# Ahead of or diverged from the master's binlog: end this member;
+		# relaunched on its volume, it starts afresh (run.sh, "reinit") and
+		# replays the master's binlog.
 		echo "follow: cannot replicate from $CONVERGE_MASTER_HOST:$CONVERGE_MASTER_PORT: $(slave Last_IO_Error)" >&2
+		touch "$VOLUME/reinit"
 		kill -9 "$(cat "$DATA/mariadbd.pid")"
 		exit 1
 	fi

@@ -1,6 +1,10 @@
 # Shared by the hooks of manifests/examples/mariadb.yaml; sourced from the
 # member's sandbox, where the agent fetched these scripts.
-DATA=$MESOS_SANDBOX/data
+# The data: on the member's persistent volume (task.volumes "data", at data/
+# in the sandbox), in a directory of its own; the file "reinit" there asks
+# run.sh to start it afresh (follow.sh, when it diverged from the master).
+VOLUME=$MESOS_SANDBOX/data
+DATA=$VOLUME/db
 SOCKET=/tmp/mariadb-$HOST-$PORT0.sock
 # This member as root@localhost over its socket (the one account that may
 # set read_only), and the master named by CONVERGE_MASTER_HOST/PORT as

@@ -1,8 +1,10 @@
 #!/bin/sh
-# The member: a MariaDB server on $HOST:$PORT0, data in the sandbox, started
+# The member: a MariaDB server on $HOST:$PORT0, data on its volume, started
 # read-only and replicating from no one until the election promotes it
 # (promote.sh) or points it at the master (follow.sh). Its task ends when the
-# server dies, so converge replaces it with a fresh member.
+# server dies; converge relaunches it on its volume, with its data (started
+# read-only again: follow.sh points it at the master), or afresh if follow.sh
+# found it diverged (the file "reinit").
 . ./lib.sh
 set -e
 # A server_id of its own: the task id's random suffix (a relaunched member of
@@ -46,7 +48,11 @@ CREATE USER IF NOT EXISTS root@'127.%';
 GRANT ALL ON *.* TO root@'127.%' WITH GRANT OPTION;
 REVOKE READ_ONLY ADMIN ON *.* FROM root@'127.%';
 SQL
+if [ -e "$VOLUME/reinit" ]; then
+	rm -rf "$DATA" && rm -f "$VOLUME/reinit"
+fi
 if [ ! -d "$DATA/mysql" ]; then
+	echo "$MESOS_TASK_ID" >"$VOLUME/created-by" # whose install this data is
 	mariadb-install-db --no-defaults --datadir="$DATA" --tmpdir="$MESOS_SANDBOX/tmp" \
 		--auth-root-authentication-method=normal --skip-test-db >install.log 2>&1 || { cat install.log >&2; exit 1; }
 fi

@@ -1,7 +1,9 @@
 # Shared by the hooks of manifests/examples/postgres.yaml; sourced from the
 # member's sandbox, where the agent fetched these scripts.
 PG=/usr/lib/postgresql/15/bin
-PGDATA=$MESOS_SANDBOX/data
+# The data: on the member's persistent volume (task.volumes "data", at data/
+# in the sandbox), in a directory of its own that follow.sh may replace whole.
+PGDATA=$MESOS_SANDBOX/data/pgdata
 export PGDATA PGCONNECT_TIMEOUT=3
 # This member, over TCP on its agent's loopback address (no Unix socket:
 # sandbox paths are longer than a socket path may be).
