@@ -39,6 +39,7 @@ func newServeCmd(g *globals) *cobra.Command {
 		verbose         int
 		unreachable     time.Duration
 		api             apiFlags
+		shards, shard   int
 	)
 	cmd := &cobra.Command{
 		Use:   "serve --mesos-master URL[,URL...]",
@@ -78,6 +79,12 @@ The framework's secret is read from --secret-file, never from a flag value.`,
 					return cli.Usage("--secret-file needs --principal")
 				}
 			}
+			if shards < 0 || (shards > 1 && (shard < 0 || shard >= shards)) {
+				return cli.Usage("--shard %d of --shards %d: want 0 <= shard < shards", shard, shards)
+			}
+			if shards <= 1 && cmd.Flags().Changed("shard") {
+				return cli.Usage("--shard needs --shards N (N > 1)")
+			}
 			if identity == "" {
 				host, _ := os.Hostname()
 				identity = fmt.Sprintf("%s-%d", host, os.Getpid())
@@ -91,7 +98,7 @@ The framework's secret is read from --secret-file, never from a flag value.`,
 			defer cli.Disconnect(st)
 
 			base := newRegistry()
-			leading := prometheus.NewGauge(prometheus.GaugeOpts{Name: "converge_leader", Help: "1 while this replica leads."})
+			leading := prometheus.NewGauge(prometheus.GaugeOpts{Name: "converge_leader", Help: "The shards this replica leads (unsharded: 1 while it leads)."})
 			base.MustRegister(leading)
 			terms := &termGatherer{}
 			ops, err := startOpsServer(httpAddr, prometheus.Gatherers{base, terms}, func(ctx context.Context) error {
@@ -122,39 +129,46 @@ The framework's secret is read from --secret-file, never from a flag value.`,
 			if apiSrv != nil {
 				fmt.Fprintf(g.out, "  kubernetes API %s\n", apiSrv.URL)
 			}
-			fmt.Fprintf(g.out, "  campaigning for leadership under %s\n", st.LeaderPrefix())
-
-			err = leader.RunWithOptions(ctx, st.Client(), st, leader.Options{Identity: identity, TTL: leaseTTL, Log: log.WithName("leader")},
-				func(lctx context.Context, fenced *store.Store) error {
-					leading.Set(1)
-					defer leading.Set(0)
-					// Metrics of one leadership term; the next term registers afresh.
-					reg := prometheus.NewRegistry()
-					terms.set(reg)
-					defer terms.set(nil)
-					err := controller.Run(lctx, controller.Config{
-						Store:              fenced,
-						UnreachableTimeout: unreachable,
-						ExecutorURI:        executorURI,
-						ExecutorCommand:    executorCommand,
-						Log:                log.WithName("controller"),
-						Registerer:         reg,
-					}, mesosbridge.Config{
-						Masters:         ms,
-						FrameworkName:   frameworkName,
-						Roles:           roles,
-						Principal:       principal,
-						Secret:          secret,
-						CACertFile:      mesosCACert,
-						FailoverTimeout: failoverTimeout,
-						NewFramework:    newFramework,
-						Log:             log.WithName("mesos"),
+			lead := func(ctx context.Context, shard controller.Shard) error {
+				sst, name := st, frameworkName
+				if shards > 1 {
+					sst, name = st.Shard(shard.Name()), fmt.Sprintf("%s-shard-%d", frameworkName, shard.Index)
+				}
+				fmt.Fprintf(g.out, "  campaigning for leadership under %s (framework %q)\n", sst.LeaderPrefix(), name)
+				return leader.RunWithOptions(ctx, st.Client(), sst, leader.Options{Identity: identity, TTL: leaseTTL, Log: log.WithName("leader").WithValues("shard", shard.Index)},
+					func(lctx context.Context, fenced *store.Store) error {
+						leading.Inc()
+						defer leading.Dec()
+						// Metrics of one leadership term; the next term registers afresh.
+						reg := prometheus.NewRegistry()
+						terms.set(shard.Index, reg)
+						defer terms.set(shard.Index, nil)
+						err := controller.Run(lctx, controller.Config{
+							Store:              fenced,
+							Shard:              shard,
+							UnreachableTimeout: unreachable,
+							ExecutorURI:        executorURI,
+							ExecutorCommand:    executorCommand,
+							Log:                log.WithName("controller").WithValues("shard", shard.Index),
+							Registerer:         reg,
+						}, mesosbridge.Config{
+							Masters:         ms,
+							FrameworkName:   name,
+							Roles:           roles,
+							Principal:       principal,
+							Secret:          secret,
+							CACertFile:      mesosCACert,
+							FailoverTimeout: failoverTimeout,
+							NewFramework:    newFramework,
+							Log:             log.WithName("mesos").WithValues("shard", shard.Index),
+						})
+						if err != nil && !errors.Is(err, context.Canceled) {
+							log.Error(err, "controller stopped", "shard", shard.Index)
+						}
+						return err
 					})
-					if err != nil && !errors.Is(err, context.Canceled) {
-						log.Error(err, "controller stopped")
-					}
-					return err
-				})
+			}
+			err = runShards(ctx, shards, shard, leaseTTL, lead)
 			if apiSrv != nil {
 				stopAPI()
 				_ = apiSrv.Wait()
@@ -177,32 +191,81 @@ The framework's secret is read from --secret-file, never from a flag value.`,
 	f.BoolVar(&newFramework, "new-framework", false, "ignore the stored framework id and register a new framework (after Mesos removed the old one)")
 	f.StringVar(&identity, "identity", "", "this replica's name in the leader election (default hostname-pid)")
 	f.DurationVar(&leaseTTL, "lease-ttl", leader.DefaultTTL, "leader lease TTL: a dead leader is replaced within about this long")
+	f.IntVar(&shards, "shards", 0, "split the clusters over this many shards, each its own Mesos framework with its own leader (docs/design.md, Sharding); the same N on every replica, never changed")
+	f.IntVar(&shard, "shard", 0, "with --shards: the shard this replica campaigns to lead; it also stands by for the next one (shard+1 mod N)")
 	api.register(cmd)
 	f.IntVarP(&verbose, "verbose", "v", 0, "log verbosity (0: info and errors)")
 	f.DurationVar(&unreachable, "unreachable-timeout", controller.DefaultUnreachableTimeout, "write off (stop counting, kill) a member whose agent is unreachable for this long; its ordinal is relaunched once Mesos reports it finished")
 	return cmd
 }
 
-// termGatherer gathers the metrics of the current leadership term, if any.
+// termGatherer gathers the metrics of the current leadership terms (one per
+// shard this replica leads), if any.
 type termGatherer struct {
-	mu  sync.Mutex
-	reg *prometheus.Registry
+	mu   sync.Mutex
+	regs map[int]*prometheus.Registry
 }
 
-func (t *termGatherer) set(r *prometheus.Registry) {
+func (t *termGatherer) set(shard int, r *prometheus.Registry) {
 	t.mu.Lock()
-	t.reg = r
-	t.mu.Unlock()
+	defer t.mu.Unlock()
+	if t.regs == nil {
+		t.regs = map[int]*prometheus.Registry{}
+	}
+	if r == nil {
+		delete(t.regs, shard)
+		return
+	}
+	t.regs[shard] = r
 }
 
+// Gather reads one term's metrics; with two shards led at once their
+// families would collide, so only the lowest shard's are served.
 func (t *termGatherer) Gather() ([]*dto.MetricFamily, error) {
 	t.mu.Lock()
-	r := t.reg
+	var r *prometheus.Registry
+	low := -1
+	for s, reg := range t.regs {
+		if low < 0 || s < low {
+			low, r = s, reg
+		}
+	}
 	t.mu.Unlock()
 	if r == nil {
 		return nil, nil
 	}
 	return r.Gather()
+}
+
+// runShards leads: unsharded, one campaign; with shards > 1, a campaign for
+// shard and, after two lease TTLs (so that replicas started together each
+// win their own shard first), a standby campaign for the next shard, which
+// it wins when that shard's leader dies (docs/design.md, Sharding).
+func runShards(ctx context.Context, shards, shard int, ttl time.Duration, lead func(context.Context, controller.Shard) error) error {
+	if shards <= 1 {
+		return lead(ctx, controller.Shard{})
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, 2)
+	go func() { errs <- lead(ctx, controller.Shard{Index: shard, Count: shards}) }()
+	go func() {
+		t := time.NewTimer(2 * ttl)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			errs <- nil
+			return
+		case <-t.C:
+		}
+		errs <- lead(ctx, controller.Shard{Index: (shard + 1) % shards, Count: shards})
+	}()
+	err := <-errs
+	cancel()
+	if err2 := <-errs; err == nil {
+		err = err2
+	}
+	return err
 }
 
 // redactEndpoints masks passwords in comma-separated URLs before they are printed.
