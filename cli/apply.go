@@ -74,7 +74,7 @@ func Apply(ctx context.Context, st *store.Store, ms []Manifest, o ApplyOptions) 
 	for _, m := range ms {
 		a, err := applyOne(ctx, st, m.Cluster, o)
 		if err != nil {
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("%s: %w", m.Source, err))
 			continue
 		}
 		done = append(done, a)
@@ -154,6 +154,9 @@ func applyOne(ctx context.Context, st *store.Store, want *v1alpha1.Cluster, o Ap
 		next := Merge(live, want)
 		if same(live, next) {
 			return Applied{ActionUnchanged, live}, nil
+		}
+		if errs := v1alpha1.ValidateVolumesUpdate(next, live); len(errs) > 0 {
+			return Applied{}, fmt.Errorf("%s: %w; nothing written", ref, errs.ToAggregate())
 		}
 		if dryRun {
 			if !sameSpec(live, next) {

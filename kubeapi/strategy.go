@@ -50,6 +50,7 @@ func (strategy) Validate(_ context.Context, obj runtime.Object) field.ErrorList 
 func (strategy) ValidateUpdate(_ context.Context, obj, old runtime.Object) field.ErrorList {
 	c, was := obj.(*v1alpha1.Cluster), old.(*v1alpha1.Cluster)
 	errs := v1alpha1.Validate(c)
+	errs = append(errs, v1alpha1.ValidateVolumesUpdate(c, was)...)
 	if was.DeletionTimestamp != nil {
 		for _, f := range c.Finalizers {
 			if !slices.Contains(was.Finalizers, f) {

@@ -158,6 +158,9 @@ func (s *Store) Update(ctx context.Context, c *v1alpha1.Cluster) (*v1alpha1.Clus
 	if err != nil {
 		return nil, fmt.Errorf("update cluster %s/%s: %w", ns, name, err)
 	}
+	if errs := v1alpha1.ValidateVolumesUpdate(next, cur); changedSpec && len(errs) > 0 {
+		return nil, fmt.Errorf("update cluster %s/%s: %w", ns, name, errs.ToAggregate())
+	}
 	if changedSpec {
 		next.Generation = cur.Generation + 1
 	}

@@ -510,3 +510,38 @@ func validateElection(e *Election, p *field.Path) field.ErrorList {
 	}
 	return errs
 }
+
+// ValidateVolumesUpdate refuses an update that changes a cluster's
+// task.volumes (names, paths, sizes; adding or removing them), or its role
+// while it has volumes. Mesos cannot resize or move a persistent volume in
+// place (GROW_VOLUME/SHRINK_VOLUME are experimental and optional), and
+// giving members new volumes would start them empty, so volumes are fixed
+// when the cluster is created, as the DC/OS SDK's TaskVolumesCannotChange
+// and Marathon's resident apps have them. Volumes are not in the template
+// hash for the same reason: no rolling update could apply a change.
+func ValidateVolumesUpdate(c, old *Cluster) field.ErrorList {
+	var errs field.ErrorList
+	if !sameVolumes(c.Spec.Task.Volumes, old.Spec.Task.Volumes) {
+		errs = append(errs, field.Forbidden(field.NewPath("spec", "task", "volumes"),
+			"volumes cannot change once the cluster exists: Mesos cannot resize or move a persistent volume, and new volumes would start empty; create a new cluster with the volumes wanted (or delete this one, losing its data, and create it again)"))
+	}
+	if len(old.Spec.Task.Volumes) > 0 && c.Spec.Role != old.Spec.Role {
+		errs = append(errs, field.Forbidden(field.NewPath("spec", "role"),
+			fmt.Sprintf("the role cannot change while the cluster has volumes: they live on resources reserved for role %q", old.Spec.Role)))
+	}
+	return errs
+}
+
+func sameVolumes(a, b []Volume) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := a[i], b[i]
+		if x.Name != y.Name || x.ContainerPath != y.ContainerPath || (x.Size == nil) != (y.Size == nil) ||
+			(x.Size != nil && x.Size.Cmp(*y.Size) != 0) {
+			return false
+		}
+	}
+	return true
+}

@@ -158,6 +158,26 @@ spec:
 %s`, name, replicas, extra)
 }
 
+// TestApplyVolumesCannotChange: applying a changed task.volumes to an
+// existing cluster fails naming the file, the field path and why, and writes
+// nothing; the same volumes (the size written otherwise) with other changes
+// apply.
+func TestApplyVolumesCannotChange(t *testing.T) {
+	e := newEnv(t)
+	vol := func(size string) string {
+		return "    volumes: [{name: data, containerPath: data, size: " + size + "}]\n  role: converge\n"
+	}
+	f := e.file("vol.yaml", manifest("vol", 1, vol("1Gi")))
+	expect(t, e.run("", "apply", "-f", f), 0, "cluster/vol created")
+	f = e.file("vol.yaml", manifest("vol", 3, vol("2Gi")))
+	expect(t, e.run("", "apply", "-f", f), 1, "vol.yaml", "spec.task.volumes: Forbidden: volumes cannot change", "nothing written")
+	if c := e.get("vol"); c.Generation != 1 || *c.Spec.Replicas != 1 {
+		t.Fatalf("generation %d, replicas %d after a refused apply: want 1, 1", c.Generation, *c.Spec.Replicas)
+	}
+	f = e.file("vol.yaml", manifest("vol", 3, vol("1024Mi")))
+	expect(t, e.run("", "apply", "-f", f), 0, "cluster/vol configured")
+}
+
 func TestApplyCreatedUnchangedConfigured(t *testing.T) {
 	e := newEnv(t)
 	f := e.file("orders.yaml", manifest("orders-db", 3, ""))
