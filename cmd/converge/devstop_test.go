@@ -1,11 +1,13 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -63,10 +65,7 @@ func startDevProcess(t *testing.T) (dev *exec.Cmd, out, errOut *syncBuffer, exit
 	if testing.Short() {
 		t.Skip("builds and runs converge dev")
 	}
-	bin := filepath.Join(t.TempDir(), "converge")
-	if b, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, b)
-	}
+	bin := buildConverge(t)
 	etcdURL := freeURL(t)
 	out, errOut = &syncBuffer{}, &syncBuffer{}
 	dev = exec.Command(bin, "dev", "--data-dir", t.TempDir(), "--etcd-client-url", etcdURL,
@@ -83,6 +82,33 @@ func startDevProcess(t *testing.T) (dev *exec.Cmd, out, errOut *syncBuffer, exit
 	})
 	waitUntil(t, 60*time.Second, "dev to start", func() bool { return strings.Contains(out.String(), "Press Ctrl-C") })
 	return dev, out, errOut, exited, &env{t: t, endpoint: etcdURL, prefix: store.DefaultPrefix, dir: t.TempDir()}
+}
+
+var (
+	convergeOnce sync.Once
+	convergeBin  string
+	convergeErr  error
+)
+
+// buildConverge builds converge once per test binary (as the controller
+// package's buildExecutor): each dev process test runs it.
+func buildConverge(t *testing.T) string {
+	t.Helper()
+	convergeOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "converge-bin-")
+		if err != nil {
+			convergeErr = err
+			return
+		}
+		convergeBin = filepath.Join(dir, "converge")
+		if b, err := exec.Command("go", "build", "-o", convergeBin, ".").CombinedOutput(); err != nil {
+			convergeErr = fmt.Errorf("go build: %v\n%s", err, b)
+		}
+	})
+	if convergeErr != nil {
+		t.Fatal(convergeErr)
+	}
+	return convergeBin
 }
 
 // TestDevSecondCtrlCKillsAtOnce: while converge dev waits for a task that
