@@ -105,9 +105,12 @@ func checkHandovers(t *testing.T, e *env, db exampleDB) {
 		t.Errorf("Mesos ran %d members of %s at one point of the rolling update, want at least 3 - maxUnavailable = 2", n, db.cluster)
 	}
 	checkHandedOverFirst(t, e.events(db.cluster), second.TaskID)
-	longest, at := log.longestGap(rolled)
-	t.Logf("%s rolling update (ordinal %d -> %d, epoch %d): write downtime of the handover %s; longest write gap of the whole update %s (at %s)",
-		db.cluster, second.Ordinal, third.Ordinal, third.Epoch, log.downtime(addrOf(second), addrOf(third), rolled), longest, at.Format("15:04:05.000"))
+	longest, at := log.longestGap(rolled, time.Time{})
+	// Before the handover: while the members that are not master were
+	// replaced (readiness checks hold each replacement until it replicates).
+	others, oat := log.longestGap(rolled, handingOverAt(e.events(db.cluster), "rolling update"))
+	t.Logf("%s rolling update (ordinal %d -> %d, epoch %d): write downtime of the handover %s; longest write gap of the whole update %s (at %s), of those that ended before the handover began %s (at %s)",
+		db.cluster, second.Ordinal, third.Ordinal, third.Epoch, log.downtime(addrOf(second), addrOf(third), rolled), longest, at.Format("15:04:05.000"), others, oat.Format("15:04:05.000"))
 	logHandover(t, e.events(db.cluster), "rolling update")
 	for _, ts := range c.Status.Tasks {
 		log.waitAllOn(taskAddr(ts), db.ids, 30*time.Second) // a new member may still be catching up
@@ -228,9 +231,22 @@ func (l *writeLog) downtime(oldAddr, newAddr string, since time.Time) string {
 	return fmt.Sprintf("%.2fs", firstNew.Sub(lastOld).Seconds())
 }
 
+// handingOverAt is when the last handover whose reason mentions what began
+// (zero if none).
+func handingOverAt(evs []store.Event, what string) time.Time {
+	var at time.Time
+	for _, ev := range evs {
+		if ev.Reason == "HandingOver" && strings.Contains(ev.Message, what) {
+			at = ev.Time
+		}
+	}
+	return at
+}
+
 // longestGap is the longest time between two acknowledgements of writes
-// sent since then, and when it began.
-func (l *writeLog) longestGap(since time.Time) (time.Duration, time.Time) {
+// sent since then, of the gaps that ended before until (any, if zero), and
+// when it began.
+func (l *writeLog) longestGap(since, until time.Time) (time.Duration, time.Time) {
 	l.mu.Lock()
 	var acked []time.Time
 	for _, w := range l.acks {
@@ -243,6 +259,9 @@ func (l *writeLog) longestGap(since time.Time) (time.Duration, time.Time) {
 	var longest time.Duration
 	var at time.Time
 	for i := 1; i < len(acked); i++ {
+		if !until.IsZero() && !acked[i].Before(until) {
+			break
+		}
 		if d := acked[i].Sub(acked[i-1]); d > longest {
 			longest, at = d, acked[i-1]
 		}
