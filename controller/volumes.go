@@ -59,24 +59,7 @@ func persistenceID(v *store.VolumeRecord, name string) string { return v.ID + ".
 // format, allocated to v.Role): the reserved cpus, mem and disk (the task's
 // disk plus the disk each volume is created from) and the volumes.
 func (c *Controller) reservation(v *store.VolumeRecord) (reserved, volumes []mesos.Resource) {
-	owner := c.cfg.FrameworkName
-	if owner == "" {
-		owner = defaultOwner
-	}
-	mk := func(name string, amount float64) mesos.Resource {
-		role, principal := v.Role, c.cfg.Principal
-		r := mesos.Resource{
-			Name: name, Type: mesos.SCALAR.Enum(), Scalar: &mesos.Value_Scalar{Value: amount}, Role: &role,
-			AllocationInfo: &mesos.Resource_AllocationInfo{Role: &role},
-			Reservation: &mesos.Resource_ReservationInfo{Labels: &mesos.Labels{Labels: []mesos.Label{
-				{Key: LabelReservation, Value: strPtr(v.ID)}, {Key: LabelOwner, Value: strPtr(owner)},
-			}}},
-		}
-		if principal != "" {
-			r.Reservation.Principal = &principal
-		}
-		return r
-	}
+	mk := func(name string, amount float64) mesos.Resource { return c.reserved(v, name, amount) }
 	reserved = append(reserved, mk("cpus", v.CPUs), mk("mem", v.MemMB))
 	disk := v.DiskMB
 	for _, vol := range v.Volumes {
@@ -95,6 +78,60 @@ func (c *Controller) reservation(v *store.VolumeRecord) (reserved, volumes []mes
 		volumes = append(volumes, r)
 	}
 	return reserved, volumes
+}
+
+// reserved is amount of the scalar name reserved for v.Role, labelled as v's.
+func (c *Controller) reserved(v *store.VolumeRecord, name string, amount float64) mesos.Resource {
+	owner := c.cfg.FrameworkName
+	if owner == "" {
+		owner = defaultOwner
+	}
+	role, principal := v.Role, c.cfg.Principal
+	r := mesos.Resource{
+		Name: name, Type: mesos.SCALAR.Enum(), Scalar: &mesos.Value_Scalar{Value: amount}, Role: &role,
+		AllocationInfo: &mesos.Resource_AllocationInfo{Role: &role},
+		Reservation: &mesos.Resource_ReservationInfo{Labels: &mesos.Labels{Labels: []mesos.Label{
+			{Key: LabelReservation, Value: strPtr(v.ID)}, {Key: LabelOwner, Value: strPtr(owner)},
+		}}},
+	}
+	if principal != "" {
+		r.Reservation.Principal = &principal
+	}
+	return r
+}
+
+// resize brings the cpus and mem reserved for v to the spec's (a rolling
+// update of task.resources relaunches a member on its reservation): the
+// part that grows is reserved from the offer's unreserved resources, the
+// part that shrinks unreserved, in the relaunch's ACCEPT, with v's labels.
+// It returns the record as it will be, the operations, and what the growth
+// takes of the offer's unreserved resources.
+func (c *Controller) resize(v *store.VolumeRecord, cpus, mem float64) (*store.VolumeRecord, []mesos.Offer_Operation, Need) {
+	next := *v
+	next.CPUs, next.MemMB = cpus, mem
+	var grow, shrink []mesos.Resource
+	growth := Need{Role: v.Role}
+	for _, d := range []struct {
+		name       string
+		have, want float64
+		took       *float64
+	}{{"cpus", v.CPUs, cpus, &growth.CPUs}, {"mem", v.MemMB, mem, &growth.MemMB}} {
+		switch delta := roundScalar(d.want - d.have); {
+		case delta > scalarEpsilon:
+			grow = append(grow, c.reserved(v, d.name, delta))
+			*d.took = delta
+		case delta < -scalarEpsilon:
+			shrink = append(shrink, c.reserved(v, d.name, -delta))
+		}
+	}
+	var ops []mesos.Offer_Operation
+	if len(grow) > 0 {
+		ops = append(ops, calls.OpReserve(grow...))
+	}
+	if len(shrink) > 0 {
+		ops = append(ops, calls.OpUnreserve(shrink...))
+	}
+	return &next, ops, growth
 }
 
 // taskResources are what a member's task takes of its reservation: its
@@ -349,30 +386,36 @@ func (c *Controller) releaseOffers(offers []mesos.Offer) map[int][]mesos.Offer_O
 // CREATE and LAUNCH if the reservation was never made (a crash or a dropped
 // ACCEPT before it) and the offer's unreserved resources fit; ok false
 // otherwise (the member waits for its agent).
-func (c *Controller) stickyLaunch(o *mesos.Offer, v *store.VolumeRecord, ports int) (ops []mesos.Offer_Operation, res []mesos.Resource, portList []uint64, ok bool) {
+func (c *Controller) stickyLaunch(o *mesos.Offer, n *Need) (ops []mesos.Offer_Operation, res []mesos.Resource, portList []uint64, next *store.VolumeRecord, ok bool) {
+	v, ports := n.Volume, n.Ports
 	if o.AllocationInfo.GetRole() != v.Role {
-		return nil, nil, nil, false
+		return nil, nil, nil, nil, false
 	}
 	portRes, portList, ok := takePorts(o, ports)
 	if !ok {
-		return nil, nil, nil, false
+		return nil, nil, nil, nil, false
 	}
-	res = append(c.taskResources(v), portRes...)
 	if own := c.ownReservations(o)[v.ID]; own != nil {
 		if !own.hasVolumes(v) {
-			return nil, nil, nil, false
+			return nil, nil, nil, nil, false
 		}
-		return nil, res, portList, true
+		next, ops, growth := c.resize(v, n.CPUs, n.MemMB)
+		if st := newOfferState(o); !st.fits(&growth) {
+			return nil, nil, nil, nil, false
+		}
+		return ops, append(c.taskResources(next), portRes...), portList, next, true
 	}
+	v = &store.VolumeRecord{ID: v.ID, Role: v.Role, CPUs: n.CPUs, MemMB: n.MemMB, DiskMB: v.DiskMB, Volumes: v.Volumes}
+	res = append(c.taskResources(v), portRes...)
 	st := newOfferState(o)
 	need := Need{Role: v.Role, CPUs: v.CPUs, MemMB: v.MemMB, DiskMB: v.DiskMB, Ports: ports}
 	for _, vol := range v.Volumes {
 		need.DiskMB += vol.SizeMB
 	}
 	if !st.fits(&need) {
-		return nil, nil, nil, false
+		return nil, nil, nil, nil, false
 	}
-	return c.createOps(v), res, portList, true
+	return c.createOps(v), res, portList, v, true
 }
 
 // takePorts takes n ports from an offer's unreserved port ranges.
@@ -460,14 +503,14 @@ func (c *Controller) placeSticky(needs []Need, offers []mesos.Offer, inputs map[
 			if o.AgentID.Value != n.VolumeAgent || byOffer[i] != nil {
 				continue
 			}
-			ops, resources, ports, ok := c.stickyLaunch(o, n.Volume, n.Ports)
+			ops, resources, ports, vol, ok := c.stickyLaunch(o, &n)
 			if !ok {
 				continue
 			}
 			id := NewTaskID(n.Namespace, n.Cluster, n.Ordinal)
 			a := Assignment{Offer: i, OfferID: o.ID, AgentID: o.AgentID.Value, Hostname: o.Hostname, Resources: resources, Ports: ports}
 			ti, rec := c.buildTask(inputs[n.Key].Cluster, n, a, id)
-			rec.Volume = n.Volume
+			rec.Volume = vol
 			ol := &offerLaunch{offer: o, op: &writeOp{}, ops: ops}
 			byOffer[i] = ol
 			ol.add(n, ti, rec, o.Hostname, now)

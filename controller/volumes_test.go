@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -57,6 +58,49 @@ func (e *env) reservations() map[string][]string {
 		}
 	}
 	return out
+}
+
+// reservedCPUs sums the cpus /master/state shows reserved (role db) under
+// converge's reservation id.
+func (e *env) reservedCPUs(id string) float64 {
+	var sum float64
+	for _, a := range e.mesos.State().Slaves {
+		for _, raw := range a.ReservedResourcesFull["db"] {
+			var r struct {
+				Name   string `json:"name"`
+				Scalar struct {
+					Value float64 `json:"value"`
+				} `json:"scalar"`
+				Reservation struct {
+					Labels struct {
+						Labels []struct{ Key, Value string } `json:"labels"`
+					} `json:"labels"`
+				} `json:"reservation"`
+			}
+			_ = json.Unmarshal(raw, &r)
+			for _, l := range r.Reservation.Labels.Labels {
+				if l.Key == LabelReservation && l.Value == id && r.Name == "cpus" {
+					sum += r.Scalar.Value
+				}
+			}
+		}
+	}
+	return sum
+}
+
+// reservationOf is the reservation id of ordinal ord's newest record.
+func reservationOf(e *env, name string, ord int32) string {
+	var newest *store.TaskRecord
+	for _, r := range e.ledgerTasks(name) {
+		if r.Ordinal == ord && r.Volume != nil && (newest == nil || r.LaunchedAt.After(newest.LaunchedAt)) {
+			r := r
+			newest = &r
+		}
+	}
+	if newest == nil {
+		return ""
+	}
+	return newest.Volume.ID
 }
 
 func (e *env) countReservations() int {
@@ -139,6 +183,31 @@ func TestVolumes(t *testing.T) {
 	})
 	if n := e.countReservations(); n != 2 {
 		t.Fatalf("%d reservations, want 2: %v", n, e.reservations())
+	}
+
+	// A rolling update of task.resources: each member is relaunched on its
+	// volume, its reservation resized (RESERVE the growth in the relaunch's
+	// ACCEPT).
+	e.update("vol", func(c *v1alpha1.Cluster) {
+		cpu := resource.MustParse("250m")
+		c.Spec.Task.Resources.CPUs = &cpu
+	})
+	e.eventually(30*time.Second, "both reservations hold 0.25 cpus", func() bool {
+		cur := e.get("vol")
+		for _, ord := range []int32{0, 1} {
+			ts := taskOf(cur, ord)
+			if !clusterReady(cur) || ts.ID == again.ID || ts.ID == back.ID || math.Abs(e.reservedCPUs(reservationOf(e, "vol", ord))-0.25) > 1e-9 {
+				return false
+			}
+		}
+		return true
+	})
+	updated := taskOf(e.get("vol"), 1)
+	e.eventually(10*time.Second, "ordinal 1's history has its three launches", func() bool {
+		return len(e.history(work, back.AgentID, updated.ID)) == 3
+	})
+	if updated.AgentID != back.AgentID {
+		t.Fatalf("ordinal 1 updated on %s, not on %s which holds its volume", updated.AgentID, back.AgentID)
 	}
 
 	// Scale-down, then delete: nothing left reserved.
