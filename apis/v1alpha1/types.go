@@ -320,7 +320,10 @@ type Restart struct {
 
 // ClusterStatus is written by the controller only.
 type ClusterStatus struct {
-	ObservedGeneration int64         `json:"observedGeneration,omitempty"`
+	// ObservedGeneration is the generation the controller last acted on,
+	// 0 until it has seen the cluster; always present, so that kstatus
+	// (Flux's health checks) reads a cluster not yet observed as InProgress.
+	ObservedGeneration int64         `json:"observedGeneration"`
 	Replicas           int32         `json:"replicas"`
 	ReadyReplicas      int32         `json:"readyReplicas"`
 	UpdatedReplicas    int32         `json:"updatedReplicas"`

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -30,6 +31,13 @@ func startDevForKubectl(t *testing.T) *kubectlEnv {
 	if _, err := exec.LookPath("kubectl"); err != nil {
 		t.Skip("kubectl is not on PATH: the Kubernetes API tests need the real kubectl")
 	}
+	return startDevWithAPI(t, 2)
+}
+
+// startDevWithAPI starts converge dev with agents local Mesos agents and its
+// Kubernetes API.
+func startDevWithAPI(t *testing.T, agents int) *kubectlEnv {
+	t.Helper()
 	etcdURL := freeURL(t)
 	data := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -37,7 +45,7 @@ func startDevForKubectl(t *testing.T) *kubectlEnv {
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"dev", "--data-dir", data, "--etcd-client-url", etcdURL,
-			"--mesos-listen", "127.0.0.1:0", "--http", "", "--api-listen", "127.0.0.1:0", "--agents", "2"},
+			"--mesos-listen", "127.0.0.1:0", "--http", "", "--api-listen", "127.0.0.1:0", "--agents", strconv.Itoa(agents)},
 			streams{in: strings.NewReader(""), out: out, errOut: errOut})
 	}()
 	t.Cleanup(func() {

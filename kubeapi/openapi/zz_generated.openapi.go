@@ -601,8 +601,10 @@ func schema_converge_io_converge_apis_v1alpha1_ClusterStatus(ref common.Referenc
 				Properties: map[string]spec.Schema{
 					"observedGeneration": {
 						SchemaProps: spec.SchemaProps{
-							Type:   []string{"integer"},
-							Format: "int64",
+							Description: "ObservedGeneration is the generation the controller last acted on, 0 until it has seen the cluster; always present, so that kstatus (Flux's health checks) reads a cluster not yet observed as InProgress.",
+							Default:     0,
+							Type:        []string{"integer"},
+							Format:      "int64",
 						},
 					},
 					"replicas": {
@@ -681,7 +683,7 @@ func schema_converge_io_converge_apis_v1alpha1_ClusterStatus(ref common.Referenc
 						},
 					},
 				},
-				Required: []string{"replicas", "readyReplicas", "updatedReplicas"},
+				Required: []string{"observedGeneration", "replicas", "readyReplicas", "updatedReplicas"},
 			},
 		},
 		Dependencies: []string{
