@@ -145,6 +145,32 @@ func TestKubectl(t *testing.T) {
 
 	expect(t, k.k("api-resources", "--api-group=converge.io"), 0, "clusters", "cl", "converge.io/v1alpha1", "Cluster")
 
+	// converge kubeconfig prints the kubeconfig dev wrote (kubectl uses it
+	// here); without one it says how to get one.
+	want, err := os.ReadFile(k.kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := k.run("", "kubeconfig", "--data-dir", filepath.Dir(k.kubeconfig)); r.code != 0 || r.out != string(want) {
+		t.Fatalf("converge kubeconfig does not print %s:\n%s", k.kubeconfig, r)
+	}
+	if r := k.run("", "kubeconfig", "--data-dir", k.dir); r.code == 0 || !strings.Contains(r.err, "no kubeconfig at") {
+		t.Fatalf("converge kubeconfig without one:\n%s", r)
+	}
+
+	// A quantity written otherwise than the server stores it (cpus: 0.1,
+	// stored as 100m) reads "configured" at every apply while the spec stays
+	// as it was (same generation), as kubectl does with Kubernetes' own objects: its three-way
+	// patch compares strings (kubernetes/kubernetes#116135).
+	quant := k.file("quant.yaml", manifest("quant", 0, ""))
+	expect(t, k.k("apply", "-f", quant), 0, "cluster.converge.io/quant created")
+	before := k.get("quant")
+	expect(t, k.k("apply", "-f", quant), 0, "cluster.converge.io/quant configured")
+	if after := k.get("quant"); after.Generation != before.Generation || after.Spec.Task.Resources.CPUs.String() != "100m" {
+		t.Fatalf("re-applying cpus: 0.1 changed the spec: generation %d -> %d, cpus %s",
+			before.Generation, after.Generation, after.Spec.Task.Resources.CPUs)
+	}
+
 	web := k.file("web.yaml", kmanifest("web", 1))
 	expect(t, k.k("apply", "-f", web), 0, "cluster.converge.io/web created")
 	expect(t, k.k("apply", "-f", web), 0, "cluster.converge.io/web unchanged")
