@@ -90,6 +90,15 @@ var (
 	convergeErr  error
 )
 
+// TestMain removes the converge binary the tests built, if any.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if convergeBin != "" {
+		_ = os.RemoveAll(filepath.Dir(convergeBin))
+	}
+	os.Exit(code)
+}
+
 // buildConverge builds converge once per test binary (as the controller
 // package's buildExecutor): each dev process test runs it.
 func buildConverge(t *testing.T) string {
