@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -19,6 +21,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/converge-io/converge/apis/v1alpha1"
+	"github.com/converge-io/converge/kubeapi"
 	"github.com/converge-io/converge/mesosbridge/localmesos"
 	"github.com/converge-io/converge/store"
 	"github.com/converge-io/converge/store/etcdtest"
@@ -803,19 +806,27 @@ func TestServeHA(t *testing.T) {
 		out    *syncBuffer
 		done   chan result
 	}
-	start := func(id string) *replica {
+	start := func(id string, extra ...string) *replica {
 		rctx, rcancel := context.WithCancel(ctx)
 		r := &replica{cancel: rcancel, out: &syncBuffer{}, done: make(chan result, 1)}
 		go func() {
-			r.done <- e.runCtx(rctx, "", r.out, "serve", "--mesos-master", m.URL(), "--identity", id,
-				"--principal", "converge", "--secret-file", secret, "--http", "127.0.0.1:0", "--lease-ttl", "2s")
+			r.done <- e.runCtx(rctx, "", r.out, append([]string{"serve", "--mesos-master", m.URL(), "--identity", id,
+				"--principal", "converge", "--secret-file", secret, "--http", "127.0.0.1:0", "--lease-ttl", "2s"}, extra...)...)
 		}()
 		waitFor(t, func() bool { return strings.Contains(r.out.String(), "campaigning") })
 		return r
 	}
-	a := start("replica-a")
+	// Replica a also serves the Kubernetes API, with static tokens.
+	pki, err := kubeapi.EnsureDevPKI(filepath.Join(e.dir, "pki"), "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := e.file("tokens.csv", "s3cret-token,ops,1001\n")
+	apiFlags := []string{"--api-listen", "127.0.0.1:0", "--api-cert", pki.CertFile, "--api-key", pki.KeyFile}
+	a := start("replica-a", append(apiFlags, "--api-token-file", tokens)...)
 	f := e.file("ha.yaml", manifest("ha", 1, ""))
 	expect(t, e.run("", "apply", "-f", f, "--wait", "--timeout", "60s"), 0, "cluster/ha ready")
+	checkServeAPI(t, a.out.String(), pki.CAFile)
 
 	b := start("replica-b")
 	a.cancel()
@@ -831,6 +842,41 @@ func TestServeHA(t *testing.T) {
 
 	expect(t, e.run("", "serve"), 2, "--mesos-master is required")
 	expect(t, e.run("", "serve", "--mesos-master", m.URL(), "--secret-file", filepath.Join(e.dir, "nope")), 1, "--secret-file", "no such file")
+	expect(t, e.run("", append([]string{"serve", "--mesos-master", m.URL(), "--principal", "converge", "--secret-file", secret, "--http", ""}, apiFlags[:2]...)...),
+		2, "--api-listen needs --api-cert and --api-key")
+	expect(t, e.run("", append([]string{"serve", "--mesos-master", m.URL(), "--principal", "converge", "--secret-file", secret, "--http", ""}, apiFlags...)...),
+		2, "--api-listen needs --api-client-ca or --api-token-file")
+}
+
+// checkServeAPI: the Kubernetes API that converge serve printed in out lists
+// the cluster the CLI applied for a listed token, and refuses a wrong one.
+func checkServeAPI(t *testing.T, out, caFile string) {
+	t.Helper()
+	url := ""
+	for _, line := range strings.Split(out, "\n") {
+		if u, ok := strings.CutPrefix(strings.TrimSpace(line), "kubernetes API "); ok {
+			url = u
+		}
+	}
+	ca, err := os.ReadFile(caFile)
+	if err != nil || url == "" {
+		t.Fatalf("converge serve --api-listen printed no API address (%v):\n%s", err, out)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(ca)
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	for token, want := range map[string]int{"s3cret-token": http.StatusOK, "wrong-token": http.StatusUnauthorized} {
+		req, _ := http.NewRequest(http.MethodGet, url+"/apis/converge.io/v1alpha1/namespaces/default/clusters/ha", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("converge serve's API with token %q: %s, want %d", token, resp.Status, want)
+		}
+	}
 }
 
 // TestExampleManifestsApply: every example a new user copies applies, and
