@@ -164,6 +164,7 @@ type Controller struct {
 	killSent   map[string]bool                         // task ids whose kill the bridge retries
 	released   map[string]bool                         // reservation ids seen gone after their release
 	releasing  map[string]*store.VolumeRecord          // reservations of deleted clusters, by agent id + "/" + id
+	volumeKeys map[string]bool                         // clusters with volumes in their spec or ledger (noteVolumesLocked)
 	subscribed bool
 	reconciled bool
 	// newDemand: a cluster came to need offers since the last Suppress/Revive
@@ -213,27 +214,28 @@ func New(cfg Config) (*Controller, error) {
 				workqueue.NewTypedItemExponentialFailureRateLimiter[string](50*time.Millisecond, 30*time.Second),
 			),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "converge-clusters"}),
-		writes:    make(chan *writeOp, 4096),
-		offersCh:  make(chan []mesos.Offer, 64),
-		acks:      newAckQueue(),
-		loaded:    make(chan struct{}),
-		fatal:     make(chan error, 1),
-		clusters:  map[string]*v1alpha1.Cluster{},
-		rooms:     map[string]*room{},
-		ledger:    map[string]map[string]*store.TaskRecord{},
-		elections: map[string]*store.ElectionRecord{},
-		endpoints: map[string]*store.Endpoints{},
-		events:    map[string][]store.Event{},
-		answers:   map[string][]election.Message{},
-		promoted:  map[string]*election.Message{},
-		demoted:   map[string]*election.Message{},
-		leases:    map[string]*LeaseState{},
-		unplaced:  map[string]*Unplaced{},
-		needy:     map[string]bool{},
-		agents:    map[string][]mesos.Attribute{},
-		killSent:  map[string]bool{},
-		released:  map[string]bool{},
-		releasing: map[string]*store.VolumeRecord{},
+		writes:     make(chan *writeOp, 4096),
+		offersCh:   make(chan []mesos.Offer, 64),
+		acks:       newAckQueue(),
+		loaded:     make(chan struct{}),
+		fatal:      make(chan error, 1),
+		clusters:   map[string]*v1alpha1.Cluster{},
+		rooms:      map[string]*room{},
+		ledger:     map[string]map[string]*store.TaskRecord{},
+		elections:  map[string]*store.ElectionRecord{},
+		endpoints:  map[string]*store.Endpoints{},
+		events:     map[string][]store.Event{},
+		answers:    map[string][]election.Message{},
+		promoted:   map[string]*election.Message{},
+		demoted:    map[string]*election.Message{},
+		leases:     map[string]*LeaseState{},
+		unplaced:   map[string]*Unplaced{},
+		needy:      map[string]bool{},
+		agents:     map[string][]mesos.Attribute{},
+		killSent:   map[string]bool{},
+		released:   map[string]bool{},
+		releasing:  map[string]*store.VolumeRecord{},
+		volumeKeys: map[string]bool{},
 	}
 	c.updateWrites = make(chan *writeOp, 4096)
 	m, err := newMetrics(cfg.Registerer, c)
@@ -324,6 +326,7 @@ func (c *Controller) load(ctx context.Context) error {
 				c.ledger[key] = map[string]*store.TaskRecord{}
 			}
 			c.ledger[key][r.ID] = &r
+			c.noteVolumesLocked(key, nil, &r)
 		}
 		for key, e := range els {
 			if !c.cfg.Shard.Owns(key) {
@@ -393,6 +396,7 @@ func (c *Controller) Run(ctx context.Context, b mesosbridge.Bridge) error {
 	c.mu.Lock()
 	for _, cl := range clusters {
 		c.clusters[cl.Namespace+"/"+cl.Name] = cl
+		c.noteVolumesLocked(cl.Namespace+"/"+cl.Name, cl, nil)
 	}
 	c.mu.Unlock()
 	for _, cl := range clusters {
@@ -552,6 +556,7 @@ func (c *Controller) watch(ctx context.Context, rev int64) {
 			c.mu.Lock()
 			if old := c.clusters[key]; old == nil || rvOf(old) <= rvOf(ev.Object) {
 				c.clusters[key] = ev.Object
+				c.noteVolumesLocked(key, ev.Object, nil)
 			}
 			c.mu.Unlock()
 			c.queue.Add(key)
@@ -575,6 +580,7 @@ func (c *Controller) forgetCluster(ctx context.Context, key string) {
 		}
 	}
 	delete(c.ledger, key)
+	delete(c.volumeKeys, key)
 	delete(c.elections, key)
 	delete(c.endpoints, key)
 	delete(c.events, key)
@@ -944,6 +950,7 @@ func (c *Controller) cacheCluster(obj *v1alpha1.Cluster) {
 	defer c.mu.Unlock()
 	if old := c.clusters[key]; old == nil || rvOf(old) <= rvOf(obj) {
 		c.clusters[key] = obj
+		c.noteVolumesLocked(key, obj, nil)
 	}
 }
 

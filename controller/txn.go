@@ -306,6 +306,7 @@ func (w *writer) commitTxn(ctx context.Context, t *staged) error {
 			c.ledger[st.key] = m
 		}
 		m[id] = st.rec
+		c.noteVolumesLocked(st.key, nil, st.rec)
 	}
 	for key, e := range t.elections {
 		c.elections[key] = &e

@@ -285,6 +285,7 @@ func TestReleasesSkipGoneAgents(t *testing.T) {
 	c.ledger["default/db"] = map[string]*store.TaskRecord{old.ID: &old, now.ID: &now, elsewhere.ID: &elsewhere}
 	c.releasing["agent-0/r-deleted"] = &store.VolumeRecord{ID: "r-deleted", Role: "db"}
 	c.mu.Lock()
+	c.noteVolumesLocked("default/db", cl, nil)
 	got := c.pendingReleases()
 	c.mu.Unlock()
 	if len(got) != 1 || got[0] != "r-1" {
