@@ -788,31 +788,14 @@ func TestEtcdTLSFlags(t *testing.T) {
 // Ready; when it stops, the standby takes over and converges a change.
 func TestServeHA(t *testing.T) {
 	e := newEnv(t)
-	m, err := localmesos.New(localmesos.Options{Listen: "127.0.0.1:0", Agents: 2, WorkDir: t.TempDir(),
-		AllocationInterval: 100 * time.Millisecond, Principal: "converge", Secret: "s3cret"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := m.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := startLocalMesos(ctx, t, localmesos.Options{Agents: 2, Principal: "converge", Secret: "s3cret"})
 	secret := e.file("secret", "s3cret\n")
 
-	type replica struct {
-		cancel context.CancelFunc
-		out    *syncBuffer
-		done   chan result
-	}
-	start := func(id string, extra ...string) *replica {
-		rctx, rcancel := context.WithCancel(ctx)
-		r := &replica{cancel: rcancel, out: &syncBuffer{}, done: make(chan result, 1)}
-		go func() {
-			r.done <- e.runCtx(rctx, "", r.out, append([]string{"serve", "--mesos-master", m.URL(), "--identity", id,
-				"--principal", "converge", "--secret-file", secret, "--http", "127.0.0.1:0", "--lease-ttl", "2s"}, extra...)...)
-		}()
+	start := func(id string, extra ...string) *serveReplica {
+		r := e.startServe(ctx, append([]string{"serve", "--mesos-master", m.URL(), "--identity", id,
+			"--principal", "converge", "--secret-file", secret, "--http", "127.0.0.1:0", "--lease-ttl", "2s"}, extra...)...)
 		waitFor(t, func() bool { return strings.Contains(r.out.String(), "campaigning") })
 		return r
 	}

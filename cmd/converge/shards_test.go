@@ -18,31 +18,12 @@ import (
 // still under the shard's framework.
 func TestServeShards(t *testing.T) {
 	e := newEnv(t)
-	m, err := localmesos.New(localmesos.Options{Listen: "127.0.0.1:0", Agents: 2, WorkDir: t.TempDir(),
-		AllocationInterval: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := m.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-
-	type replica struct {
-		cancel context.CancelFunc
-		out    *syncBuffer
-		done   chan result
-	}
-	start := func(shard int) *replica {
-		rctx, rcancel := context.WithCancel(ctx)
-		r := &replica{cancel: rcancel, out: &syncBuffer{}, done: make(chan result, 1)}
-		go func() {
-			r.done <- e.runCtx(rctx, "", r.out, "serve", "--mesos-master", m.URL(), "--identity", fmt.Sprintf("replica-%d", shard),
-				"--shards", "2", "--shard", fmt.Sprint(shard), "--http", "", "--lease-ttl", "2s")
-		}()
-		return r
+	m := startLocalMesos(ctx, t, localmesos.Options{Agents: 2})
+	start := func(shard int) *serveReplica {
+		return e.startServe(ctx, "serve", "--mesos-master", m.URL(), "--identity", fmt.Sprintf("replica-%d", shard),
+			"--shards", "2", "--shard", fmt.Sprint(shard), "--http", "", "--lease-ttl", "2s")
 	}
 	a, b := start(0), start(1)
 	defer b.cancel()
@@ -82,6 +63,38 @@ func TestServeShards(t *testing.T) {
 
 	expect(t, e.run("", "serve", "--mesos-master", m.URL(), "--shards", "2", "--shard", "2"), 2, "--shard 2 of --shards 2")
 	expect(t, e.run("", "serve", "--mesos-master", m.URL(), "--shard", "1"), 2, "--shard needs --shards")
+}
+
+// startLocalMesos starts an in-process local Mesos on a free port with real
+// processes, offering every 100 ms; it stops with the test.
+func startLocalMesos(ctx context.Context, t *testing.T, o localmesos.Options) *localmesos.Mesos {
+	t.Helper()
+	o.Listen, o.WorkDir, o.AllocationInterval = "127.0.0.1:0", t.TempDir(), 100*time.Millisecond
+	m, err := localmesos.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	return m
+}
+
+// serveReplica is one `converge serve` run in-process until cancelled.
+type serveReplica struct {
+	cancel context.CancelFunc
+	out    *syncBuffer
+	done   chan result
+}
+
+// startServe runs the converge command args (a `serve`) until ctx ends or
+// the replica is cancelled.
+func (e *env) startServe(ctx context.Context, args ...string) *serveReplica {
+	rctx, rcancel := context.WithCancel(ctx)
+	r := &serveReplica{cancel: rcancel, out: &syncBuffer{}, done: make(chan result, 1)}
+	go func() { r.done <- e.runCtx(rctx, "", r.out, args...) }()
+	return r
 }
 
 // checkShardFrameworks checks that every active task of each cluster runs
