@@ -77,6 +77,15 @@ func startDevProcess(t *testing.T) (dev *exec.Cmd, out, errOut *syncBuffer, exit
 	exited = make(chan error, 1)
 	go func() { exited <- dev.Wait() }()
 	t.Cleanup(func() {
+		// Ctrl-C first, as a user would: dev stops its tasks and their
+		// executors. After a SIGKILL each `converge executor` outlives it,
+		// waiting for its agent as Mesos's do (recovery timeout).
+		_ = dev.Process.Signal(os.Interrupt)
+		select {
+		case <-exited:
+			return
+		case <-time.After(30 * time.Second):
+		}
 		_ = dev.Process.Kill()
 		<-exited
 	})
