@@ -278,9 +278,7 @@ func (m *Mesos) executorShutdown(e *executor) {
 // ids need only be unique per agent; on a master's address (a == nil) executors are
 // found by framework and executor id alone.
 func (m *Mesos) serveExecutor(a *agent, w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
-		http.Error(w, "Expecting a 'POST' request, received '"+r.Method+"'", http.StatusMethodNotAllowed)
+	if !postOnly(w, r) {
 		return
 	}
 	codec, body, ok := readBody(w, r)

@@ -25,21 +25,12 @@ func (m *Mesos) serveOperator(ms *master, w http.ResponseWriter, r *http.Request
 	if ms != nil && !m.redirectOperator(ms, w, r) {
 		return
 	}
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
-		http.Error(w, "Expecting a 'POST' request, received '"+r.Method+"'", http.StatusMethodNotAllowed)
-		return
-	}
-	if !m.authorized(w, r) {
-		return
-	}
-	codec, body, ok := readBody(w, r)
-	if !ok {
+	if !postOnly(w, r) {
 		return
 	}
 	var call masterpb.Call
-	if msg := parseCall(codec, body, &call); msg != "" {
-		http.Error(w, msg, http.StatusBadRequest)
+	codec, body, ok := m.readCall(w, r, &call)
+	if !ok {
 		return
 	}
 	msg := ""

@@ -26,24 +26,15 @@ const (
 
 // serveScheduler is POST /api/v1/scheduler, answering as src/master/http.cpp does.
 func (m *Mesos) serveScheduler(ms *master, w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
-		http.Error(w, "Expecting a 'POST' request, received '"+r.Method+"'", http.StatusMethodNotAllowed)
+	if !postOnly(w, r) {
 		return
 	}
 	if ms != nil && !m.redirectIfNotLeader(ms, w) {
 		return
 	}
-	if !m.authorized(w, r) {
-		return
-	}
-	codec, body, ok := readBody(w, r)
-	if !ok {
-		return
-	}
 	var call scheduler.Call
-	if msg := parseCall(codec, body, &call); msg != "" {
-		http.Error(w, msg, http.StatusBadRequest)
+	codec, body, ok := m.readCall(w, r, &call)
+	if !ok {
 		return
 	}
 	msg := ""
@@ -109,6 +100,34 @@ func (m *Mesos) redirectIfNotLeader(ms *master, w http.ResponseWriter) bool {
 	w.Header().Set("Location", "//"+leader.hostport()+"/api/v1/scheduler")
 	w.WriteHeader(http.StatusTemporaryRedirect)
 	return false
+}
+
+// postOnly answers a request that is not a POST with 405, as Mesos's
+// API endpoints do, and reports whether it was one.
+func postOnly(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodPost {
+		return true
+	}
+	w.Header().Set("Allow", "POST")
+	http.Error(w, "Expecting a 'POST' request, received '"+r.Method+"'", http.StatusMethodNotAllowed)
+	return false
+}
+
+// readCall authenticates a master API call, reads its body and parses it
+// into call; on failure it has answered (401, 400, 415).
+func (m *Mesos) readCall(w http.ResponseWriter, r *http.Request, call encoding.Unmarshaler) (encoding.Codec, []byte, bool) {
+	if !m.authorized(w, r) {
+		return encoding.Codec{}, nil, false
+	}
+	codec, body, ok := readBody(w, r)
+	if !ok {
+		return encoding.Codec{}, nil, false
+	}
+	if msg := parseCall(codec, body, call); msg != "" {
+		http.Error(w, msg, http.StatusBadRequest)
+		return encoding.Codec{}, nil, false
+	}
+	return codec, body, true
 }
 
 func (m *Mesos) authorized(w http.ResponseWriter, r *http.Request) bool {
