@@ -16,7 +16,6 @@ package chaos
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand"
@@ -35,6 +34,7 @@ import (
 
 	"github.com/converge-io/converge/apis/v1alpha1"
 	"github.com/converge-io/converge/leader"
+	"github.com/converge-io/converge/mesosbridge/masterstate"
 	"github.com/converge-io/converge/store"
 )
 
@@ -458,31 +458,23 @@ func (s *suite) createClusters(ctx context.Context) error {
 	return nil
 }
 
-// mesosState reads GET /master/state from the first master that answers it.
-func (s *suite) mesosState(ctx context.Context) (*mesosState, error) {
+// ourFramework reads GET /master/state from the first master that answers
+// it and returns converge's framework in it (the zero Framework and false
+// if Mesos does not know it).
+func (s *suite) ourFramework(ctx context.Context) (masterstate.Framework, bool, error) {
 	var last error
 	for _, u := range s.masters {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u+"/master/state", nil)
-		resp, err := s.http.Do(req)
+		st, err := masterstate.Get(ctx, s.http, u)
 		if err != nil {
 			last = err
 			continue
 		}
-		if resp.StatusCode != http.StatusOK {
-			resp.Body.Close()
-			last = fmt.Errorf("%s/master/state: %s", u, resp.Status)
-			continue
+		if f, ok := st.Framework(frameworkName); ok {
+			return *f, true, nil
 		}
-		var st mesosState
-		err = json.NewDecoder(resp.Body).Decode(&st)
-		resp.Body.Close()
-		if err != nil {
-			last = err
-			continue
-		}
-		return &st, nil
+		return masterstate.Framework{}, false, nil
 	}
-	return nil, last
+	return masterstate.Framework{}, false, last
 }
 
 func (s *suite) postFault(ctx context.Context, path string) error {

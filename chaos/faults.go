@@ -11,6 +11,7 @@ import (
 
 	"github.com/converge-io/converge/apis/v1alpha1"
 	"github.com/converge-io/converge/controller"
+	"github.com/converge-io/converge/mesosbridge/masterstate"
 	"github.com/converge-io/converge/store"
 )
 
@@ -168,8 +169,8 @@ func (s *suite) measureTakeover(ctx context.Context, old string, t0 time.Time) {
 			elected = time.Since(t0)
 		}
 		if elected > 0 {
-			if st, err := s.mesosState(ctx); err == nil {
-				if _, _, _, connected, _ := st.ours(); connected {
+			if fw, _, err := s.ourFramework(ctx); err == nil {
+				if fw.Connected {
 					took := time.Since(t0)
 					s.mu.Lock()
 					s.report.ElectionSeconds = append(s.report.ElectionSeconds, elected.Seconds())
@@ -254,14 +255,13 @@ func killStandby(ctx context.Context, s *suite, bg *sync.WaitGroup) error {
 	return nil
 }
 
-func (s *suite) liveTasks(ctx context.Context) ([]taskState, error) {
-	st, err := s.mesosState(ctx)
+func (s *suite) liveTasks(ctx context.Context) ([]masterstate.Task, error) {
+	fw, _, err := s.ourFramework(ctx)
 	if err != nil {
 		return nil, err
 	}
-	tasks, _, _, _, _ := st.ours()
-	var out []taskState
-	for _, t := range tasks {
+	var out []masterstate.Task
+	for _, t := range fw.Tasks {
 		if t.State == "TASK_RUNNING" {
 			out = append(out, t)
 		}
@@ -467,21 +467,20 @@ func (s *suite) waitConverged(ctx context.Context, timeout time.Duration) (time.
 }
 
 func (s *suite) convergedProblem(ctx context.Context) string {
-	st, err := s.mesosState(ctx)
+	fw, found, err := s.ourFramework(ctx)
 	if err != nil {
 		return fmt.Sprintf("/master/state: %v", err)
 	}
-	tasks, unreachable, _, connected, found := st.ours()
-	if !found || !connected {
+	if !found || !fw.Connected {
 		return "framework not subscribed"
 	}
-	for _, t := range unreachable {
+	for _, t := range fw.UnreachableTasks {
 		if _, _, _, ok := controller.ParseTaskID(t.ID); ok {
 			return fmt.Sprintf("task %s unreachable", t.ID)
 		}
 	}
-	byCluster := map[string]map[int32][]taskState{}
-	for _, t := range tasks {
+	byCluster := map[string]map[int32][]masterstate.Task{}
+	for _, t := range fw.Tasks {
 		if controller.IsTerminalState(t.State) {
 			continue
 		}
@@ -490,7 +489,7 @@ func (s *suite) convergedProblem(ctx context.Context) string {
 			continue
 		}
 		if byCluster[name] == nil {
-			byCluster[name] = map[int32][]taskState{}
+			byCluster[name] = map[int32][]masterstate.Task{}
 		}
 		byCluster[name][ord] = append(byCluster[name][ord], t)
 	}

@@ -13,45 +13,12 @@ import (
 
 	"github.com/converge-io/converge/apis/v1alpha1"
 	"github.com/converge-io/converge/controller"
+	"github.com/converge-io/converge/mesosbridge/masterstate"
 	"github.com/converge-io/converge/store"
 )
 
-// mesosState is the part of GET /master/state the suite reads.
-type mesosState struct {
-	Frameworks []struct {
-		ID               string      `json:"id"`
-		Name             string      `json:"name"`
-		Active           bool        `json:"active"`
-		Connected        bool        `json:"connected"`
-		Tasks            []taskState `json:"tasks"`
-		UnreachableTasks []taskState `json:"unreachable_tasks"`
-		CompletedTasks   []taskState `json:"completed_tasks"`
-	} `json:"frameworks"`
-	Slaves []struct {
-		ID       string `json:"id"`
-		Hostname string `json:"hostname"`
-		Active   bool   `json:"active"`
-	} `json:"slaves"`
-}
-
-type taskState struct {
-	ID      string `json:"id"`
-	State   string `json:"state"`
-	SlaveID string `json:"slave_id"`
-}
-
 // frameworkName is what `converge serve` registers as by default.
 const frameworkName = "converge"
-
-// ours returns converge's framework, if Mesos knows it.
-func (m *mesosState) ours() (tasks, unreachable, completed []taskState, connected, found bool) {
-	for _, f := range m.Frameworks {
-		if f.Name == frameworkName {
-			return f.Tasks, f.UnreachableTasks, f.CompletedTasks, f.Connected, true
-		}
-	}
-	return nil, nil, nil, false, false
-}
 
 // Grace periods: how long a condition may last before it is a violation.
 // The controller needs a moment to react (a returning agent brings back a
@@ -240,26 +207,26 @@ func (m *monitor) poll(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		st, err := m.s.mesosState(ctx)
+		fw, _, err := m.s.ourFramework(ctx)
 		if err != nil {
 			m.mu.Lock()
 			m.lastPollErr = err
 			m.mu.Unlock()
 			continue
 		}
-		m.check(st, time.Now())
+		m.check(fw, time.Now())
 	}
 }
 
-// check applies the continuous invariants to one /master/state snapshot.
-func (m *monitor) check(st *mesosState, now time.Time) {
-	tasks, _, _, connected, _ := st.ours()
+// check applies the continuous invariants to converge's framework in one
+// /master/state snapshot (the zero Framework if Mesos does not know it).
+func (m *monitor) check(fw masterstate.Framework, now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.polls++
-	m.connected = connected
+	m.connected = fw.Connected
 	active := map[string]int{}
-	for _, t := range tasks {
+	for _, t := range fw.Tasks {
 		if controller.IsTerminalState(t.State) {
 			continue
 		}
@@ -372,9 +339,8 @@ func (m *monitor) verdicts(ctx context.Context, converged bool) []Invariant {
 	// Running tasks: the ledger says RUNNING (checked at convergence).
 	var lostAcks []string
 	completedN := 0
-	if st, err := m.s.mesosState(ctx); err == nil {
-		_, _, completed, _, _ := st.ours()
-		for _, t := range completed {
+	if fw, _, err := m.s.ourFramework(ctx); err == nil {
+		for _, t := range fw.CompletedTasks {
 			if _, _, _, ok := controller.ParseTaskID(t.ID); !ok {
 				continue
 			}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/converge-io/converge/apis/v1alpha1"
+	"github.com/converge-io/converge/mesosbridge/masterstate"
 	"github.com/converge-io/converge/store"
 )
 
@@ -87,28 +88,6 @@ func memberTask(c *v1alpha1.Cluster, ordinal int32) (string, error) {
 	return "", fmt.Errorf("%s has no member with ordinal %d (members: %s)", Ref(c.Name), ordinal, strings.Join(ords, ", "))
 }
 
-// masterState is the part of Mesos's GET /master/state that locates a task.
-type masterState struct {
-	Frameworks []struct {
-		ID               string      `json:"id"`
-		Tasks            []taskState `json:"tasks"`
-		UnreachableTasks []taskState `json:"unreachable_tasks"`
-		CompletedTasks   []taskState `json:"completed_tasks"`
-	} `json:"frameworks"`
-	Slaves []struct {
-		ID       string `json:"id"`
-		PID      string `json:"pid"`
-		Hostname string `json:"hostname"`
-	} `json:"slaves"`
-}
-
-type taskState struct {
-	ID          string `json:"id"`
-	FrameworkID string `json:"framework_id"`
-	ExecutorID  string `json:"executor_id"`
-	SlaveID     string `json:"slave_id"`
-}
-
 // locateSandbox returns the agent's base URL and the virtual path of the
 // task's executor run directory.
 func locateSandbox(ctx context.Context, o LogsOptions, taskID string) (string, string, error) {
@@ -117,38 +96,27 @@ func locateSandbox(ctx context.Context, o LogsOptions, taskID string) (string, s
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return "", "", Usage("--mesos-master %q: want http://host:port or https://host:port", o.Master)
 	}
-	var ms masterState
-	if err := getJSON(ctx, o.Client, base+"/master/state", &ms); err != nil {
+	ms, err := masterstate.Get(ctx, o.Client, base)
+	if err != nil {
 		return "", "", fmt.Errorf("read the Mesos master's state: %w", err)
 	}
-	var found *taskState
-	for _, f := range ms.Frameworks {
-		for _, list := range [][]taskState{f.Tasks, f.UnreachableTasks, f.CompletedTasks} {
-			for i := range list {
-				if list[i].ID == taskID {
-					found = &list[i]
-				}
-			}
-		}
-	}
-	if found == nil {
+	task, ok := ms.Task(taskID)
+	if !ok {
 		return "", "", fmt.Errorf("task %s is not known to the Mesos master at %s", taskID, base)
 	}
-	exec := found.ExecutorID
+	exec := task.ExecutorID
 	if exec == "" {
-		exec = found.ID // the command executor's id is its task's
+		exec = task.ID // the command executor's id is its task's
 	}
-	for _, a := range ms.Slaves {
-		if a.ID != found.SlaveID {
-			continue
-		}
-		_, hostport, ok := strings.Cut(a.PID, "@")
-		if !ok || hostport == "" {
-			return "", "", fmt.Errorf("agent %s (%s) has no address in the master's state (pid %q)", a.ID, a.Hostname, a.PID)
-		}
-		return u.Scheme + "://" + hostport, "/frameworks/" + found.FrameworkID + "/executors/" + exec + "/runs/latest", nil
+	a, ok := ms.Agent(task.SlaveID)
+	if !ok {
+		return "", "", fmt.Errorf("agent %s of task %s is not in the Mesos master's state", task.SlaveID, taskID)
 	}
-	return "", "", fmt.Errorf("agent %s of task %s is not in the Mesos master's state", found.SlaveID, taskID)
+	_, hostport, ok := strings.Cut(a.PID, "@")
+	if !ok || hostport == "" {
+		return "", "", fmt.Errorf("agent %s (%s) has no address in the master's state (pid %q)", a.ID, a.Hostname, a.PID)
+	}
+	return u.Scheme + "://" + hostport, "/frameworks/" + task.FrameworkID + "/executors/" + exec + "/runs/latest", nil
 }
 
 // tailFile copies the file from the agent's files API to w, from its start;
