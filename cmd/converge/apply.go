@@ -45,30 +45,9 @@ unchanged (nothing written).`,
 			if len(files) == 0 {
 				return cli.Usage("must give at least one file with -f (a file, a directory or - for stdin)")
 			}
-			dry := false
-			switch dryRun {
-			case "", "none":
-			case "server":
-				dry = true
-			default:
-				return cli.Usage(`--dry-run must be "server" or "none", not %q`, dryRun)
-			}
-			var sel labels.Selector
-			if selector != "" {
-				s, err := labels.Parse(selector)
-				if err != nil {
-					return fmt.Errorf("selector %q: %w", selector, err)
-				}
-				sel = s
-			}
-			if prune && sel == nil {
-				return cli.Usage("--prune needs a label selector (-l) naming the set of clusters these files own")
-			}
-			if !prune && sel != nil {
-				return cli.Usage("-l only selects what --prune may delete; add --prune")
-			}
-			if wait && dry {
-				return cli.Usage("--wait cannot be used with --dry-run")
+			dry, sel, err := applyMode(dryRun, selector, prune, wait)
+			if err != nil {
+				return err
 			}
 			ms, err := g.readManifests(files)
 			if err != nil {
@@ -101,6 +80,36 @@ unchanged (nothing written).`,
 	f.BoolVar(&wait, "wait", false, "wait until every applied cluster is Ready for its new generation")
 	f.DurationVar(&timeout, "timeout", defaultApplyWait, "how long --wait waits")
 	return cmd
+}
+
+// applyMode reads --dry-run and the prune selector, checking the flags
+// together so that a bad combination is a usage error before any file is
+// read.
+func applyMode(dryRun, selector string, prune, wait bool) (dry bool, sel labels.Selector, err error) {
+	switch dryRun {
+	case "", "none":
+	case "server":
+		dry = true
+	default:
+		return false, nil, cli.Usage(`--dry-run must be "server" or "none", not %q`, dryRun)
+	}
+	if selector != "" {
+		s, err := labels.Parse(selector)
+		if err != nil {
+			return false, nil, fmt.Errorf("selector %q: %w", selector, err)
+		}
+		sel = s
+	}
+	if prune && sel == nil {
+		return false, nil, cli.Usage("--prune needs a label selector (-l) naming the set of clusters these files own")
+	}
+	if !prune && sel != nil {
+		return false, nil, cli.Usage("-l only selects what --prune may delete; add --prune")
+	}
+	if wait && dry {
+		return false, nil, cli.Usage("--wait cannot be used with --dry-run")
+	}
+	return dry, sel, nil
 }
 
 // waitReady waits for each applied cluster's Ready condition (about the

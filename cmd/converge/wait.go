@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/converge-io/converge/cli"
+	"github.com/converge-io/converge/store"
 )
 
 func newWaitCmd(g *globals) *cobra.Command {
@@ -33,25 +34,9 @@ Failed. Changes are followed through an etcd watch.`,
   converge wait cluster orders-db --for=condition=Stalled=False
   converge wait cl/orders-db --for=delete`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			names, err := cli.ParseNames(args)
+			names, f, err := parseWaitArgs(args, forFlag, timeout, selector)
 			if err != nil {
 				return err
-			}
-			if forFlag == "" {
-				return cli.Usage("--for is required: --for=condition=Ready or --for=delete")
-			}
-			f, err := cli.ParseWaitFor(forFlag)
-			if err != nil {
-				return err
-			}
-			if timeout <= 0 {
-				return cli.Usage("--timeout must be positive")
-			}
-			if len(names) == 0 && selector == "" {
-				return cli.Usage("name the clusters to wait for (cluster/NAME or -l SELECTOR)")
-			}
-			if len(names) > 0 && selector != "" {
-				return cli.Usage("give names or a selector (-l), not both")
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
@@ -75,19 +60,7 @@ Failed. Changes are followed through an etcd watch.`,
 					names = append(names, c.Name)
 				}
 			}
-			var errs []error
-			for _, n := range names {
-				if _, err := cli.Wait(ctx, st, ns, n, f); err != nil {
-					errs = append(errs, err)
-					continue
-				}
-				if f.Delete {
-					fmt.Fprintf(g.out, "%s deleted\n", cli.Ref(n))
-				} else {
-					fmt.Fprintf(g.out, "%s condition met\n", cli.Ref(n))
-				}
-			}
-			return errors.Join(errs...)
+			return waitEach(ctx, g, st, ns, names, f)
 		},
 	}
 	f := cmd.Flags()
@@ -95,4 +68,48 @@ Failed. Changes are followed through an etcd watch.`,
 	f.DurationVar(&timeout, "timeout", 30*time.Second, "give up after this long (exit 1)")
 	f.StringVarP(&selector, "selector", "l", "", "wait for every cluster matching this label selector")
 	return cmd
+}
+
+// parseWaitArgs checks the arguments and flags together, so that a bad
+// combination is a usage error before etcd is dialled.
+func parseWaitArgs(args []string, forFlag string, timeout time.Duration, selector string) ([]string, cli.WaitFor, error) {
+	names, err := cli.ParseNames(args)
+	if err != nil {
+		return nil, cli.WaitFor{}, err
+	}
+	if forFlag == "" {
+		return nil, cli.WaitFor{}, cli.Usage("--for is required: --for=condition=Ready or --for=delete")
+	}
+	f, err := cli.ParseWaitFor(forFlag)
+	if err != nil {
+		return nil, cli.WaitFor{}, err
+	}
+	if timeout <= 0 {
+		return nil, cli.WaitFor{}, cli.Usage("--timeout must be positive")
+	}
+	if len(names) == 0 && selector == "" {
+		return nil, cli.WaitFor{}, cli.Usage("name the clusters to wait for (cluster/NAME or -l SELECTOR)")
+	}
+	if len(names) > 0 && selector != "" {
+		return nil, cli.WaitFor{}, cli.Usage("give names or a selector (-l), not both")
+	}
+	return names, f, nil
+}
+
+// waitEach waits for each cluster in turn (one deadline for them all),
+// going on past failures so that every cluster's outcome is printed.
+func waitEach(ctx context.Context, g *globals, st *store.Store, ns string, names []string, f cli.WaitFor) error {
+	var errs []error
+	for _, n := range names {
+		if _, err := cli.Wait(ctx, st, ns, n, f); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if f.Delete {
+			fmt.Fprintf(g.out, "%s deleted\n", cli.Ref(n))
+		} else {
+			fmt.Fprintf(g.out, "%s condition met\n", cli.Ref(n))
+		}
+	}
+	return errors.Join(errs...)
 }
