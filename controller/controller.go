@@ -18,7 +18,6 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/converge-io/converge/apis/v1alpha1"
-	"github.com/converge-io/converge/election"
 	"github.com/converge-io/converge/mesosbridge"
 	"github.com/converge-io/converge/store"
 )
@@ -145,26 +144,18 @@ type Controller struct {
 	// before the others (see submitUpdate).
 	updateWrites chan *writeOp
 
-	mu         sync.Mutex
-	clusters   map[string]*v1alpha1.Cluster            // as read from the store
-	rooms      map[string]*room                        // key -> the cluster's state (room.go)
-	ledger     map[string]map[string]*store.TaskRecord // key -> task id -> record
-	elections  map[string]*store.ElectionRecord        // key -> record
-	endpoints  map[string]*store.Endpoints             // key -> published record
-	events     map[string][]store.Event                // key -> history
-	answers    map[string][]election.Message           // key -> position answers (current epochs)
-	promoted   map[string]*election.Message            // key -> latest promoted message
-	demoted    map[string]*election.Message            // key -> latest demoted message
-	leases     map[string]*LeaseState                  // key -> master lease and follow answers
-	leaseFloor time.Time                               // first subscription (see Input.LeaseFloor)
-	unplaced   map[string]*Unplaced                    // key -> why needs found no offer
-	needy      map[string]bool                         // keys with members to launch
-	lastOffers time.Time                               // when the last offers arrived
-	agents     map[string][]mesos.Attribute            // agent id -> attributes (from offers)
-	killSent   map[string]bool                         // task ids whose kill the bridge retries
-	released   map[string]bool                         // reservation ids seen gone after their release
-	releasing  map[string]*store.VolumeRecord          // reservations of deleted clusters, by agent id + "/" + id
-	volumeKeys map[string]bool                         // clusters with volumes in their spec or ledger (noteVolumesLocked)
+	mu    sync.Mutex
+	rooms map[string]*room // key -> everything held about the cluster (room.go)
+	// needy and volumeKeys index rooms, so that offer matching and the
+	// release bookkeeping walk only the clusters they concern.
+	needy      map[string]bool                // keys with members to launch
+	volumeKeys map[string]bool                // clusters with volumes in their spec or ledger (noteVolumesLocked)
+	leaseFloor time.Time                      // first subscription (see Input.LeaseFloor)
+	lastOffers time.Time                      // when the last offers arrived
+	agents     map[string][]mesos.Attribute   // agent id -> attributes (from offers)
+	killSent   map[string]bool                // task ids whose kill the bridge retries
+	released   map[string]bool                // reservation ids seen gone after their release
+	releasing  map[string]*store.VolumeRecord // reservations of deleted clusters, by agent id + "/" + id
 	subscribed bool
 	reconciled bool
 	// newDemand: a cluster came to need offers since the last Suppress/Revive
@@ -219,17 +210,7 @@ func New(cfg Config) (*Controller, error) {
 		acks:       newAckQueue(),
 		loaded:     make(chan struct{}),
 		fatal:      make(chan error, 1),
-		clusters:   map[string]*v1alpha1.Cluster{},
 		rooms:      map[string]*room{},
-		ledger:     map[string]map[string]*store.TaskRecord{},
-		elections:  map[string]*store.ElectionRecord{},
-		endpoints:  map[string]*store.Endpoints{},
-		events:     map[string][]store.Event{},
-		answers:    map[string][]election.Message{},
-		promoted:   map[string]*election.Message{},
-		demoted:    map[string]*election.Message{},
-		leases:     map[string]*LeaseState{},
-		unplaced:   map[string]*Unplaced{},
 		needy:      map[string]bool{},
 		agents:     map[string][]mesos.Attribute{},
 		killSent:   map[string]bool{},
@@ -322,18 +303,14 @@ func (c *Controller) load(ctx context.Context) error {
 			if !c.cfg.Shard.Owns(key) {
 				continue
 			}
-			if c.ledger[key] == nil {
-				c.ledger[key] = map[string]*store.TaskRecord{}
-			}
-			c.ledger[key][r.ID] = &r
-			c.noteVolumesLocked(key, nil, &r)
+			c.putTaskLocked(key, r.ID, &r)
 		}
 		for key, e := range els {
 			if !c.cfg.Shard.Owns(key) {
 				continue
 			}
 			e := e
-			c.elections[key] = &e
+			c.roomLocked(key).election = &e
 		}
 		c.mu.Unlock()
 		c.log.Info("ledger loaded", "tasks", len(tasks), "elections", len(els))
@@ -350,8 +327,8 @@ func (c *Controller) ReconcileTasks() []mesosbridge.ReconcileTask {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []mesosbridge.ReconcileTask
-	for _, m := range c.ledger {
-		for _, r := range m {
+	for _, rm := range c.rooms {
+		for _, r := range rm.tasks {
 			if !finished(r.State) {
 				out = append(out, mesosbridge.ReconcileTask{TaskID: r.ID, AgentID: r.AgentID})
 			}
@@ -395,8 +372,7 @@ func (c *Controller) Run(ctx context.Context, b mesosbridge.Bridge) error {
 	})
 	c.mu.Lock()
 	for _, cl := range clusters {
-		c.clusters[cl.Namespace+"/"+cl.Name] = cl
-		c.noteVolumesLocked(cl.Namespace+"/"+cl.Name, cl, nil)
+		c.setClusterLocked(cl)
 	}
 	c.mu.Unlock()
 	for _, cl := range clusters {
@@ -440,8 +416,8 @@ func (c *Controller) Run(ctx context.Context, b mesosbridge.Bridge) error {
 func (c *Controller) dropDeletedLedgers(ctx context.Context) {
 	c.mu.Lock()
 	var gone []string
-	for key := range c.ledger {
-		if c.clusters[key] == nil {
+	for key, rm := range c.rooms {
+		if rm.cluster == nil && len(rm.tasks) > 0 {
 			gone = append(gone, key)
 		}
 	}
@@ -548,17 +524,9 @@ func (c *Controller) watch(ctx context.Context, rev int64) {
 		}
 		switch ev.Type {
 		case store.Deleted:
-			c.mu.Lock()
-			delete(c.clusters, key)
-			c.mu.Unlock()
 			c.forgetCluster(ctx, key)
 		default:
-			c.mu.Lock()
-			if old := c.clusters[key]; old == nil || rvOf(old) <= rvOf(ev.Object) {
-				c.clusters[key] = ev.Object
-				c.noteVolumesLocked(key, ev.Object, nil)
-			}
-			c.mu.Unlock()
+			c.cacheCluster(ev.Object)
 			c.queue.Add(key)
 		}
 	}
@@ -569,31 +537,18 @@ func rvOf(c *v1alpha1.Cluster) int64 {
 	return v
 }
 
-// forgetCluster drops a deleted cluster's caches; its tasks that still run are
+// forgetCluster drops a deleted cluster's room; its tasks that still run are
 // killed (the store removed their ledger with the object).
 func (c *Controller) forgetCluster(ctx context.Context, key string) {
 	c.mu.Lock()
 	var kill []store.TaskRecord
-	for _, r := range c.ledger[key] {
-		if !finished(r.State) {
-			kill = append(kill, *r)
+	if rm := c.dropRoomLocked(key); rm != nil {
+		for _, r := range rm.tasks {
+			if !finished(r.State) {
+				kill = append(kill, *r)
+			}
 		}
 	}
-	delete(c.ledger, key)
-	delete(c.volumeKeys, key)
-	delete(c.elections, key)
-	delete(c.endpoints, key)
-	delete(c.events, key)
-	delete(c.answers, key)
-	delete(c.promoted, key)
-	delete(c.demoted, key)
-	if l := c.leases[key]; l != nil && l.lapse != nil {
-		l.lapse.Stop()
-	}
-	delete(c.leases, key)
-	delete(c.unplaced, key)
-	delete(c.needy, key)
-	delete(c.rooms, key)
 	c.mu.Unlock()
 	for _, r := range kill {
 		c.log.Info("killing a task of a deleted cluster", "cluster", key, "taskID", r.ID)
@@ -618,9 +573,11 @@ func (c *Controller) killTask(ctx context.Context, id, agentID string) {
 
 // clusterKeysLocked returns the keys of every known cluster; c.mu is held.
 func (c *Controller) clusterKeysLocked() []string {
-	keys := make([]string, 0, len(c.clusters))
-	for k := range c.clusters {
-		keys = append(keys, k)
+	keys := make([]string, 0, len(c.rooms))
+	for k, rm := range c.rooms {
+		if rm.cluster != nil {
+			keys = append(keys, k)
+		}
 	}
 	return keys
 }
@@ -680,10 +637,11 @@ func splitKey(key string) (ns, name string) {
 // inputLocked builds the planner's input for key from the caches (c.mu held).
 // It returns nil when the cluster is unknown.
 func (c *Controller) inputLocked(key string) *Input {
-	raw := c.clusters[key]
-	if raw == nil {
+	rm := c.rooms[key]
+	if rm == nil || rm.cluster == nil {
 		return nil
 	}
+	raw := rm.cluster
 	cl := raw.DeepCopy()
 	v1alpha1.SetDefaults(cl)
 	in := &Input{
@@ -693,57 +651,42 @@ func (c *Controller) inputLocked(key string) *Input {
 		Now:                c.now(),
 		UnreachableTimeout: c.cfg.UnreachableTimeout,
 		StallAfter:         c.cfg.StallAfter,
-		Answers:            c.answers[key],
-		Promoted:           c.promoted[key],
-		Demoted:            c.demoted[key],
+		Answers:            rm.answers,
+		Promoted:           rm.promoted,
+		Demoted:            rm.demoted,
 		LeaseFloor:         c.leaseFloor,
-		Unplaced:           c.unplaced[key],
+		Unplaced:           rm.unplaced,
 	}
-	for _, r := range c.ledger[key] {
+	in.Tasks = make([]store.TaskRecord, 0, len(rm.tasks))
+	for _, r := range rm.tasks {
 		in.Tasks = append(in.Tasks, *r)
 	}
-	if e := c.elections[key]; e != nil {
+	if e := rm.election; e != nil {
 		ec := *e
 		in.Election = &ec
 	}
-	if l := c.leases[key]; l != nil {
+	if l := rm.lease; l != nil {
 		in.Lease = *l // its Followed map is replaced, never changed in place
 	}
 	return in
 }
 
 // reconcile moves one cluster one safe step: plan, persist, act, write status.
+// It returns when to look at the cluster again (0: at the next event).
 func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, error) {
-	ns, name := splitKey(key)
-	c.mu.Lock()
-	raw := c.clusters[key]
-	loadEP := raw != nil && !c.roomLocked(key).epLoaded
-	c.mu.Unlock()
-	if raw == nil {
-		return 0, nil
+	if known, err := c.loadEndpoints(ctx, key); err != nil || !known {
+		return 0, err
 	}
-	if loadEP {
-		ep, err := c.cfg.Store.GetEndpoints(ctx, ns, name)
-		if err != nil {
-			return 0, fmt.Errorf("read endpoints: %w", err)
-		}
-		c.mu.Lock()
-		if r := c.roomLocked(key); !r.epLoaded {
-			c.endpoints[key] = ep
-			r.epLoaded = true
-		}
-		c.mu.Unlock()
-	}
-
 	c.mu.Lock()
 	in := c.inputLocked(key)
-	raw = c.clusters[key]
-	published := c.endpoints[key]
+	raw := c.clusterLocked(key)
+	published := c.roomLocked(key).endpoints
 	c.mu.Unlock()
 	if in == nil {
 		return 0, nil
 	}
 	out := Plan(*in)
+	next := &requeue{d: out.RequeueAfter}
 
 	// Finalizer first: nothing is launched for a cluster we could lose track of.
 	if out.AddFinalizer {
@@ -756,8 +699,70 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 		c.cacheCluster(upd)
 		raw = upd
 	}
+	if err := c.persistPlan(ctx, key, in, out, published, next); err != nil {
+		return 0, err
+	}
+	// Act: kills (election messages go after the status: a promoted master is
+	// in status.master before it is told).
+	for _, k := range out.Kills {
+		c.killTask(ctx, k.TaskID, k.AgentID)
+	}
+	raw, err := c.writeStatus(ctx, key, raw, &out.Status, next)
+	if err != nil {
+		return 0, err
+	}
+	c.sendElectionMessages(ctx, key, out)
+	if out.RemoveFinalizer {
+		c.noteReleases(key)
+		obj := raw.DeepCopy()
+		obj.Finalizers = slices.DeleteFunc(obj.Finalizers, func(f string) bool { return f == v1alpha1.Finalizer })
+		if _, err := c.cfg.Store.Update(ctx, obj); err != nil {
+			return 0, c.storeErr(ctx, key, fmt.Errorf("remove finalizer: %w", err))
+		}
+		c.log.Info("every task is terminal: finalizer removed", "cluster", key)
+	}
+	c.noteDemand(key, in, out, next)
+	c.syncOfferInterest(ctx)
+	return next.d, nil
+}
 
-	// Persist: kills decided, records forgotten, election, endpoints, events.
+// requeue is when a reconcile wants its cluster looked at again: the
+// earliest of what its steps ask (0: not at all).
+type requeue struct{ d time.Duration }
+
+func (r *requeue) at(d time.Duration) {
+	if r.d == 0 || d < r.d {
+		r.d = d
+	}
+}
+
+// loadEndpoints reads key's published endpoints into its room the first
+// time; known is false when the cluster is not (or no longer) known.
+func (c *Controller) loadEndpoints(ctx context.Context, key string) (known bool, err error) {
+	c.mu.Lock()
+	known = c.clusterLocked(key) != nil
+	loaded := known && c.roomLocked(key).epLoaded
+	c.mu.Unlock()
+	if !known || loaded {
+		return known, nil
+	}
+	ns, name := splitKey(key)
+	ep, err := c.cfg.Store.GetEndpoints(ctx, ns, name)
+	if err != nil {
+		return false, fmt.Errorf("read endpoints: %w", err)
+	}
+	c.mu.Lock()
+	if r := c.rooms[key]; r != nil && !r.epLoaded {
+		r.endpoints, r.epLoaded = ep, true
+	}
+	c.mu.Unlock()
+	return true, nil
+}
+
+// persistPlan writes, in one transaction, what the plan decided before it is
+// acted on: kills, records forgotten, the election record, the endpoints to
+// publish and the events.
+func (c *Controller) persistPlan(ctx context.Context, key string, in *Input, out Output, published *store.Endpoints, next *requeue) error {
 	op := &writeOp{}
 	for _, k := range out.Kills {
 		if !k.New {
@@ -781,123 +786,118 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	if out.Election != nil {
 		op.elections = map[string]store.ElectionRecord{key: *out.Election}
 	}
-	requeue := out.RequeueAfter
-	deferTo := func(d time.Duration) {
-		if requeue == 0 || d < requeue {
-			requeue = d
-		}
-	}
-	// Where the strategy elects a master, nothing is published before the first
-	// master: clients of such a service need it.
-	noMasterYet := in.Cluster.Spec.Election.Strategy != v1alpha1.ElectionNone && out.Endpoints != nil &&
-		out.Endpoints.Master == nil && (published == nil || published.Master == nil)
-	if out.Endpoints != nil && !noMasterYet && !sameJSON(out.Endpoints, published) {
-		// A master change, or the cluster becoming Ready, is published at once;
-		// other member changes at most every writeMinInterval, so members coming
-		// up together cost one write.
-		masterChanged := published == nil || !sameJSON(published.Master, out.Endpoints.Master)
-		if wait := c.sinceLast(key, func(r *room) time.Time { return r.lastEP }); masterChanged || wait <= 0 || readyTrue(&out.Status) {
-			op.endpoints = map[string]store.Endpoints{key: *out.Endpoints}
-		} else {
-			deferTo(wait)
-		}
+	if c.publishNow(key, in, out, published, next) {
+		op.endpoints = map[string]store.Endpoints{key: *out.Endpoints}
 	}
 	op.addEvents(key, out.Events...)
 	if out.Election != nil && c.failpoint(FailpointElectionBeforePersist) ||
 		len(op.endpoints) > 0 && c.failpoint(FailpointPublishBefore) {
-		return 0, errFailpoint
+		return errFailpoint
 	}
 	if err := c.write(ctx, op); err != nil {
-		return 0, fmt.Errorf("persist the plan: %w", err)
+		return fmt.Errorf("persist the plan: %w", err)
 	}
 	if out.Election != nil && c.failpoint(FailpointElectionAfterPersist) ||
 		len(op.endpoints) > 0 && c.failpoint(FailpointPublishAfter) {
-		return 0, errFailpoint
+		return errFailpoint
 	}
 	if out.Election != nil && (in.Election == nil || in.Election.Epoch != out.Election.Epoch || in.Election.Phase != out.Election.Phase) {
 		// (a record that only notes the master's position is no election step)
 		c.m.elections.WithLabelValues(out.Election.Phase).Inc()
 		c.log.Info("election", "cluster", key, "epoch", out.Election.Epoch, "phase", out.Election.Phase, "master", out.Election.MasterTaskID)
 	}
-
-	// Act: kills (election messages go after the status: a promoted master is
-	// in status.master before it is told).
-	for _, k := range out.Kills {
-		c.killTask(ctx, k.TaskID, k.AgentID)
-	}
-
 	if len(op.endpoints) > 0 {
 		c.mu.Lock()
 		c.roomLocked(key).lastEP = c.now()
 		c.mu.Unlock()
 	}
+	return nil
+}
 
-	// Status, only when it changed, and at most every writeMinInterval unless
-	// it becomes Ready or the master changes (progress reports coalesce; the
-	// outcome is prompt).
-	if !sameJSON(&raw.Status, &out.Status) {
-		if wait := c.sinceLast(key, func(r *room) time.Time { return r.lastStatus }); wait > 0 && !readyTrue(&out.Status) && sameJSON(raw.Status.Master, out.Status.Master) {
-			deferTo(wait)
-		} else {
-			c.mu.Lock()
-			c.roomLocked(key).lastStatus = c.now()
-			c.mu.Unlock()
-			if c.failpoint(FailpointStatusBefore) {
-				return 0, errFailpoint
-			}
-			// raw is the object as the store last returned it: one round trip,
-			// conditioned on its resourceVersion (a conflict re-reads it).
-			upd, err := c.cfg.Store.UpdateStatusOf(ctx, raw, out.Status)
-			c.m.statusWrites.Inc()
-			if err != nil {
-				return 0, c.storeErr(ctx, key, fmt.Errorf("write status: %w", err))
-			}
-			c.cacheCluster(upd)
-			raw = upd
-		}
+// publishNow says whether the plan's endpoints are to be written now. Where
+// the strategy elects a master, nothing is published before the first
+// master: clients of such a service need it. A master change, or the cluster
+// becoming Ready, is published at once; other member changes at most every
+// writeMinInterval, so members coming up together cost one write.
+func (c *Controller) publishNow(key string, in *Input, out Output, published *store.Endpoints, next *requeue) bool {
+	noMasterYet := in.Cluster.Spec.Election.Strategy != v1alpha1.ElectionNone && out.Endpoints != nil &&
+		out.Endpoints.Master == nil && (published == nil || published.Master == nil)
+	if out.Endpoints == nil || noMasterYet || sameJSON(out.Endpoints, published) {
+		return false
 	}
-
-	c.sendElectionMessages(ctx, key, out)
-
-	if out.RemoveFinalizer {
-		c.noteReleases(key)
-		obj := raw.DeepCopy()
-		obj.Finalizers = slices.DeleteFunc(obj.Finalizers, func(f string) bool { return f == v1alpha1.Finalizer })
-		if _, err := c.cfg.Store.Update(ctx, obj); err != nil {
-			return 0, c.storeErr(ctx, key, fmt.Errorf("remove finalizer: %w", err))
-		}
-		c.log.Info("every task is terminal: finalizer removed", "cluster", key)
+	masterChanged := published == nil || !sameJSON(published.Master, out.Endpoints.Master)
+	wait := c.sinceLast(key, func(r *room) time.Time { return r.lastEP })
+	if masterChanged || wait <= 0 || readyTrue(&out.Status) {
+		return true
 	}
+	next.at(wait)
+	return false
+}
 
+// writeStatus writes the planned status when it changed, and at most every
+// writeMinInterval unless it becomes Ready or the master changes (progress
+// reports coalesce; the outcome is prompt). It returns the object as the
+// store last returned it.
+func (c *Controller) writeStatus(ctx context.Context, key string, raw *v1alpha1.Cluster, st *v1alpha1.ClusterStatus, next *requeue) (*v1alpha1.Cluster, error) {
+	if sameJSON(&raw.Status, st) {
+		return raw, nil
+	}
+	if wait := c.sinceLast(key, func(r *room) time.Time { return r.lastStatus }); wait > 0 && !readyTrue(st) && sameJSON(raw.Status.Master, st.Master) {
+		next.at(wait)
+		return raw, nil
+	}
 	c.mu.Lock()
-	rm := c.roomLocked(key)
-	if len(out.Needs) > 0 {
-		now := c.now()
-		if !c.needy[key] {
-			c.newDemand = true
-			rm.needySince = now
-		}
-		c.needy[key] = true
-		// No offer round at all for a while (every agent's resources in use):
-		// that is a diagnosis too, since no matching ever runs to give one.
-		since := rm.needySince
-		if c.lastOffers.After(since) {
-			since = c.lastOffers
-		}
-		if idle := now.Sub(since); c.unplaced[key] == nil && idle >= c.cfg.StallAfter {
-			c.unplaced[key] = &Unplaced{Since: since, Reason: fmt.Sprintf("no offers from Mesos for %s: every agent's resources are in use, or no agent serves role %q", idle.Round(time.Second), in.Cluster.Spec.Role)}
-			deferTo(10 * time.Millisecond)
-		} else if c.unplaced[key] == nil {
-			deferTo(c.cfg.StallAfter - idle)
-		}
-	} else {
-		delete(c.needy, key)
-		rm.needySince = time.Time{}
-		delete(c.unplaced, key)
-	}
+	c.roomLocked(key).lastStatus = c.now()
 	c.mu.Unlock()
-	c.syncOfferInterest(ctx)
-	return requeue, nil
+	if c.failpoint(FailpointStatusBefore) {
+		return nil, errFailpoint
+	}
+	// One round trip, conditioned on raw's resourceVersion (a conflict
+	// re-reads it).
+	upd, err := c.cfg.Store.UpdateStatusOf(ctx, raw, *st)
+	c.m.statusWrites.Inc()
+	if err != nil {
+		return nil, c.storeErr(ctx, key, fmt.Errorf("write status: %w", err))
+	}
+	c.cacheCluster(upd)
+	return upd, nil
+}
+
+// noteDemand keeps the needy index and the cluster's stall diagnosis: a
+// cluster with members to launch waits for offers; no offer round at all
+// for a while (every agent's resources in use) is a diagnosis too, since no
+// matching ever runs to give one.
+func (c *Controller) noteDemand(key string, in *Input, out Output, next *requeue) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rm := c.rooms[key]
+	if rm == nil {
+		return // deleted meanwhile
+	}
+	if len(out.Needs) == 0 {
+		delete(c.needy, key)
+		rm.needySince, rm.unplaced = time.Time{}, nil
+		return
+	}
+	now := c.now()
+	if !c.needy[key] {
+		c.newDemand = true
+		rm.needySince = now
+	}
+	c.needy[key] = true
+	since := rm.needySince
+	if c.lastOffers.After(since) {
+		since = c.lastOffers
+	}
+	idle := now.Sub(since)
+	switch {
+	case rm.unplaced != nil:
+	case idle >= c.cfg.StallAfter:
+		rm.unplaced = &Unplaced{Since: since, Reason: fmt.Sprintf("no offers from Mesos for %s: every agent's resources are in use, or no agent serves role %q", idle.Round(time.Second), in.Cluster.Spec.Role)}
+		next.at(10 * time.Millisecond)
+	default:
+		next.at(c.cfg.StallAfter - idle)
+	}
 }
 
 // writeMinInterval spaces a cluster's progress writes (status, member lists).
@@ -934,9 +934,6 @@ func (c *Controller) storeErr(ctx context.Context, key string, err error) error 
 		case gerr == nil:
 			c.cacheCluster(fresh)
 		case store.IsNotFound(gerr):
-			c.mu.Lock()
-			delete(c.clusters, key)
-			c.mu.Unlock()
 			c.forgetCluster(ctx, key)
 			return nil
 		}
@@ -945,13 +942,9 @@ func (c *Controller) storeErr(ctx context.Context, key string, err error) error 
 }
 
 func (c *Controller) cacheCluster(obj *v1alpha1.Cluster) {
-	key := obj.Namespace + "/" + obj.Name
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old := c.clusters[key]; old == nil || rvOf(old) <= rvOf(obj) {
-		c.clusters[key] = obj
-		c.noteVolumesLocked(key, obj, nil)
-	}
+	c.setClusterLocked(obj)
 }
 
 // sameJSON compares what two values would be stored as.

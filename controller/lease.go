@@ -175,18 +175,18 @@ func (p *planner) planFollow(cur store.ElectionRecord, master *member) {
 // planner snapshot either holds the grant or was taken before it, when the
 // lease had not ended. c.mu is held.
 func (c *Controller) leaseMessageLocked(key string, msg election.Message) *election.Message {
+	rm := c.rooms[key]
+	if rm == nil || rm.cluster == nil {
+		return nil
+	}
 	l := LeaseState{}
-	if old := c.leases[key]; old != nil {
+	if old := rm.lease; old != nil {
 		l = *old
 	}
 	switch msg.Type {
 	case election.TypeLeaseRequest:
-		cl := c.clusters[key]
-		if cl == nil {
-			return nil
-		}
-		d, now := leaseDurationOf(&cl.Spec), c.now()
-		if !grantable(msg, c.elections[key], l, c.leaseFloor, d, now) {
+		d, now := leaseDurationOf(&rm.cluster.Spec), c.now()
+		if !grantable(msg, rm.election, l, c.leaseFloor, d, now) {
 			return nil
 		}
 		l.Epoch, l.TaskID, l.GrantedAt = msg.Epoch, msg.TaskID, now
@@ -194,12 +194,12 @@ func (c *Controller) leaseMessageLocked(key string, msg election.Message) *elect
 			l.Position, l.PositionEpoch = msg.Position, msg.Epoch
 		}
 		// Wake the planner just after the lease would end, unless renewed.
-		if wait := leaseEnd(*c.elections[key], l, c.leaseFloor, d).Sub(now) + 10*time.Millisecond; l.lapse == nil {
+		if wait := leaseEnd(*rm.election, l, c.leaseFloor, d).Sub(now) + 10*time.Millisecond; l.lapse == nil {
 			l.lapse = time.AfterFunc(wait, func() { c.queue.Add(key) })
 		} else {
 			l.lapse.Reset(wait)
 		}
-		c.leases[key] = &l
+		rm.lease = &l
 		return &election.Message{Type: election.TypeLeaseGrant, Epoch: msg.Epoch, TaskID: msg.TaskID, Seq: msg.Seq, LeaseMillis: d.Milliseconds()}
 	case election.TypeFollowed:
 		// A fresh map: planners may hold the old one.
@@ -209,7 +209,7 @@ func (c *Controller) leaseMessageLocked(key string, msg election.Message) *elect
 		}
 		f[msg.TaskID] = msg
 		l.Followed = f
-		c.leases[key] = &l
+		rm.lease = &l
 	}
 	return nil
 }
@@ -218,7 +218,11 @@ func (c *Controller) leaseMessageLocked(key string, msg election.Message) *elect
 // key should be persisted now (see lag.go): it differs from the persisted
 // one, which is at least a lease duration old. c.mu is held.
 func (c *Controller) positionDueLocked(key string) bool {
-	l, rec, cl := c.leases[key], c.elections[key], c.clusters[key]
+	rm := c.rooms[key]
+	if rm == nil {
+		return false
+	}
+	l, rec, cl := rm.lease, rm.election, rm.cluster
 	if l == nil || rec == nil || cl == nil || cl.Spec.Election.MaximumLagOnFailover == nil || l.Position == "" || l.PositionEpoch != rec.Epoch ||
 		(l.Position == rec.MasterPosition && l.PositionEpoch == rec.MasterPositionEpoch) {
 		return false

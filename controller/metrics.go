@@ -36,8 +36,8 @@ func (t *taskStateCollector) Describe(ch chan<- *prometheus.Desc) { ch <- t.desc
 func (t *taskStateCollector) Collect(ch chan<- prometheus.Metric) {
 	counts := map[string]int{}
 	t.c.mu.Lock()
-	for _, m := range t.c.ledger {
-		for _, r := range m {
+	for _, rm := range t.c.rooms {
+		for _, r := range rm.tasks {
 			counts[r.State]++
 		}
 	}

@@ -14,7 +14,7 @@ func TestMetricsRegistered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.ledger["default/db"] = map[string]*store.TaskRecord{"a": {State: stateRunning}, "b": {State: stateRunning}, "c": {State: "TASK_FAILED"}}
+	c.roomLocked("default/db").tasks = map[string]*store.TaskRecord{"a": {State: stateRunning}, "b": {State: stateRunning}, "c": {State: "TASK_FAILED"}}
 	c.m.launches.Add(3)
 	mfs, err := reg.Gather()
 	if err != nil {

@@ -35,7 +35,7 @@ func (c *Controller) handleUpdate(ctx context.Context, st mesos.TaskStatus) {
 	c.mu.Lock()
 	var rec *store.TaskRecord
 	if ours {
-		rec = c.ledger[key][id]
+		rec = c.taskLocked(key, id)
 	}
 	why := ""
 	if rec != nil {
@@ -60,7 +60,7 @@ func (c *Controller) handleUpdate(ctx context.Context, st mesos.TaskStatus) {
 	// writer. (Duplicates, and STARTING, which is not written.)
 	c.mu.Lock()
 	noop := false
-	if r := c.ledger[key][id]; r != nil {
+	if r := c.taskLocked(key, id); r != nil {
 		cp := *r
 		changed, _ := applyStatus(&cp, st, now)
 		noop = !changed
@@ -300,7 +300,12 @@ func (c *Controller) handleMessage(m *mesosbridge.Message) {
 	}
 	key := ns + "/" + name
 	c.mu.Lock()
-	e := c.elections[key]
+	rm := c.rooms[key]
+	if rm == nil {
+		c.mu.Unlock()
+		return // not a cluster of ours (deleted, or another shard's)
+	}
+	e := rm.election
 	switch msg.Type {
 	case election.TypePosition:
 		// Only answers for the current epoch count; keep them until it changes.
@@ -308,19 +313,19 @@ func (c *Controller) handleMessage(m *mesosbridge.Message) {
 			c.mu.Unlock()
 			return
 		}
-		kept := make([]election.Message, 0, len(c.answers[key])+1) // a fresh slice: planners hold the old one
-		for _, a := range c.answers[key] {
+		kept := make([]election.Message, 0, len(rm.answers)+1) // a fresh slice: planners hold the old one
+		for _, a := range rm.answers {
 			if a.Epoch == e.Epoch && a.TaskID != msg.TaskID {
 				kept = append(kept, a)
 			}
 		}
-		c.answers[key] = append(kept, msg)
+		rm.answers = append(kept, msg)
 	case election.TypePromoted:
 		mm := msg
-		c.promoted[key] = &mm
+		rm.promoted = &mm
 	case election.TypeDemoted:
 		mm := msg
-		c.demoted[key] = &mm
+		rm.demoted = &mm
 	case election.TypeLeaseRequest:
 		grant := c.leaseMessageLocked(key, msg)
 		persist := grant != nil && c.positionDueLocked(key)

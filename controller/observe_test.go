@@ -175,7 +175,7 @@ func TestUpdateKillsWhatMustNotRun(t *testing.T) {
 		"default.db.2.cc": {ID: "default.db.2.cc", Ordinal: 2, State: stateRunning},
 		"default.db.3.dd": {ID: "default.db.3.dd", Ordinal: 3, State: stateUnreachable, KillRequested: true},
 	}
-	c.ledger["default/db"] = recs
+	c.roomLocked("default/db").tasks = recs
 	c.killSent["default.db.0.aa"] = true // its first KILL could not reach it
 	report := func(id string, state mesos.TaskState) {
 		ts := 100.0

@@ -69,74 +69,21 @@ func (c *Controller) runOffers(ctx context.Context) {
 // declines the rest.
 func (c *Controller) handleOffers(ctx context.Context, offers []mesos.Offer) {
 	c.m.offers.Add(float64(len(offers)))
-	c.mu.Lock()
-	c.lastOffers = c.now()
-	for i := range offers {
-		c.agents[offers[i].AgentID.Value] = offers[i].Attributes
-	}
-	ready := c.subscribed && c.reconciled
-	var snapshot []*Input
-	if ready {
-		keys := make([]string, 0, len(c.needy))
-		for k := range c.needy {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			if in := c.inputLocked(k); in != nil && len(in.SpecErrors) == 0 && in.Cluster.DeletionTimestamp == nil {
-				snapshot = append(snapshot, in)
-			}
-		}
-	}
-	c.mu.Unlock()
+	ready, snapshot := c.noteOffers(offers)
 	// Needs are planned afresh from the current ledger, never from an older
 	// plan: a member launched a moment ago is not needed again. (Only this
 	// goroutine launches, so the snapshot cannot miss a launch.)
-	var needs []Need
-	inputs := map[string]*Input{}
-	roleless := map[string]string{} // key -> why: the framework has no such role
-	for _, in := range snapshot {
-		out := Plan(*in)
-		if len(out.Needs) == 0 {
-			continue
-		}
-		key := out.Needs[0].Key
-		inputs[key] = in
-		if role := out.Needs[0].Role; len(c.cfg.Roles) > 0 && !slices.Contains(c.cfg.Roles, role) {
-			roleless[key] = fmt.Sprintf("role %q is not a role of this framework (%s): Mesos offers it nothing; change spec.role or run converge with that role",
-				role, strings.Join(c.cfg.Roles, ", "))
-			continue
-		}
-		needs = append(needs, out.Needs...)
-	}
+	needs, inputs, roleless := c.planNeeds(snapshot)
 
-	all := make([]mesos.OfferID, len(offers))
-	for i := range offers {
-		all[i] = offers[i].ID
-	}
 	// Reservations nothing keeps are released first; their offers launch
 	// nothing this round.
-	release := c.releaseOffers(offers)
 	byOffer := map[int]*offerLaunch{}
-	for i, ops := range release {
+	for i, ops := range c.releaseOffers(offers) {
 		byOffer[i] = &offerLaunch{offer: &offers[i], op: &writeOp{}, ops: ops}
 	}
 	if len(needs) == 0 && len(roleless) == 0 {
 		c.acceptReleases(ctx, byOffer)
-		// Under offerMu, as Suppress/Revive: a long refusal must not reach
-		// Mesos after a REVIVE for demand that came meanwhile (the filter
-		// would outlive the REVIVE: no offers for refuseUnneeded). Demand
-		// seen now gets a short refusal; demand after it revives after it.
-		c.offerMu.Lock()
-		defer c.offerMu.Unlock()
-		c.mu.Lock()
-		demand := len(c.needy) > 0 || len(c.pendingReleases()) > 0
-		c.mu.Unlock()
-		refuse := float64(refuseUnneeded)
-		if !ready || demand {
-			refuse = refuseShort
-		}
-		c.decline(ctx, unusedOffers(offers, byOffer), refuse)
+		c.declineUnneeded(ctx, unusedOffers(offers, byOffer), ready)
 		return
 	}
 
@@ -153,8 +100,97 @@ func (c *Controller) handleOffers(ctx context.Context, offers []mesos.Offer) {
 			res.Unplaced[key] = why
 		}
 	}
-	for _, a := range res.Assignments {
-		n := rest[a.Need]
+	c.assign(res.Assignments, rest, offers, index, inputs, byOffer, placed, now)
+	// Checkpoint before ACCEPT: a crash after this leaves STAGING records that
+	// reconciliation resolves (the task runs, or Mesos says it never existed).
+	if c.failpoint(FailpointLaunchBeforeCheckpoint) {
+		return
+	}
+	if !c.checkpointLaunches(ctx, byOffer) || c.failpoint(FailpointLaunchAfterCheckpoint) {
+		return
+	}
+	c.acceptLaunches(ctx, offers, byOffer, len(res.Unplaced) > 0)
+	if c.failpoint(FailpointLaunchAfterAccept) {
+		return
+	}
+	c.noteUnplaced(inputs, res.Unplaced, placed, now)
+	for k := range inputs {
+		c.queue.Add(k)
+	}
+}
+
+// noteOffers remembers the offering agents' attributes and when offers last
+// came, and snapshots the planner inputs of the needy clusters (none until
+// the framework is subscribed and reconciled).
+func (c *Controller) noteOffers(offers []mesos.Offer) (ready bool, snapshot []*Input) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lastOffers = c.now()
+	for i := range offers {
+		c.agents[offers[i].AgentID.Value] = offers[i].Attributes
+	}
+	ready = c.subscribed && c.reconciled
+	if !ready {
+		return false, nil
+	}
+	keys := make([]string, 0, len(c.needy))
+	for k := range c.needy {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if in := c.inputLocked(k); in != nil && len(in.SpecErrors) == 0 && in.Cluster.DeletionTimestamp == nil {
+			snapshot = append(snapshot, in)
+		}
+	}
+	return true, snapshot
+}
+
+// planNeeds plans each snapshot cluster and returns the members to launch,
+// the inputs of the clusters that need any, and why clusters whose role the
+// framework lacks cannot have offers.
+func (c *Controller) planNeeds(snapshot []*Input) (needs []Need, inputs map[string]*Input, roleless map[string]string) {
+	inputs, roleless = map[string]*Input{}, map[string]string{}
+	for _, in := range snapshot {
+		out := Plan(*in)
+		if len(out.Needs) == 0 {
+			continue
+		}
+		key := out.Needs[0].Key
+		inputs[key] = in
+		if role := out.Needs[0].Role; len(c.cfg.Roles) > 0 && !slices.Contains(c.cfg.Roles, role) {
+			roleless[key] = fmt.Sprintf("role %q is not a role of this framework (%s): Mesos offers it nothing; change spec.role or run converge with that role",
+				role, strings.Join(c.cfg.Roles, ", "))
+			continue
+		}
+		needs = append(needs, out.Needs...)
+	}
+	return needs, inputs, roleless
+}
+
+// declineUnneeded declines offers no cluster needed. Under offerMu, as
+// Suppress/Revive: a long refusal must not reach Mesos after a REVIVE for
+// demand that came meanwhile (the filter would outlive the REVIVE: no offers
+// for refuseUnneeded). Demand seen now gets a short refusal; demand after it
+// revives after it.
+func (c *Controller) declineUnneeded(ctx context.Context, unused []mesos.OfferID, ready bool) {
+	c.offerMu.Lock()
+	defer c.offerMu.Unlock()
+	c.mu.Lock()
+	demand := len(c.needy) > 0 || len(c.pendingReleases()) > 0
+	c.mu.Unlock()
+	refuse := float64(refuseUnneeded)
+	if !ready || demand {
+		refuse = refuseShort
+	}
+	c.decline(ctx, unused, refuse)
+}
+
+// assign turns the matcher's assignments into each offer's launch: the task,
+// its ledger record and, for new volumes, the operations that make them.
+func (c *Controller) assign(as []Assignment, needs []Need, offers []mesos.Offer, index []int, inputs map[string]*Input, byOffer map[int]*offerLaunch, placed map[string]bool, now time.Time) {
+	for _, a := range as {
+		n := needs[a.Need]
 		a.Offer = index[a.Offer]
 		id := NewTaskID(n.Namespace, n.Cluster, n.Ordinal)
 		ti, rec := c.buildTask(inputs[n.Key].Cluster, n, a, id)
@@ -174,26 +210,25 @@ func (c *Controller) handleOffers(ctx context.Context, offers []mesos.Offer) {
 		ol.add(n, ti, rec, a.Hostname, now)
 		placed[n.Key] = true
 	}
-	// Checkpoint before ACCEPT: a crash after this leaves STAGING records that
-	// reconciliation resolves (the task runs, or Mesos says it never existed).
-	if c.failpoint(FailpointLaunchBeforeCheckpoint) {
-		return
-	}
-	if !c.checkpointLaunches(ctx, byOffer) || c.failpoint(FailpointLaunchAfterCheckpoint) {
-		return
-	}
+}
 
+// acceptLaunches accepts each offer whose launch records are durable, with
+// its operations and tasks, and declines the others: shortly when launches
+// or needs still wait for resources (a long refusal would keep this agent's
+// resources from them).
+func (c *Controller) acceptLaunches(ctx context.Context, offers []mesos.Offer, byOffer map[int]*offerLaunch, unplaced bool) {
 	var unused []mesos.OfferID
 	var wg sync.WaitGroup
 	refuse := float64(refuseUnneeded)
+	if unplaced {
+		refuse = refuseShort
+	}
 	for i := range offers {
 		ol := byOffer[i]
 		if ol == nil || ol.err != nil {
 			unused = append(unused, offers[i].ID)
 			if ol != nil {
-				// Its launches are still needed: a long refusal would
-				// keep this agent's resources from them.
-				refuse = refuseShort
+				refuse = refuseShort // its launches are still needed
 			}
 			continue
 		}
@@ -202,50 +237,55 @@ func (c *Controller) handleOffers(ctx context.Context, offers []mesos.Offer) {
 			c.log.V(1).Info("launching", "taskID", r.ID, "agent", r.Hostname, "ports", r.Ports)
 		}
 		wg.Add(1)
-		go func(o *mesos.Offer, ops []mesos.Offer_Operation, tasks []mesos.TaskInfo) {
+		go func(ol *offerLaunch) {
 			defer wg.Done()
-			if len(tasks) > 0 {
-				ops = append(ops, calls.OpLaunch(tasks...))
-			}
-			if err := c.bridge.Accept(ctx, []mesos.OfferID{o.ID}, ops, refuseAfterUse); err != nil {
-				// The master may not have it: ask, so the tasks resolve (GONE/LOST
-				// for a launch it never saw) and get replaced.
-				c.log.Error(err, "accept failed; reconciling the tasks", "offerID", o.ID.Value, "agent", o.Hostname)
-				var rt []mesosbridge.ReconcileTask
-				for _, t := range tasks {
-					rt = append(rt, mesosbridge.ReconcileTask{TaskID: t.TaskID.Value, AgentID: o.AgentID.Value})
-				}
-				if rerr := c.bridge.Reconcile(ctx, rt); rerr != nil {
-					c.log.Error(rerr, "reconcile after a failed accept")
-				}
-			}
-		}(ol.offer, ol.ops, ol.tasks)
-	}
-	if len(res.Unplaced) > 0 {
-		refuse = refuseShort
+			c.accept(ctx, ol)
+		}(ol)
 	}
 	c.decline(ctx, unused, refuse)
 	wg.Wait()
-	if c.failpoint(FailpointLaunchAfterAccept) {
-		return
-	}
+}
 
-	c.mu.Lock()
-	for k := range inputs {
-		why, unplaced := res.Unplaced[k]
-		switch {
-		case !unplaced:
-			delete(c.unplaced, k)
-		case placed[k] || c.unplaced[k] == nil:
-			// Progress (or a first miss) restarts the stall clock.
-			c.unplaced[k] = &Unplaced{Reason: why, Since: now}
-		default:
-			c.unplaced[k] = &Unplaced{Reason: why, Since: c.unplaced[k].Since}
+// accept sends one offer's ACCEPT. When it fails the master may not have
+// the launch: the tasks are reconciled, so they resolve (GONE/LOST for a
+// launch it never saw) and get replaced.
+func (c *Controller) accept(ctx context.Context, ol *offerLaunch) {
+	o, ops := ol.offer, ol.ops
+	if len(ol.tasks) > 0 {
+		ops = append(ops[:len(ops):len(ops)], calls.OpLaunch(ol.tasks...))
+	}
+	if err := c.bridge.Accept(ctx, []mesos.OfferID{o.ID}, ops, refuseAfterUse); err != nil {
+		c.log.Error(err, "accept failed; reconciling the tasks", "offerID", o.ID.Value, "agent", o.Hostname)
+		var rt []mesosbridge.ReconcileTask
+		for _, t := range ol.tasks {
+			rt = append(rt, mesosbridge.ReconcileTask{TaskID: t.TaskID.Value, AgentID: o.AgentID.Value})
+		}
+		if rerr := c.bridge.Reconcile(ctx, rt); rerr != nil {
+			c.log.Error(rerr, "reconcile after a failed accept")
 		}
 	}
-	c.mu.Unlock()
+}
+
+// noteUnplaced records, in each planned cluster's room, why its needs found
+// no offer and since when: progress (or a first miss) restarts the stall
+// clock.
+func (c *Controller) noteUnplaced(inputs map[string]*Input, unplacedWhy map[string]string, placed map[string]bool, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for k := range inputs {
-		c.queue.Add(k)
+		rm := c.rooms[k]
+		if rm == nil {
+			continue // deleted meanwhile
+		}
+		why, unplaced := unplacedWhy[k]
+		switch {
+		case !unplaced:
+			rm.unplaced = nil
+		case placed[k] || rm.unplaced == nil:
+			rm.unplaced = &Unplaced{Reason: why, Since: now}
+		default:
+			rm.unplaced = &Unplaced{Reason: why, Since: rm.unplaced.Since}
+		}
 	}
 }
 
@@ -465,7 +505,8 @@ func strPtr(s string) *string { return &s }
 func (c *Controller) masterEnv(key string) []mesos.Environment_Variable {
 	host, port, epoch := "", "", ""
 	c.mu.Lock()
-	if ep := c.endpoints[key]; ep != nil && ep.Master != nil {
+	if rm := c.rooms[key]; rm != nil && rm.endpoints != nil && rm.endpoints.Master != nil {
+		ep := rm.endpoints
 		host, port, epoch = ep.Master.Hostname, strconv.Itoa(int(ep.Master.Port)), strconv.FormatInt(ep.Epoch, 10)
 	}
 	c.mu.Unlock()

@@ -78,7 +78,7 @@ func (w *writer) pendingParts() []part {
 	defer w.c.mu.Unlock()
 	ready := map[string][]store.Event{}
 	for key := range w.pending {
-		if _, ok := w.c.events[key]; ok {
+		if _, ok := w.c.historyLocked(key); ok {
 			ready[key] = nil // stageEvents adds the pending events themselves
 		}
 	}
@@ -145,11 +145,11 @@ func (w *writer) stagePart(t *staged, p part) *staged {
 		if st, ok := t.tasks[id]; ok {
 			return st.rec
 		}
-		return c.ledger[key][id]
+		return c.taskLocked(key, id)
 	}
 	events := map[string][]store.Event{}
 	for _, tw := range p.tasks {
-		if c.clusters[tw.key] == nil {
+		if c.clusterLocked(tw.key) == nil {
 			continue // the cluster is gone, and its ledger with it
 		}
 		switch {
@@ -195,14 +195,14 @@ func (w *writer) stagePart(t *staged, p part) *staged {
 // stageRecords stages op's election records and endpoints.
 func (w *writer) stageRecords(s *staged, op *writeOp) {
 	for key, e := range op.elections {
-		if w.c.clusters[key] != nil {
+		if w.c.clusterLocked(key) != nil {
 			ns, name := splitKey(key)
 			s.elections[key] = e
 			s.b.PutElection(ns, name, e)
 		}
 	}
 	for key, e := range op.endpoints {
-		if w.c.clusters[key] != nil {
+		if w.c.clusterLocked(key) != nil {
 			s.endpoints[key] = e
 			s.b.PutEndpoints(e)
 		}
@@ -213,12 +213,12 @@ func (w *writer) stageRecords(s *staged, op *writeOp) {
 // history. A history that was never read is not written over: the events
 // wait in pending until it is.
 func (w *writer) stageEvents(t, s *staged, key string, evs []store.Event) {
-	if w.c.clusters[key] == nil {
+	if w.c.clusterLocked(key) == nil {
 		return
 	}
 	existing, ok := t.hist[key]
 	if !ok {
-		existing, ok = w.c.events[key]
+		existing, ok = w.c.historyLocked(key)
 	}
 	if !ok {
 		s.pend[key] = append(s.pend[key], evs...)
@@ -295,27 +295,27 @@ func (w *writer) commitTxn(ctx context.Context, t *staged) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// A cluster forgotten since it was staged has no room: what was
+	// committed for it went with its object, and its tasks are orphans.
 	for id, st := range t.tasks {
-		m := c.ledger[st.key]
-		if st.rec == nil {
-			delete(m, id)
-			continue
+		if c.rooms[st.key] != nil {
+			c.putTaskLocked(st.key, id, st.rec)
 		}
-		if m == nil {
-			m = map[string]*store.TaskRecord{}
-			c.ledger[st.key] = m
-		}
-		m[id] = st.rec
-		c.noteVolumesLocked(st.key, nil, st.rec)
 	}
 	for key, e := range t.elections {
-		c.elections[key] = &e
+		if rm := c.rooms[key]; rm != nil {
+			rm.election = &e
+		}
 	}
 	for key, e := range t.endpoints {
-		c.endpoints[key] = &e
+		if rm := c.rooms[key]; rm != nil {
+			rm.endpoints = &e
+		}
 	}
 	for key, h := range t.hist {
-		c.events[key] = h
+		if rm := c.rooms[key]; rm != nil {
+			rm.events, rm.historyLoaded = h, true
+		}
 	}
 	return nil
 }

@@ -243,7 +243,7 @@ func releaseOps(r *ownReservation) []mesos.Offer_Operation {
 func (c *Controller) keptReservations() map[string]bool {
 	kept := map[string]bool{}
 	for key := range c.volumeKeys {
-		recs, cl := c.ledger[key], c.clusters[key]
+		recs, cl := c.tasksLocked(key), c.clusterLocked(key)
 		desired := -1
 		if cl != nil && cl.DeletionTimestamp == nil {
 			desired = int(v1alpha1.DefaultReplicas)
@@ -280,7 +280,7 @@ func (c *Controller) pendingReleases() []string {
 	gone := c.goneAgents()
 	var out []string
 	for key := range c.volumeKeys {
-		recs := c.ledger[key]
+		recs := c.tasksLocked(key)
 		for _, r := range recs {
 			if r.Volume != nil && !kept[r.Volume.ID] && !c.released[r.Volume.ID] && !gone[r.AgentID] {
 				out = append(out, r.Volume.ID)
@@ -303,7 +303,7 @@ func (c *Controller) pendingReleases() []string {
 func (c *Controller) goneAgents() map[string]bool {
 	gone := map[string]bool{}
 	for key := range c.volumeKeys {
-		recs := c.ledger[key]
+		recs := c.tasksLocked(key)
 		for _, r := range recs {
 			if r.State == stateGoneByOperator {
 				gone[r.AgentID] = true
@@ -318,7 +318,7 @@ func (c *Controller) goneAgents() map[string]bool {
 func (c *Controller) noteReleases(key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, r := range c.ledger[key] {
+	for _, r := range c.tasksLocked(key) {
 		if r.Volume != nil {
 			c.releasing[r.AgentID+"/"+r.Volume.ID] = r.Volume
 		}
@@ -344,7 +344,7 @@ func (c *Controller) releaseOffers(offers []mesos.Offer) map[int][]mesos.Offer_O
 		}
 	}
 	for key := range c.volumeKeys {
-		recs := c.ledger[key]
+		recs := c.tasksLocked(key)
 		for _, r := range recs {
 			if r.Volume != nil {
 				agentOf[r.Volume.ID], roleOf[r.Volume.ID] = r.AgentID, r.Volume.Role
@@ -473,7 +473,7 @@ func (c *Controller) volumeEvents(op *writeOp, n Need, host string, now time.Tim
 func (c *Controller) replaceAfter(key string) time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if cl := c.clusters[key]; cl != nil {
+	if cl := c.clusterLocked(key); cl != nil {
 		return cl.Spec.ReplaceAfterDuration()
 	}
 	return v1alpha1.DefaultReplaceAfter

@@ -281,8 +281,8 @@ func TestReleasesSkipGoneAgents(t *testing.T) {
 	old := rec(cl, 0, stateGoneByOperator, vol("r-old"))
 	now := rec(cl, 0, stateRunning, vol("r-new"), func(r *store.TaskRecord) { r.ID, r.AgentID, r.LaunchedAt = "new", "agent-1", t0 })
 	elsewhere := rec(cl, 1, "TASK_KILLED", vol("r-1"), func(r *store.TaskRecord) { r.AgentID = "agent-2" })
-	c.clusters["default/db"] = cl
-	c.ledger["default/db"] = map[string]*store.TaskRecord{old.ID: &old, now.ID: &now, elsewhere.ID: &elsewhere}
+	c.roomLocked("default/db").cluster = cl
+	c.roomLocked("default/db").tasks = map[string]*store.TaskRecord{old.ID: &old, now.ID: &now, elsewhere.ID: &elsewhere}
 	c.releasing["agent-0/r-deleted"] = &store.VolumeRecord{ID: "r-deleted", Role: "db"}
 	c.mu.Lock()
 	c.noteVolumesLocked("default/db", cl, nil)

@@ -167,7 +167,7 @@ func (c *Controller) loadEventHistories(ctx context.Context, keys []string) {
 	var missing []string
 	c.mu.Lock()
 	for _, key := range keys {
-		if _, ok := c.events[key]; !ok && c.clusters[key] != nil {
+		if _, ok := c.historyLocked(key); !ok && c.clusterLocked(key) != nil {
 			missing = append(missing, key)
 		}
 	}
@@ -186,8 +186,8 @@ func (c *Controller) loadEventHistories(ctx context.Context, keys []string) {
 				return
 			}
 			c.mu.Lock()
-			if _, ok := c.events[key]; !ok {
-				c.events[key] = evs
+			if rm := c.rooms[key]; rm != nil && !rm.historyLoaded {
+				rm.events, rm.historyLoaded = evs, true
 			}
 			c.mu.Unlock()
 		}(key)
@@ -266,7 +266,7 @@ func (w *writer) prunePending() {
 	w.c.mu.Lock()
 	defer w.c.mu.Unlock()
 	for key := range w.pending {
-		if w.c.clusters[key] == nil {
+		if w.c.clusterLocked(key) == nil {
 			delete(w.pending, key)
 		}
 	}

@@ -30,7 +30,7 @@ func newWriterController(t *testing.T, names ...string) (*Controller, *store.Sto
 	for _, n := range names {
 		cl := &v1alpha1.Cluster{}
 		cl.Namespace, cl.Name = "default", n
-		c.clusters["default/"+n] = cl
+		c.roomLocked("default/" + n).cluster = cl
 	}
 	return c, st
 }
@@ -65,11 +65,11 @@ func checkCachesMatchEtcd(t *testing.T, c *Controller, st *store.Store, key stri
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(tasks) != len(c.ledger[key]) {
-		t.Fatalf("%s: etcd holds %d records, the cache %d", key, len(tasks), len(c.ledger[key]))
+	if len(tasks) != len(c.tasksLocked(key)) {
+		t.Fatalf("%s: etcd holds %d records, the cache %d", key, len(tasks), len(c.tasksLocked(key)))
 	}
 	for _, r := range tasks {
-		if cr := c.ledger[key][r.ID]; cr == nil || cr.State != r.State {
+		if cr := c.taskLocked(key, r.ID); cr == nil || cr.State != r.State {
 			t.Fatalf("%s: record %s in etcd (%s) differs in the cache (%+v)", key, r.ID, r.State, cr)
 		}
 	}
@@ -136,7 +136,7 @@ func TestWriterFailedOpLeavesCachesTrue(t *testing.T) {
 		}
 	}
 	checkCachesMatchEtcd(t, c, st, "default/a")
-	if n := len(c.ledger["default/a"]); n != 10 {
+	if n := len(c.tasksLocked("default/a")); n != 10 {
 		t.Fatalf("%d records, want the 10 of the two good ops", n)
 	}
 }
@@ -247,7 +247,7 @@ func TestWriterUpdatesGoBetweenLaunchTransactions(t *testing.T) {
 	<-order
 	checkCachesMatchEtcd(t, c, st, "default/a")
 	checkCachesMatchEtcd(t, c, st, "default/b")
-	if r := c.ledger["default/a"][idA]; r == nil || r.State != stateRunning {
+	if r := c.taskLocked("default/a", idA); r == nil || r.State != stateRunning {
 		t.Fatalf("the update is not in the ledger: %+v", r)
 	}
 }
