@@ -58,9 +58,17 @@ spec:
 }
 
 // startDevProcess builds converge and runs `converge dev` as a
-// process on free ports until it says it runs; exited gets its Wait result
-// (the test puts it back after reading it). e talks to its etcd.
+// process on free ports (one agent, no Kubernetes API) until it says it
+// runs; exited gets its Wait result (the test puts it back after reading
+// it). e talks to its etcd.
 func startDevProcess(t *testing.T) (dev *exec.Cmd, out, errOut *syncBuffer, exited chan error, e *env) {
+	t.Helper()
+	return startDevProcessIn(t, t.TempDir(), "--agents", "1", "--api-listen", "")
+}
+
+// startDevProcessIn is startDevProcess with data dir data and dev's flags
+// extra.
+func startDevProcessIn(t *testing.T, data string, extra ...string) (dev *exec.Cmd, out, errOut *syncBuffer, exited chan error, e *env) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds and runs converge dev")
@@ -68,8 +76,8 @@ func startDevProcess(t *testing.T) (dev *exec.Cmd, out, errOut *syncBuffer, exit
 	bin := buildConverge(t)
 	etcdURL := freeURL(t)
 	out, errOut = &syncBuffer{}, &syncBuffer{}
-	dev = exec.Command(bin, "dev", "--data-dir", t.TempDir(), "--etcd-client-url", etcdURL,
-		"--mesos-listen", "127.0.0.1:0", "--http", "", "--agents", "1")
+	dev = exec.Command(bin, append([]string{"dev", "--data-dir", data, "--etcd-client-url", etcdURL,
+		"--mesos-listen", "127.0.0.1:0", "--http", ""}, extra...)...)
 	dev.Stdout, dev.Stderr = out, errOut
 	if err := dev.Start(); err != nil {
 		t.Fatal(err)
