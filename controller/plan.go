@@ -408,22 +408,41 @@ func (p *planner) masterID() string {
 	return ""
 }
 
+// planMembers reconciles the live members with the spec, in the order that
+// keeps an ordinal's identity safe: write off the unreachable, drop
+// duplicates, scale down, launch the missing, then roll the outdated. Each
+// phase sees the members the previous ones left live.
 func (p *planner) planMembers() {
 	p.reissueKills()
 	desired := p.replicas()
 	masterID := p.masterID()
+	p.writeOffUnreachable()
+	p.killDuplicates(masterID)
+	p.collectLive()
+	p.scaleDown(desired, masterID)
+	p.launchMissing(desired)
+	if !p.in.Reconciled {
+		return // no rolling update before the ledger reflects Mesos
+	}
+	p.rollingUpdate(desired, masterID)
+}
 
-	// Unreachable for too long: written off and killed. Mesos delivers the KILL
-	// when the agent comes back; the ordinal stays taken until then, so the
-	// member never runs beside a replacement (StatefulSet's rule; see doc.go).
+// writeOffUnreachable kills members unreachable for too long. Mesos delivers
+// the KILL when the agent comes back; the ordinal stays taken until then, so
+// the member never runs beside a replacement (StatefulSet's rule; see doc.go).
+func (p *planner) writeOffUnreachable() {
 	for i := range p.members {
 		m := &p.members[i]
 		if m.expired && !m.rec.KillRequested && p.in.Reconciled {
 			p.kill(m, fmt.Sprintf("unreachable for more than %s", p.in.UnreachableTimeout))
 		}
 	}
+}
 
-	// Duplicates: at most one live task per ordinal; keep the most advanced.
+// killDuplicates keeps at most one live task per ordinal, the most advanced
+// (better): two live members of one ordinal would be two servers with one
+// identity.
+func (p *planner) killDuplicates(masterID string) {
 	byOrd := map[int32]*member{}
 	for i := range p.members {
 		m := &p.members[i]
@@ -443,76 +462,81 @@ func (p *planner) planMembers() {
 		p.kill(drop, fmt.Sprintf("duplicate of ordinal %d", drop.rec.Ordinal))
 		p.out.Kills[len(p.out.Kills)-1].Duplicate = true
 	}
-	p.collectLive()
+}
 
-	// Scale down: the highest ordinals go first, the master last.
-	if excess := len(p.live) - desired; excess > 0 {
-		victims := append([]*member(nil), p.live...)
-		sort.SliceStable(victims, func(i, j int) bool {
-			mi, mj := victims[i].rec.ID == masterID, victims[j].rec.ID == masterID
-			if mi != mj {
-				return !mi
-			}
-			return victims[i].rec.Ordinal > victims[j].rec.Ordinal
-		})
-		for _, m := range victims[:excess] {
-			p.kill(m, fmt.Sprintf("scale down to %d replicas", desired))
-		}
-		p.collectLive()
-	}
-
-	// Missing members take the lowest free ordinals; an ordinal whose previous task
-	// is still dying, or unreachable, waits for it.
-	missing := desired - len(p.live)
-	if missing > 0 {
-		liveOrd := map[int32]bool{}
-		for _, m := range p.live {
-			liveOrd[m.rec.Ordinal] = true
-		}
-		occupied := map[int32]bool{}
-		for i := range p.members {
-			if p.members[i].occupying {
-				occupied[p.members[i].rec.Ordinal] = true
-			}
-		}
-		var peers []Peer
-		for _, m := range p.live {
-			peers = append(peers, Peer{AgentID: m.rec.AgentID, Hostname: m.rec.Hostname})
-		}
-		newest := p.newestByOrdinal() // each ordinal's last task: its restart back-off
-		for ord := int32(0); missing > 0; ord++ {
-			if liveOrd[ord] {
-				continue
-			}
-			missing--
-			if occupied[ord] || !p.in.Reconciled {
-				p.out.Waiting++
-				continue
-			}
-			n, ok := p.relaunch(ord, newest[ord], peers)
-			if !ok {
-				p.out.Waiting++ // in restart back-off
-				continue
-			}
-			p.out.Needs = append(p.out.Needs, n)
-		}
-	}
-
-	// Rolling update: out-of-date live members within maxUnavailable, non-masters
-	// first (highest ordinal first), the master last.
-	if !p.in.Reconciled {
+// scaleDown kills the live members beyond desired: the highest ordinals go
+// first, the master last.
+func (p *planner) scaleDown(desired int, masterID string) {
+	excess := len(p.live) - desired
+	if excess <= 0 {
 		return
 	}
-	var outdated []*member
-	ready := 0
-	for _, m := range p.live {
-		if m.rec.TemplateHash != p.hash {
-			outdated = append(outdated, m)
+	victims := masterLast(append([]*member(nil), p.live...), masterID)
+	for _, m := range victims[:excess] {
+		p.kill(m, fmt.Sprintf("scale down to %d replicas", desired))
+	}
+	p.collectLive()
+}
+
+// masterLast orders members for removal, in place: non-masters first, the
+// highest ordinal first among them, the master last (its loss costs an
+// election).
+func masterLast(ms []*member, masterID string) []*member {
+	sort.SliceStable(ms, func(i, j int) bool {
+		mi, mj := ms[i].rec.ID == masterID, ms[j].rec.ID == masterID
+		if mi != mj {
+			return !mi
 		}
-		if p.isReady(m.rec) {
-			ready++
+		return ms[i].rec.Ordinal > ms[j].rec.Ordinal
+	})
+	return ms
+}
+
+// launchMissing asks for the members missing below desired, at the lowest
+// free ordinals. An ordinal whose previous task is still dying, or
+// unreachable, waits for it, as do all before reconciliation and those in
+// restart back-off (counted in Waiting).
+func (p *planner) launchMissing(desired int) {
+	missing := desired - len(p.live)
+	if missing <= 0 {
+		return
+	}
+	liveOrd := map[int32]bool{}
+	var peers []Peer
+	for _, m := range p.live {
+		liveOrd[m.rec.Ordinal] = true
+		peers = append(peers, Peer{AgentID: m.rec.AgentID, Hostname: m.rec.Hostname})
+	}
+	occupied := map[int32]bool{}
+	for i := range p.members {
+		if p.members[i].occupying {
+			occupied[p.members[i].rec.Ordinal] = true
 		}
 	}
+	newest := p.newestByOrdinal() // each ordinal's last task: its restart back-off
+	for ord := int32(0); missing > 0; ord++ {
+		if liveOrd[ord] {
+			continue
+		}
+		missing--
+		if occupied[ord] || !p.in.Reconciled {
+			p.out.Waiting++
+			continue
+		}
+		n, ok := p.relaunch(ord, newest[ord], peers)
+		if !ok {
+			p.out.Waiting++ // in restart back-off
+			continue
+		}
+		p.out.Needs = append(p.out.Needs, n)
+	}
+}
+
+// rollingUpdate kills out-of-date live members within maxUnavailable,
+// non-masters first (highest ordinal first), the master last and alone:
+// handed over first where it can be, so that writes move before it stops.
+func (p *planner) rollingUpdate(desired int, masterID string) {
+	outdated, ready := p.outdated()
 	if len(outdated) == 0 {
 		return
 	}
@@ -521,22 +545,8 @@ func (p *planner) planMembers() {
 		(e.Phase == store.PhaseElected && masterID != "")) {
 		return // no rolling while a handover, an election or a promotion is under way
 	}
-	maxUnavail := 1
-	if mu := p.c.Spec.Update.MaxUnavailable; mu != nil && *mu > 0 {
-		maxUnavail = int(*mu)
-	}
-	if ready > desired {
-		ready = desired
-	}
-	budget := maxUnavail - (desired - ready)
-	sort.SliceStable(outdated, func(i, j int) bool {
-		mi, mj := outdated[i].rec.ID == masterID, outdated[j].rec.ID == masterID
-		if mi != mj {
-			return !mi
-		}
-		return outdated[i].rec.Ordinal > outdated[j].rec.Ordinal
-	})
-	for _, m := range outdated {
+	budget := p.maxUnavailable() - (desired - min(ready, desired))
+	for _, m := range masterLast(outdated, masterID) {
 		if budget <= 0 {
 			break
 		}
@@ -555,6 +565,28 @@ func (p *planner) planMembers() {
 		budget--
 	}
 	p.collectLive()
+}
+
+// outdated returns the live members of an older template, and how many
+// live members are ready.
+func (p *planner) outdated() (outdated []*member, ready int) {
+	for _, m := range p.live {
+		if m.rec.TemplateHash != p.hash {
+			outdated = append(outdated, m)
+		}
+		if p.isReady(m.rec) {
+			ready++
+		}
+	}
+	return outdated, ready
+}
+
+// maxUnavailable is update.maxUnavailable, 1 when unset or not positive.
+func (p *planner) maxUnavailable() int {
+	if mu := p.c.Spec.Update.MaxUnavailable; mu != nil && *mu > 0 {
+		return int(*mu)
+	}
+	return 1
 }
 
 // better reports whether a should be kept over b (same ordinal).
@@ -654,6 +686,9 @@ func (p *planner) candidates() []*member {
 	return out
 }
 
+// planElection keeps the cluster's master, or elects the next one: an
+// alive master is followed (or handed over), an elected one confirmed, and
+// a lost one replaced once it surely takes no writes.
 func (p *planner) planElection() {
 	if !p.usesLease() {
 		p.rejectSwitchoverWithoutElection()
@@ -662,67 +697,88 @@ func (p *planner) planElection() {
 		p.masterOK = true // no master to elect (none wanted, or no member)
 		return
 	}
-	rec := p.in.Election
 	var cur store.ElectionRecord
-	if rec != nil {
+	if rec := p.in.Election; rec != nil {
 		cur = *rec
 	}
 	if cur.Phase == store.PhaseDemoting && !p.planDemote(cur) {
 		return // the old master may still take writes
 	}
-	masterAlive := false
-	if (cur.Phase == store.PhaseElected || cur.Phase == store.PhasePromoted) && cur.MasterTaskID != "" {
-		if m := p.byID[cur.MasterTaskID]; m != nil && m.live {
-			masterAlive = true
-		}
-	}
 	position := p.strategy() == v1alpha1.ElectionPosition
-	if masterAlive && position && !p.planLease(cur, p.byID[cur.MasterTaskID]) {
-		masterAlive = false
-	}
-
-	if masterAlive {
-		if cur.Phase == store.PhasePromoted {
-			if p.handover != nil {
-				p.startHandover(cur, *p.handover)
-				return
-			}
-			if position && p.planSwitchover(cur) {
-				return
-			}
-			p.masterOK = true
-			p.planFollow(cur, p.byID[cur.MasterTaskID])
-			p.recordMasterPosition(cur)
-			return
-		}
-		// Elected, not yet confirmed promoted.
-		m := p.byID[cur.MasterTaskID]
-		if pm := p.in.Promoted; pm != nil && pm.Epoch == cur.Epoch && pm.TaskID == cur.MasterTaskID {
-			if pm.Error != "" {
-				p.promoteFailed(m, cur, pm.Error)
-				return
-			}
-			next := cur
-			t := p.in.Now
-			next.Phase = store.PhasePromoted
-			next.PromotedAt = &t
-			p.handedOver(&next)
-			p.out.Election = &next
-			p.masterOK = true
-			return
-		}
-		p.out.Promote = &Message{AgentID: m.rec.AgentID, ExecutorID: executorID(m.rec), Msg: election.Message{Type: election.TypePromote, Epoch: cur.Epoch, TaskID: cur.MasterTaskID}}
-		p.requeueIn(electionResendInterval)
-		p.masterReason, p.masterMsg = ReasonPromoting, fmt.Sprintf("waiting for task %s (ordinal %d) to confirm its promotion in epoch %d", cur.MasterTaskID, cur.MasterOrdinal, cur.Epoch)
+	if p.masterAlive(cur, position) {
+		p.keepMaster(cur, position)
 		return
 	}
+	p.replaceMaster(cur, position)
+}
 
+// masterAlive reports whether cur's elected master still serves: live, and
+// for the position strategy still holding its lease (planLease fences it
+// otherwise).
+func (p *planner) masterAlive(cur store.ElectionRecord, position bool) bool {
+	if (cur.Phase != store.PhaseElected && cur.Phase != store.PhasePromoted) || cur.MasterTaskID == "" {
+		return false
+	}
+	m := p.byID[cur.MasterTaskID]
+	if m == nil || !m.live {
+		return false
+	}
+	return !position || p.planLease(cur, m)
+}
+
+// keepMaster plans for a live master: once promoted, it is handed over
+// when a rolling update or a switchover asks, else followed by the others;
+// until then, its promotion is awaited.
+func (p *planner) keepMaster(cur store.ElectionRecord, position bool) {
+	if cur.Phase != store.PhasePromoted {
+		p.awaitPromotion(cur)
+		return
+	}
+	if p.handover != nil {
+		p.startHandover(cur, *p.handover)
+		return
+	}
+	if position && p.planSwitchover(cur) {
+		return
+	}
+	p.masterOK = true
+	p.planFollow(cur, p.byID[cur.MasterTaskID])
+	p.recordMasterPosition(cur)
+}
+
+// awaitPromotion plans for an elected master not yet confirmed promoted:
+// its confirmation promotes the election, its failure fences it, and
+// meanwhile the promote message is re-sent.
+func (p *planner) awaitPromotion(cur store.ElectionRecord) {
+	m := p.byID[cur.MasterTaskID]
+	if pm := p.in.Promoted; pm != nil && pm.Epoch == cur.Epoch && pm.TaskID == cur.MasterTaskID {
+		if pm.Error != "" {
+			p.promoteFailed(m, cur, pm.Error)
+			return
+		}
+		next := cur
+		t := p.in.Now
+		next.Phase = store.PhasePromoted
+		next.PromotedAt = &t
+		p.handedOver(&next)
+		p.out.Election = &next
+		p.masterOK = true
+		return
+	}
+	p.out.Promote = &Message{AgentID: m.rec.AgentID, ExecutorID: executorID(m.rec), Msg: election.Message{Type: election.TypePromote, Epoch: cur.Epoch, TaskID: cur.MasterTaskID}}
+	p.requeueIn(electionResendInterval)
+	p.masterReason, p.masterMsg = ReasonPromoting, fmt.Sprintf("waiting for task %s (ordinal %d) to confirm its promotion in epoch %d", cur.MasterTaskID, cur.MasterOrdinal, cur.Epoch)
+}
+
+// replaceMaster plans for a cluster without a live master: nothing before
+// reconciliation or while the old master may still take writes (never two
+// masters; see lease.go); then the running position election is tallied,
+// or a new one started.
+func (p *planner) replaceMaster(cur store.ElectionRecord, position bool) {
 	if !p.in.Reconciled {
 		p.masterReason, p.masterMsg = ReasonWaitingReconcile, "no master: waiting for Mesos reconciliation before electing"
 		return
 	}
-	// Never two masters: the next is elected once the old one surely takes
-	// no writes (see lease.go).
 	if ok, why := p.oldMasterFenced(cur); !ok {
 		p.masterReason, p.masterMsg = ReasonWaitingForOldMaster, why
 		return
@@ -731,30 +787,22 @@ func (p *planner) planElection() {
 	if h := cur.Handover; h != nil && (cur.Phase == store.PhaseDemoting || cur.Phase == store.PhaseElecting) {
 		cands = p.handoverCandidates(h) // the old master is handed over, not re-elected
 	}
-
 	if cur.Phase == store.PhaseElecting && position && !p.tally(cur, cands) {
 		return
 	}
+	p.newElection(cur, cands, position)
+}
 
-	// A new election is needed: no master yet, the master is gone, or it
-	// was handed over.
+// newElection starts the election after cur, needed when there is no
+// master yet, the master is gone, or it was handed over; it needs a quorum
+// of the members present.
+func (p *planner) newElection(cur store.ElectionRecord, cands []*member, position bool) {
 	next := store.ElectionRecord{Epoch: cur.Epoch + 1, StartedAt: p.in.Now, Switchover: cur.Switchover}
 	p.carryMasterPosition(cur, &next)
 	if p.out.Election != nil {
 		next.Switchover = p.out.Election.Switchover // a rejected request
 	}
-	present := len(cands)
-	switch {
-	case cur.Phase == store.PhaseDemoting && cur.Handover != nil:
-		p.handoverElection(cur, &next)
-		if old := p.byID[cur.Handover.From]; old != nil && old.live {
-			present++ // demoted, alive: counted, though no candidate
-		}
-	case cur.Handover != nil:
-		p.handoverFailed(&next, fmt.Sprintf("no other member was elected and promoted in epoch %d", cur.Epoch))
-		cands = p.candidates() // a plain election: the old master may win it
-		present = len(cands)
-	}
+	cands, present := p.electorate(cur, &next, cands)
 	quorum := p.replicas()/2 + 1
 	if present < quorum || len(cands) == 0 {
 		p.masterReason, p.masterMsg = ReasonWaitingForMembers, fmt.Sprintf("no master: %d of %d members running, %d needed to elect", len(cands), p.replicas(), max(quorum, 1))
@@ -764,26 +812,61 @@ func (p *planner) planElection() {
 		p.ev("Warning", "MasterLost", "master task %s (ordinal %d) of epoch %d is gone", cur.MasterTaskID, cur.MasterOrdinal, cur.Epoch)
 	}
 	if !position {
-		// ordinal: the lowest running ordinal wins, at once.
-		w := cands[0]
-		t := p.in.Now
-		next.Phase = store.PhasePromoted
-		next.MasterTaskID, next.MasterOrdinal = w.rec.ID, w.rec.Ordinal
-		next.ElectedAt, next.PromotedAt = &t, &t
-		next.Deadline = p.in.Now
-		p.out.Election = &next
-		p.masterOK = true
-		p.ev("Normal", "Elected", "task %s (ordinal %d) elected master in epoch %d (lowest running ordinal)", w.rec.ID, w.rec.Ordinal, next.Epoch)
+		p.electLowestOrdinal(next, cands[0])
 		return
 	}
+	p.askPositions(next, cands)
+}
+
+// electorate settles who stands in the election next after a handover, and
+// how many members are present for its quorum: a demoted old master, alive,
+// counts though it is no candidate; a handover that failed turns into a
+// plain election, which the old master may win.
+func (p *planner) electorate(cur store.ElectionRecord, next *store.ElectionRecord, cands []*member) ([]*member, int) {
+	present := len(cands)
+	switch {
+	case cur.Phase == store.PhaseDemoting && cur.Handover != nil:
+		p.handoverElection(cur, next)
+		if old := p.byID[cur.Handover.From]; old != nil && old.live {
+			present++
+		}
+	case cur.Handover != nil:
+		p.handoverFailed(next, fmt.Sprintf("no other member was elected and promoted in epoch %d", cur.Epoch))
+		cands = p.candidates()
+		present = len(cands)
+	}
+	return cands, present
+}
+
+// electLowestOrdinal elects w, the lowest running ordinal, at once: the
+// ordinal strategy asks nobody, so the election is promoted as it is made.
+func (p *planner) electLowestOrdinal(next store.ElectionRecord, w *member) {
+	t := p.in.Now
+	next.Phase = store.PhasePromoted
+	next.MasterTaskID, next.MasterOrdinal = w.rec.ID, w.rec.Ordinal
+	next.ElectedAt, next.PromotedAt = &t, &t
+	next.Deadline = p.in.Now
+	p.out.Election = &next
+	p.masterOK = true
+	p.ev("Normal", "Elected", "task %s (ordinal %d) elected master in epoch %d (lowest running ordinal)", w.rec.ID, w.rec.Ordinal, next.Epoch)
+}
+
+// askPositions starts a position election: every candidate is asked its
+// position, and tally counts the answers until the election's deadline.
+func (p *planner) askPositions(next store.ElectionRecord, cands []*member) {
 	next.Phase = store.PhaseElecting
 	next.Deadline = p.in.Now.Add(p.electionTimeout())
 	p.out.Election = &next
 	for _, m := range cands {
-		p.out.Queries = append(p.out.Queries, Message{AgentID: m.rec.AgentID, ExecutorID: executorID(m.rec), Msg: election.Message{Type: election.TypePositionQuery, Epoch: next.Epoch, TaskID: m.rec.ID}})
+		p.out.Queries = append(p.out.Queries, positionQuery(m, next.Epoch))
 	}
 	p.requeueIn(electionResendInterval)
 	p.masterReason, p.masterMsg = ReasonElecting, fmt.Sprintf("electing a master in epoch %d: 0 of %d members answered", next.Epoch, len(cands))
+}
+
+// positionQuery asks member m for its position in the election of epoch.
+func positionQuery(m *member, epoch int64) Message {
+	return Message{AgentID: m.rec.AgentID, ExecutorID: executorID(m.rec), Msg: election.Message{Type: election.TypePositionQuery, Epoch: epoch, TaskID: m.rec.ID}}
 }
 
 // tally counts the answers of the position election cur and elects, or
@@ -831,7 +914,7 @@ func (p *planner) tally(cur store.ElectionRecord, cands []*member) bool {
 	if !timedOut {
 		for _, m := range cands {
 			if _, ok := answered[m.rec.ID]; !ok {
-				p.out.Queries = append(p.out.Queries, Message{AgentID: m.rec.AgentID, ExecutorID: executorID(m.rec), Msg: election.Message{Type: election.TypePositionQuery, Epoch: cur.Epoch, TaskID: m.rec.ID}})
+				p.out.Queries = append(p.out.Queries, positionQuery(m, cur.Epoch))
 			}
 		}
 		p.requeueIn(min(electionResendInterval, cur.Deadline.Sub(p.in.Now)))
@@ -973,13 +1056,55 @@ func (p *planner) endpoints() *store.Endpoints {
 	return ep
 }
 
+// status writes the cluster's status: its members as the ledger has them,
+// the master, and the Ready, Reconciling and Stalled conditions, decided
+// together (kstatus reads them as one).
 func (p *planner) status(deleting, invalid bool) {
 	c := p.c
 	st := v1alpha1.ClusterStatus{ObservedGeneration: c.Generation}
-	desired := p.replicas()
 	if invalid || deleting {
 		p.collectLive() // planMembers, which fills it, did not run
 	}
+	p.countReplicas(&st)
+	st.Tasks = p.taskStatuses()
+	if e, m := p.master(); m != nil {
+		st.Master = &v1alpha1.MasterStatus{TaskID: m.rec.ID, Ordinal: m.rec.Ordinal, Hostname: m.rec.Hostname, Port: firstPort(m.rec), Epoch: e.Epoch}
+	}
+	if e := p.electionAfter(); e != nil && e.Switchover != nil {
+		sw := *e.Switchover
+		st.Switchover = &sw
+	}
+	p.trackProgress(&st)
+	st.Conditions = append([]metav1.Condition(nil), c.Status.Conditions...)
+	prevStalled := v1alpha1.FindCondition(c.Status.Conditions, v1alpha1.ConditionStalled)
+
+	var cs conditions
+	switch {
+	case deleting:
+		cs = p.deletingConditions()
+	case invalid:
+		msg := specErrorsMessage(p.in.SpecErrors)
+		cs = conditions{
+			ready:       p.condition(metav1.ConditionFalse, ReasonInvalidSpec, msg),
+			reconciling: p.condition(metav1.ConditionFalse, ReasonInvalidSpec, "nothing is done to the cluster's tasks until the spec is fixed"),
+			stalled:     p.condition(metav1.ConditionTrue, ReasonInvalidSpec, msg),
+		}
+		if !stalledFor(prevStalled, ReasonInvalidSpec) {
+			p.ev("Warning", ReasonInvalidSpec, "%s", msg)
+		}
+	default:
+		cs = p.progressConditions(&st, prevStalled)
+	}
+	cs.ready.Type, cs.reconciling.Type, cs.stalled.Type = v1alpha1.ConditionReady, v1alpha1.ConditionReconciling, v1alpha1.ConditionStalled
+	v1alpha1.SetCondition(&st.Conditions, cs.ready)
+	v1alpha1.SetCondition(&st.Conditions, cs.reconciling)
+	v1alpha1.SetCondition(&st.Conditions, cs.stalled)
+	p.out.Status = st
+}
+
+// countReplicas counts the live members: all, ready, and of the current
+// template.
+func (p *planner) countReplicas(st *v1alpha1.ClusterStatus) {
 	for _, m := range p.live {
 		st.Replicas++
 		if p.isReady(m.rec) {
@@ -989,13 +1114,21 @@ func (p *planner) status(deleting, invalid bool) {
 			st.UpdatedReplicas++
 		}
 	}
+}
+
+// taskStatuses lists the tasks that hold their ordinal, with why each is
+// not ready where that helps; finished ones are left out (no ghosts in the
+// status).
+func (p *planner) taskStatuses() []v1alpha1.TaskStatus {
+	var out []v1alpha1.TaskStatus
 	for i := range p.members {
-		r := p.members[i].rec
-		if !p.members[i].occupying {
-			continue // finished: no ghosts in the status
+		m := &p.members[i]
+		if !m.occupying {
+			continue
 		}
+		r := m.rec
 		ts := v1alpha1.TaskStatus{ID: r.ID, Ordinal: r.Ordinal, State: r.State, AgentID: r.AgentID, Hostname: r.Hostname, Ports: r.Ports,
-			Ready: p.members[i].live && p.isReady(r)}
+			Ready: m.live && p.isReady(r)}
 		if r.HealthChecked && r.Healthy != nil {
 			v := *r.Healthy
 			ts.Healthy = &v
@@ -1009,120 +1142,149 @@ func (p *planner) status(deleting, invalid bool) {
 		case r.State == stateRunning && why != "":
 			ts.Message = "not ready: " + why
 		}
-		st.Tasks = append(st.Tasks, ts)
+		out = append(out, ts)
 	}
-	if e, m := p.master(); m != nil {
-		st.Master = &v1alpha1.MasterStatus{TaskID: m.rec.ID, Ordinal: m.rec.Ordinal, Hostname: m.rec.Hostname, Port: firstPort(m.rec), Epoch: e.Epoch}
-	}
-	if e := p.electionAfter(); e != nil && e.Switchover != nil {
-		sw := *e.Switchover
-		st.Switchover = &sw
-	}
-	p.trackProgress(&st)
-	st.Conditions = append([]metav1.Condition(nil), c.Status.Conditions...)
-	prevStalled := v1alpha1.FindCondition(c.Status.Conditions, v1alpha1.ConditionStalled)
+	return out
+}
 
-	var ready, reconciling, stalled metav1.Condition
-	cond := func(status metav1.ConditionStatus, reason, msg string) metav1.Condition {
-		return metav1.Condition{Status: status, Reason: reason, Message: msg, ObservedGeneration: c.Generation, LastTransitionTime: metav1.NewTime(p.in.Now.Truncate(time.Second))}
+// conditions are the Ready, Reconciling and Stalled conditions of a status
+// (their Type set when written).
+type conditions struct {
+	ready, reconciling, stalled metav1.Condition
+}
+
+// condition is a condition about the cluster's current generation, its
+// transition time in whole seconds as the API stores it.
+func (p *planner) condition(status metav1.ConditionStatus, reason, msg string) metav1.Condition {
+	return metav1.Condition{Status: status, Reason: reason, Message: msg, ObservedGeneration: p.c.Generation, LastTransitionTime: metav1.NewTime(p.in.Now.Truncate(time.Second))}
+}
+
+// stalledFor reports whether the previous Stalled condition was already
+// True for reason: the Warning event is emitted once, when it turns so.
+func stalledFor(prev *metav1.Condition, reason string) bool {
+	return prev != nil && prev.Status == metav1.ConditionTrue && prev.Reason == reason
+}
+
+// deletingConditions say how many tasks are still to stop; a cluster being
+// deleted is never Stalled.
+func (p *planner) deletingConditions() conditions {
+	left := 0
+	for i := range p.members {
+		if p.members[i].occupying && !p.members[i].expired {
+			left++
+		}
 	}
-	running := fmt.Sprintf("%d/%d members ready", st.ReadyReplicas, desired) + p.checksHolding()
+	msg := fmt.Sprintf("deleting: %d tasks still to stop", left)
+	return conditions{
+		ready:       p.condition(metav1.ConditionFalse, ReasonDeleting, msg),
+		reconciling: p.condition(metav1.ConditionTrue, ReasonDeleting, msg),
+		stalled:     p.condition(metav1.ConditionFalse, ReasonDeleting, ""),
+	}
+}
+
+// progressConditions are a valid cluster's conditions: Ready when nothing
+// is left to do; else Reconciling with the first thing in the way, or
+// Stalled when no offer fits for too long or progressDeadline passed.
+func (p *planner) progressConditions(st *v1alpha1.ClusterStatus, prevStalled *metav1.Condition) conditions {
+	running := fmt.Sprintf("%d/%d members ready", st.ReadyReplicas, p.replicas()) + p.checksHolding()
+	noFit, stallNow := p.noOfferFits()
+	p.relaunchedCrashLoops()
+	reason, msg := p.notConverged(st, running, noFit, stallNow)
+	// Waiting for reconciliation is the controller's own pause, not the cluster's lack of progress.
+	overdue := reason != "" && !stallNow && reason != ReasonWaitingReconcile && p.deadlineExceeded(st)
 	switch {
-	case deleting:
-		left := 0
-		for i := range p.members {
-			if p.members[i].occupying && !p.members[i].expired {
-				left++
-			}
+	case reason == "":
+		m := running
+		if st.Master != nil {
+			m += fmt.Sprintf("; master ordinal %d (%s:%d) in epoch %d", st.Master.Ordinal, st.Master.Hostname, st.Master.Port, st.Master.Epoch)
 		}
-		msg := fmt.Sprintf("deleting: %d tasks still to stop", left)
-		ready = cond(metav1.ConditionFalse, ReasonDeleting, msg)
-		reconciling = cond(metav1.ConditionTrue, ReasonDeleting, msg)
-		stalled = cond(metav1.ConditionFalse, ReasonDeleting, "")
-	case invalid:
-		msg := specErrorsMessage(p.in.SpecErrors)
-		ready = cond(metav1.ConditionFalse, ReasonInvalidSpec, msg)
-		reconciling = cond(metav1.ConditionFalse, ReasonInvalidSpec, "nothing is done to the cluster's tasks until the spec is fixed")
-		stalled = cond(metav1.ConditionTrue, ReasonInvalidSpec, msg)
+		return conditions{
+			ready:       p.condition(metav1.ConditionTrue, ReasonReady, m),
+			reconciling: p.condition(metav1.ConditionFalse, ReasonConverged, ""),
+			stalled:     p.condition(metav1.ConditionFalse, ReasonConverged, ""),
+		}
+	case stallNow, overdue:
+		return p.stalledConditions(reason, msg, overdue, prevStalled)
 	default:
-		noFit := p.in.Unplaced != nil && len(p.out.Needs) > 0
-		stallNow := false
+		return conditions{
+			ready:       p.condition(metav1.ConditionFalse, reason, msg),
+			reconciling: p.condition(metav1.ConditionTrue, reason, msg),
+			stalled:     p.condition(metav1.ConditionFalse, ReasonProgressing, ""),
+		}
+	}
+}
+
+// noOfferFits reports whether members are to launch that the latest
+// offers could not hold (noFit), and whether that has lasted StallAfter
+// (stallNow); until then it asks for a requeue at that time.
+func (p *planner) noOfferFits() (noFit, stallNow bool) {
+	noFit = p.in.Unplaced != nil && len(p.out.Needs) > 0
+	if !noFit {
+		return false, false
+	}
+	left := p.in.Unplaced.Since.Add(p.in.StallAfter).Sub(p.in.Now)
+	if left <= 0 {
+		return true, true
+	}
+	p.requeueIn(left)
+	return true, false
+}
+
+// notConverged names the first thing that keeps a valid cluster from being
+// converged, as a condition reason and message ("" reason: nothing). The
+// order is what a human should look at first.
+func (p *planner) notConverged(st *v1alpha1.ClusterStatus, running string, noFit, stallNow bool) (reason, msg string) {
+	desired := p.replicas()
+	switch {
+	case !p.in.Reconciled && (p.out.Waiting > 0 || !p.masterOK):
+		reason, msg = ReasonWaitingReconcile, running+"; waiting for Mesos to confirm task states after (re)subscribing"
+	case stallNow:
+		reason, msg = ReasonNoOfferFits, p.in.Unplaced.Reason
+	case len(p.crashLoops) > 0:
+		reason, msg = ReasonCrashLoopBackOff, p.crashLoopMessage()
+	case p.rolling():
+		reason, msg = ReasonRollingUpdate, fmt.Sprintf("%d/%d members updated; %s", st.UpdatedReplicas, desired, running)
+	case len(p.out.Needs) > 0 || p.out.Waiting > 0:
+		reason, msg = ReasonLaunching, fmt.Sprintf("%s; %d to launch", running, len(p.out.Needs)+p.out.Waiting)
 		if noFit {
-			if left := p.in.Unplaced.Since.Add(p.in.StallAfter).Sub(p.in.Now); left <= 0 {
-				stallNow = true
-			} else {
-				p.requeueIn(left)
-			}
+			msg += "; " + p.in.Unplaced.Reason
 		}
-		p.relaunchedCrashLoops()
-		reason, msg := "", ""
-		switch {
-		case !p.in.Reconciled && (p.out.Waiting > 0 || !p.masterOK):
-			reason, msg = ReasonWaitingReconcile, running+"; waiting for Mesos to confirm task states after (re)subscribing"
-		case stallNow:
-			reason, msg = ReasonNoOfferFits, p.in.Unplaced.Reason
-		case len(p.crashLoops) > 0:
-			reason, msg = ReasonCrashLoopBackOff, p.crashLoopMessage()
-		case p.rolling():
-			reason, msg = ReasonRollingUpdate, fmt.Sprintf("%d/%d members updated; %s", st.UpdatedReplicas, desired, running)
-		case len(p.out.Needs) > 0 || p.out.Waiting > 0:
-			reason, msg = ReasonLaunching, fmt.Sprintf("%s; %d to launch", running, len(p.out.Needs)+p.out.Waiting)
-			if noFit {
-				msg += "; " + p.in.Unplaced.Reason
-			}
-			if held := p.writtenOff(); held != "" {
-				msg += "; " + held
-			}
-		case int(st.Replicas) > desired || p.dying() > 0:
-			reason, msg = ReasonScalingDown, fmt.Sprintf("%s; %d stopping", running, p.dying())
-		case int(st.ReadyReplicas) < desired:
-			reason, msg = ReasonMembersNotReady, running
-		case int(st.UpdatedReplicas) < desired:
-			reason, msg = ReasonRollingUpdate, fmt.Sprintf("%d/%d members updated", st.UpdatedReplicas, desired)
-		case !p.masterOK:
-			reason, msg = p.masterReason, p.masterMsg
+		if held := p.writtenOff(); held != "" {
+			msg += "; " + held
 		}
-		if e, _ := p.master(); reason == "" && e != nil && p.in.Promoted != nil && p.in.Promoted.Epoch == e.Epoch && p.in.Promoted.TaskID == e.MasterTaskID && p.in.Promoted.Error != "" {
-			reason, msg = ReasonPromoteFailed, "the promote command failed on the master: "+p.in.Promoted.Error
-		}
-		// Waiting for reconciliation is the controller's own pause, not the cluster's lack of progress.
-		overdue := reason != "" && !stallNow && reason != ReasonWaitingReconcile && p.deadlineExceeded(&st)
-		switch {
-		case reason == "":
-			m := running
-			if st.Master != nil {
-				m += fmt.Sprintf("; master ordinal %d (%s:%d) in epoch %d", st.Master.Ordinal, st.Master.Hostname, st.Master.Port, st.Master.Epoch)
-			}
-			ready = cond(metav1.ConditionTrue, ReasonReady, m)
-			reconciling = cond(metav1.ConditionFalse, ReasonConverged, "")
-			stalled = cond(metav1.ConditionFalse, ReasonConverged, "")
-		case stallNow, overdue:
-			why, whyMsg, fix := reason, msg, "no progress is possible until offers that fit appear or the spec changes"
-			if overdue {
-				// Reconciling False too, so kstatus reads Failed, not InProgress.
-				why, whyMsg = ReasonProgressDeadlineExceeded, fmt.Sprintf("no progress for %s (update.progressDeadline): %s: %s", p.progressDeadline(), reason, msg)
-				fix = "members are still relaunched, but the cluster needs a fix: see the Ready and Stalled conditions"
-			}
-			ready = cond(metav1.ConditionFalse, reason, msg)
-			reconciling = cond(metav1.ConditionFalse, ReasonStalled, fix)
-			stalled = cond(metav1.ConditionTrue, why, whyMsg)
-			if prevStalled == nil || prevStalled.Status != metav1.ConditionTrue || prevStalled.Reason != why {
-				p.ev("Warning", why, "%s", whyMsg)
-			}
-		default:
-			ready = cond(metav1.ConditionFalse, reason, msg)
-			reconciling = cond(metav1.ConditionTrue, reason, msg)
-			stalled = cond(metav1.ConditionFalse, ReasonProgressing, "")
-		}
+	case int(st.Replicas) > desired || p.dying() > 0:
+		reason, msg = ReasonScalingDown, fmt.Sprintf("%s; %d stopping", running, p.dying())
+	case int(st.ReadyReplicas) < desired:
+		reason, msg = ReasonMembersNotReady, running
+	case int(st.UpdatedReplicas) < desired:
+		reason, msg = ReasonRollingUpdate, fmt.Sprintf("%d/%d members updated", st.UpdatedReplicas, desired)
+	case !p.masterOK:
+		reason, msg = p.masterReason, p.masterMsg
 	}
-	if invalid && (prevStalled == nil || prevStalled.Status != metav1.ConditionTrue || prevStalled.Reason != ReasonInvalidSpec) {
-		p.ev("Warning", ReasonInvalidSpec, "%s", specErrorsMessage(p.in.SpecErrors))
+	if e, _ := p.master(); reason == "" && e != nil && p.in.Promoted != nil && p.in.Promoted.Epoch == e.Epoch && p.in.Promoted.TaskID == e.MasterTaskID && p.in.Promoted.Error != "" {
+		reason, msg = ReasonPromoteFailed, "the promote command failed on the master: "+p.in.Promoted.Error
 	}
-	ready.Type, reconciling.Type, stalled.Type = v1alpha1.ConditionReady, v1alpha1.ConditionReconciling, v1alpha1.ConditionStalled
-	v1alpha1.SetCondition(&st.Conditions, ready)
-	v1alpha1.SetCondition(&st.Conditions, reconciling)
-	v1alpha1.SetCondition(&st.Conditions, stalled)
-	p.out.Status = st
+	return reason, msg
+}
+
+// stalledConditions are those of a cluster that cannot progress: no offer
+// fits, or (overdue) progressDeadline passed. Reconciling is False too, so
+// kstatus reads Failed, not InProgress; the Warning event is emitted when
+// Stalled turns True for this reason.
+func (p *planner) stalledConditions(reason, msg string, overdue bool, prevStalled *metav1.Condition) conditions {
+	why, whyMsg, fix := reason, msg, "no progress is possible until offers that fit appear or the spec changes"
+	if overdue {
+		why, whyMsg = ReasonProgressDeadlineExceeded, fmt.Sprintf("no progress for %s (update.progressDeadline): %s: %s", p.progressDeadline(), reason, msg)
+		fix = "members are still relaunched, but the cluster needs a fix: see the Ready and Stalled conditions"
+	}
+	if !stalledFor(prevStalled, why) {
+		p.ev("Warning", why, "%s", whyMsg)
+	}
+	return conditions{
+		ready:       p.condition(metav1.ConditionFalse, reason, msg),
+		reconciling: p.condition(metav1.ConditionFalse, ReasonStalled, fix),
+		stalled:     p.condition(metav1.ConditionTrue, why, whyMsg),
+	}
 }
 
 // rolling reports whether a rolling update is under way: a member of an older
