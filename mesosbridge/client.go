@@ -428,245 +428,326 @@ type decoded struct {
 	err error
 }
 
-// runSession reads one subscription's events until it ends.
+// runSession reads one subscription's events until it ends, and returns how
+// long it was subscribed (0 if SUBSCRIBED never came) and why it ended.
 func (c *Client) runSession(ctx context.Context, att *attempt) (lasted time.Duration, err error) {
-	sess := &session{endpoint: att.endpoint, caller: att.caller, abort: att.cancel}
-	log := c.log.WithValues("master", att.endpoint)
-	log.Info("subscription stream open")
+	s := c.openSession(ctx, att)
+	defer func() { lasted = s.close(err) }()
+	return 0, s.loop()
+}
 
-	evCh := make(chan decoded)
-	readerDone := make(chan struct{})
-	sessDone := make(chan struct{}) // closed when this loop ends, so the reader never blocks
-	go func() {
-		defer close(readerDone)
-		for {
-			var e scheduler.Event
-			err := att.resp.Decode(&e)
-			var d decoded
-			if err != nil {
-				d.err = err
-			} else {
-				d.ev = &e
-			}
-			select {
-			case evCh <- d:
-			case <-sessDone:
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
+// sessionLoop is one subscription: its stream's reader, and the timers its
+// loop keeps (the heartbeat watchdog, the explicit reconciliation round,
+// implicit reconciliation, kill retries). Only the loop's goroutine uses it.
+type sessionLoop struct {
+	c    *Client
+	ctx  context.Context
+	att  *attempt
+	sess *session
+	log  logr.Logger
 
-	var subscribedAt time.Time
-	defer func() {
-		close(sessDone)
-		att.cancel()
-		att.resp.Close()
-		<-readerDone
-		c.closeIdle()
-		c.mu.Lock()
-		wasUp := c.sess == sess
-		if wasUp {
-			c.sess = nil
-			close(c.sessChanged)
-			c.sessChanged = make(chan struct{})
-		}
-		c.mu.Unlock()
-		if wasUp {
-			lasted = time.Since(subscribedAt)
-			c.m.subscribed.Set(0)
-			c.emit(ctx, Event{Type: EventDisconnected, FrameworkID: c.FrameworkID()})
-			log.Info("disconnected from mesos master", "reason", errString(err))
-		}
-	}()
+	evCh       chan decoded
+	readerDone chan struct{}
+	sessDone   chan struct{} // closed when the loop ends, so the reader never blocks
 
-	misses := time.Duration(c.cfg.HeartbeatMisses)
-	watchdog := misses * defaultHeartbeatInterval
-	hb := time.NewTimer(watchdog)
-	defer hb.Stop()
-	round := newReconcileRound(c.cfg.ReconcileBackoff, c.cfg.ReconcileMaxBackoff)
-	reconTimer := time.NewTimer(time.Hour)
-	reconTimer.Stop()
-	defer reconTimer.Stop()
-	var implicit <-chan time.Time
-	var implicitTicker *time.Ticker
-	defer func() {
-		if implicitTicker != nil {
-			implicitTicker.Stop()
-		}
-	}()
+	subscribedAt time.Time
+	misses       time.Duration // HeartbeatMisses
+	watchdog     time.Duration // no event for this long drops the stream
+	hb           *time.Timer
+
+	round      *reconcileRound
+	roundStart time.Time
+	reconTimer *time.Timer
+
+	implicitTicker *time.Ticker // started at the first SUBSCRIBED
+	implicit       <-chan time.Time
+	kt             *time.Ticker // kill retries
+}
+
+// openSession starts reading att's stream and arms the session's timers.
+func (c *Client) openSession(ctx context.Context, att *attempt) *sessionLoop {
+	s := &sessionLoop{
+		c: c, ctx: ctx, att: att,
+		sess:       &session{endpoint: att.endpoint, caller: att.caller, abort: att.cancel},
+		log:        c.log.WithValues("master", att.endpoint),
+		evCh:       make(chan decoded),
+		readerDone: make(chan struct{}),
+		sessDone:   make(chan struct{}),
+	}
+	s.log.Info("subscription stream open")
+	go s.read()
+
+	s.misses = time.Duration(c.cfg.HeartbeatMisses)
+	s.watchdog = s.misses * defaultHeartbeatInterval
+	s.hb = time.NewTimer(s.watchdog)
+	s.round = newReconcileRound(c.cfg.ReconcileBackoff, c.cfg.ReconcileMaxBackoff)
+	s.reconTimer = time.NewTimer(time.Hour)
+	s.reconTimer.Stop()
 	killTick := c.cfg.KillRetry / 2
 	if killTick > 500*time.Millisecond {
 		killTick = 500 * time.Millisecond
 	}
-	kt := time.NewTicker(killTick)
-	defer kt.Stop()
-	var roundStart time.Time
+	s.kt = time.NewTicker(killTick)
+	return s
+}
 
-	armRecon := func() {
-		if d, ok := round.until(time.Now()); ok {
-			reconTimer.Reset(d)
+// read decodes the stream's events for the loop until the stream fails
+// (the error is the last thing sent) or the loop ends.
+func (s *sessionLoop) read() {
+	defer close(s.readerDone)
+	for {
+		var e scheduler.Event
+		err := s.att.resp.Decode(&e)
+		var d decoded
+		if err != nil {
+			d.err = err
 		} else {
-			reconTimer.Stop()
+			d.ev = &e
+		}
+		select {
+		case s.evCh <- d:
+		case <-s.sessDone:
+			return
+		}
+		if err != nil {
+			return
 		}
 	}
+}
 
+// close stops the timers, drops the stream and waits for its reader, and,
+// if the session was subscribed, reports the disconnection (err: why) and
+// returns how long it lasted.
+func (s *sessionLoop) close(err error) (lasted time.Duration) {
+	c := s.c
+	s.kt.Stop()
+	if s.implicitTicker != nil {
+		s.implicitTicker.Stop()
+	}
+	s.reconTimer.Stop()
+	s.hb.Stop()
+	close(s.sessDone)
+	s.att.cancel()
+	s.att.resp.Close()
+	<-s.readerDone
+	c.closeIdle()
+	c.mu.Lock()
+	wasUp := c.sess == s.sess
+	if wasUp {
+		c.setSessionLocked(nil)
+	}
+	c.mu.Unlock()
+	if !wasUp {
+		return 0
+	}
+	lasted = time.Since(s.subscribedAt)
+	c.m.subscribed.Set(0)
+	c.emit(s.ctx, Event{Type: EventDisconnected, FrameworkID: c.FrameworkID()})
+	s.log.Info("disconnected from mesos master", "reason", errString(err))
+	return lasted
+}
+
+// setSessionLocked makes sess the current session (nil: none) and wakes
+// the calls waiting for a change (c.mu held).
+func (c *Client) setSessionLocked(sess *session) {
+	c.sess = sess
+	close(c.sessChanged)
+	c.sessChanged = make(chan struct{})
+}
+
+// loop runs the session until the context ends, the heartbeat is lost, the
+// stream fails or an event ends it.
+func (s *sessionLoop) loop() error {
+	c := s.c
 	for {
 		select {
-		case <-ctx.Done():
-			return lasted, ctx.Err()
+		case <-s.ctx.Done():
+			return s.ctx.Err()
 
-		case <-hb.C:
+		case <-s.hb.C:
 			c.m.heartbeatTimeouts.Inc()
-			log.Info("no event from the master for too long; dropping the stream", "missedHeartbeats", c.cfg.HeartbeatMisses, "watchdog", watchdog.String())
-			return lasted, fmt.Errorf("heartbeat lost: no event from %s for %s", att.endpoint, watchdog)
+			s.log.Info("no event from the master for too long; dropping the stream", "missedHeartbeats", c.cfg.HeartbeatMisses, "watchdog", s.watchdog.String())
+			return fmt.Errorf("heartbeat lost: no event from %s for %s", s.att.endpoint, s.watchdog)
 
-		case d := <-evCh:
+		case d := <-s.evCh:
 			if d.err != nil {
-				return lasted, fmt.Errorf("event stream from %s: %w", att.endpoint, d.err)
+				return fmt.Errorf("event stream from %s: %w", s.att.endpoint, d.err)
 			}
-			e := d.ev
-			c.m.events.WithLabelValues(e.GetType().String()).Inc()
-			switch e.GetType() {
-			case scheduler.Event_SUBSCRIBED:
-				sub := e.GetSubscribed()
-				if iv := sub.GetHeartbeatIntervalSeconds(); iv > 0 {
-					watchdog = misses * time.Duration(iv*float64(time.Second))
-				}
-				fid := sub.GetFrameworkID().GetValue()
-				if err := c.persistFrameworkID(ctx, fid); err != nil {
-					return lasted, err
-				}
-				c.mu.Lock()
-				c.frameworkID = fid
-				if c.leader != att.endpoint {
-					c.m.leaderChanges.Inc()
-					c.leader = att.endpoint
-				}
-				c.sess = sess
-				close(c.sessChanged)
-				c.sessChanged = make(chan struct{})
-				c.mu.Unlock()
-				subscribedAt = time.Now()
-				c.m.subscribed.Set(1)
-				log.Info("subscribed", "frameworkID", fid, "heartbeatInterval", sub.GetHeartbeatIntervalSeconds())
-				if !c.emit(ctx, Event{Type: EventSubscribed, FrameworkID: fid}) {
-					return lasted, ctx.Err()
-				}
-
-				// Explicit reconciliation of the ledger's non-terminal tasks.
-				roundStart = time.Now()
-				tasks := round.begin(roundStart, c.cfg.ReconcileTasks())
-				if len(tasks) == 0 {
-					c.m.reconcileRounds.Inc()
-					c.m.reconcileDuration.Observe(0)
-					if !c.emit(ctx, Event{Type: EventReconciled, FrameworkID: fid}) {
-						return lasted, ctx.Err()
-					}
-				} else {
-					log.Info("explicit reconciliation started", "tasks", len(tasks))
-					c.background(ctx, "reconcile", func(cctx context.Context) error { return c.Reconcile(cctx, tasks) })
-					armRecon()
-				}
-				// Kills in flight are re-issued to this master at once.
-				if ks := c.kills.restart(time.Now()); len(ks) > 0 {
-					c.reissueKills(ctx, ks)
-				}
-				if implicitTicker == nil {
-					implicitTicker = time.NewTicker(c.cfg.ImplicitReconcileInterval)
-					implicit = implicitTicker.C
-				}
-
-			case scheduler.Event_HEARTBEAT:
-
-			case scheduler.Event_OFFERS:
-				offers := e.GetOffers().GetOffers()
-				if len(offers) > 0 && !c.emit(ctx, Event{Type: EventOffers, FrameworkID: c.FrameworkID(), Offers: offers}) {
-					return lasted, ctx.Err()
-				}
-
-			case scheduler.Event_RESCIND:
-				if !c.emit(ctx, Event{Type: EventRescind, FrameworkID: c.FrameworkID(), OfferID: e.GetRescind().GetOfferID()}) {
-					return lasted, ctx.Err()
-				}
-
-			case scheduler.Event_UPDATE:
-				st := e.GetUpdate().GetStatus()
-				taskID := st.TaskID.Value
-				// TASK_UNKNOWN: the master knows neither the task nor its agent
-				// (the answer to a KILL of such a task); no KILL can reach it.
-				if (IsTerminal(st.GetState()) || st.GetState() == mesos.TASK_UNKNOWN) && c.kills.done(taskID) {
-					c.m.killsOutstanding.Set(float64(c.kills.len()))
-				}
-				completed := round.observe(taskID)
-				if !c.emit(ctx, Event{Type: EventUpdate, FrameworkID: c.FrameworkID(), Status: &st, AgentID: st.GetAgentID().GetValue()}) {
-					return lasted, ctx.Err()
-				}
-				if completed {
-					dur := time.Since(roundStart)
-					c.m.reconcileRounds.Inc()
-					c.m.reconcileDuration.Observe(dur.Seconds())
-					log.Info("explicit reconciliation finished", "duration", dur.String())
-					armRecon()
-					if !c.emit(ctx, Event{Type: EventReconciled, FrameworkID: c.FrameworkID()}) {
-						return lasted, ctx.Err()
-					}
-				}
-
-			case scheduler.Event_MESSAGE:
-				msg := e.GetMessage()
-				if !c.emit(ctx, Event{Type: EventMessage, FrameworkID: c.FrameworkID(),
-					AgentID: msg.AgentID.Value, ExecutorID: msg.ExecutorID.Value,
-					Message: &Message{AgentID: msg.AgentID.Value, ExecutorID: msg.ExecutorID.Value, Data: msg.GetData()}}) {
-					return lasted, ctx.Err()
-				}
-
-			case scheduler.Event_FAILURE:
-				f := e.GetFailure()
-				ev := Event{Type: EventFailure, FrameworkID: c.FrameworkID(), AgentID: f.GetAgentID().GetValue(), ExecutorID: f.GetExecutorID().GetValue()}
-				if f.Status != nil {
-					s := *f.Status
-					ev.ExitStatus = &s
-				}
-				if !c.emit(ctx, ev) {
-					return lasted, ctx.Err()
-				}
-
-			case scheduler.Event_ERROR:
-				msg := e.GetError().GetMessage()
-				if isFrameworkRemoved(msg) {
-					return lasted, c.frameworkRemoved(ctx, msg)
-				}
-				log.Info("error event from the master", "message", msg)
-				if !c.emit(ctx, Event{Type: EventError, FrameworkID: c.FrameworkID(), Error: msg}) {
-					return lasted, ctx.Err()
-				}
-				// mesos-go drops the stream after ERROR; the read loop ends next.
-
-			default:
-				log.V(1).Info("ignoring event", "type", e.GetType().String())
+			if err := s.handle(d.ev); err != nil {
+				return err
 			}
-			hb.Reset(watchdog)
+			s.hb.Reset(s.watchdog)
 
-		case <-reconTimer.C:
-			if tasks := round.due(time.Now()); len(tasks) > 0 {
-				log.Info("explicit reconciliation: asking again for tasks that have not answered", "tasks", len(tasks))
-				c.background(ctx, "reconcile", func(cctx context.Context) error { return c.Reconcile(cctx, tasks) })
+		case <-s.reconTimer.C:
+			if tasks := s.round.due(time.Now()); len(tasks) > 0 {
+				s.log.Info("explicit reconciliation: asking again for tasks that have not answered", "tasks", len(tasks))
+				c.background(s.ctx, "reconcile", func(cctx context.Context) error { return c.Reconcile(cctx, tasks) })
 			}
-			armRecon()
+			s.armRecon()
 
-		case <-implicit:
-			log.V(1).Info("implicit reconciliation")
-			c.background(ctx, "reconcile", func(cctx context.Context) error { return c.Reconcile(cctx, nil) })
+		case <-s.implicit:
+			s.log.V(1).Info("implicit reconciliation")
+			c.background(s.ctx, "reconcile", func(cctx context.Context) error { return c.Reconcile(cctx, nil) })
 
-		case <-kt.C:
+		case <-s.kt.C:
 			if ks := c.kills.due(time.Now()); len(ks) > 0 {
-				c.reissueKills(ctx, ks)
+				c.reissueKills(s.ctx, ks)
 			}
 		}
 	}
+}
+
+// armRecon sets the reconciliation timer to the round's next retry, if any.
+func (s *sessionLoop) armRecon() {
+	if d, ok := s.round.until(time.Now()); ok {
+		s.reconTimer.Reset(d)
+	} else {
+		s.reconTimer.Stop()
+	}
+}
+
+// emit delivers ev to the controller; the error (the context's) ends the
+// session.
+func (s *sessionLoop) emit(ev Event) error {
+	if !s.c.emit(s.ctx, ev) {
+		return s.ctx.Err()
+	}
+	return nil
+}
+
+// handle turns one scheduler event into the bridge's Events; an error ends
+// the session.
+func (s *sessionLoop) handle(e *scheduler.Event) error {
+	c := s.c
+	c.m.events.WithLabelValues(e.GetType().String()).Inc()
+	switch e.GetType() {
+	case scheduler.Event_SUBSCRIBED:
+		return s.subscribed(e.GetSubscribed())
+
+	case scheduler.Event_HEARTBEAT:
+
+	case scheduler.Event_OFFERS:
+		if offers := e.GetOffers().GetOffers(); len(offers) > 0 {
+			return s.emit(Event{Type: EventOffers, FrameworkID: c.FrameworkID(), Offers: offers})
+		}
+
+	case scheduler.Event_RESCIND:
+		return s.emit(Event{Type: EventRescind, FrameworkID: c.FrameworkID(), OfferID: e.GetRescind().GetOfferID()})
+
+	case scheduler.Event_UPDATE:
+		return s.update(e.GetUpdate().GetStatus())
+
+	case scheduler.Event_MESSAGE:
+		msg := e.GetMessage()
+		return s.emit(Event{Type: EventMessage, FrameworkID: c.FrameworkID(),
+			AgentID: msg.AgentID.Value, ExecutorID: msg.ExecutorID.Value,
+			Message: &Message{AgentID: msg.AgentID.Value, ExecutorID: msg.ExecutorID.Value, Data: msg.GetData()}})
+
+	case scheduler.Event_FAILURE:
+		f := e.GetFailure()
+		ev := Event{Type: EventFailure, FrameworkID: c.FrameworkID(), AgentID: f.GetAgentID().GetValue(), ExecutorID: f.GetExecutorID().GetValue()}
+		if f.Status != nil {
+			status := *f.Status
+			ev.ExitStatus = &status
+		}
+		return s.emit(ev)
+
+	case scheduler.Event_ERROR:
+		msg := e.GetError().GetMessage()
+		if isFrameworkRemoved(msg) {
+			return c.frameworkRemoved(s.ctx, msg)
+		}
+		s.log.Info("error event from the master", "message", msg)
+		// mesos-go drops the stream after ERROR; the read loop ends next.
+		return s.emit(Event{Type: EventError, FrameworkID: c.FrameworkID(), Error: msg})
+
+	default:
+		s.log.V(1).Info("ignoring event", "type", e.GetType().String())
+	}
+	return nil
+}
+
+// subscribed takes SUBSCRIBED: the framework id is made durable before it
+// is reported, calls go to this master from now on, and the ledger's tasks
+// are reconciled and the kills in flight re-issued here.
+func (s *sessionLoop) subscribed(sub *scheduler.Event_Subscribed) error {
+	c := s.c
+	if iv := sub.GetHeartbeatIntervalSeconds(); iv > 0 {
+		s.watchdog = s.misses * time.Duration(iv*float64(time.Second))
+	}
+	fid := sub.GetFrameworkID().GetValue()
+	if err := c.persistFrameworkID(s.ctx, fid); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.frameworkID = fid
+	if c.leader != s.att.endpoint {
+		c.m.leaderChanges.Inc()
+		c.leader = s.att.endpoint
+	}
+	c.setSessionLocked(s.sess)
+	c.mu.Unlock()
+	s.subscribedAt = time.Now()
+	c.m.subscribed.Set(1)
+	s.log.Info("subscribed", "frameworkID", fid, "heartbeatInterval", sub.GetHeartbeatIntervalSeconds())
+	if err := s.emit(Event{Type: EventSubscribed, FrameworkID: fid}); err != nil {
+		return err
+	}
+	if err := s.reconcileAll(fid); err != nil {
+		return err
+	}
+	// Kills in flight are re-issued to this master at once.
+	if ks := c.kills.restart(time.Now()); len(ks) > 0 {
+		c.reissueKills(s.ctx, ks)
+	}
+	if s.implicitTicker == nil {
+		s.implicitTicker = time.NewTicker(c.cfg.ImplicitReconcileInterval)
+		s.implicit = s.implicitTicker.C
+	}
+	return nil
+}
+
+// reconcileAll starts the explicit reconciliation of the ledger's
+// non-terminal tasks; with none, the cluster is reconciled at once.
+func (s *sessionLoop) reconcileAll(fid string) error {
+	c := s.c
+	s.roundStart = time.Now()
+	tasks := s.round.begin(s.roundStart, c.cfg.ReconcileTasks())
+	if len(tasks) == 0 {
+		c.m.reconcileRounds.Inc()
+		c.m.reconcileDuration.Observe(0)
+		return s.emit(Event{Type: EventReconciled, FrameworkID: fid})
+	}
+	s.log.Info("explicit reconciliation started", "tasks", len(tasks))
+	c.background(s.ctx, "reconcile", func(cctx context.Context) error { return c.Reconcile(cctx, tasks) })
+	s.armRecon()
+	return nil
+}
+
+// update takes a task's status update: a terminal one ends its kill
+// retries, and the last answer of an explicit round reports the
+// reconciliation done, after the update itself.
+func (s *sessionLoop) update(st mesos.TaskStatus) error {
+	c := s.c
+	taskID := st.TaskID.Value
+	// TASK_UNKNOWN: the master knows neither the task nor its agent
+	// (the answer to a KILL of such a task); no KILL can reach it.
+	if (IsTerminal(st.GetState()) || st.GetState() == mesos.TASK_UNKNOWN) && c.kills.done(taskID) {
+		c.m.killsOutstanding.Set(float64(c.kills.len()))
+	}
+	completed := s.round.observe(taskID)
+	if err := s.emit(Event{Type: EventUpdate, FrameworkID: c.FrameworkID(), Status: &st, AgentID: st.GetAgentID().GetValue()}); err != nil {
+		return err
+	}
+	if !completed {
+		return nil
+	}
+	dur := time.Since(s.roundStart)
+	c.m.reconcileRounds.Inc()
+	c.m.reconcileDuration.Observe(dur.Seconds())
+	s.log.Info("explicit reconciliation finished", "duration", dur.String())
+	s.armRecon()
+	return s.emit(Event{Type: EventReconciled, FrameworkID: c.FrameworkID()})
 }
 
 func (c *Client) persistFrameworkID(ctx context.Context, fid string) error {

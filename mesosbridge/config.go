@@ -117,25 +117,9 @@ const (
 
 // withDefaults validates cfg and fills in defaults.
 func (c Config) withDefaults() (Config, error) {
-	if len(c.Masters) == 0 {
-		return c, errors.New("mesosbridge: no Mesos master given")
+	if err := c.normalizeMasters(); err != nil {
+		return c, err
 	}
-	masters := make([]string, 0, len(c.Masters))
-	for _, m := range c.Masters {
-		m = strings.TrimSpace(m)
-		if m == "" {
-			continue
-		}
-		u, err := normalizeMaster(m)
-		if err != nil {
-			return c, err
-		}
-		masters = append(masters, u)
-	}
-	if len(masters) == 0 {
-		return c, errors.New("mesosbridge: no Mesos master given")
-	}
-	c.Masters = masters
 	if c.FrameworkName == "" {
 		return c, errors.New("mesosbridge: FrameworkName is required")
 	}
@@ -145,6 +129,59 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Secret != "" && c.Principal == "" {
 		return c, errors.New("mesosbridge: a secret needs a principal")
 	}
+	if err := c.defaultRoles(); err != nil {
+		return c, err
+	}
+	c.defaultIdentity()
+	if c.FailoverTimeout <= 0 {
+		c.FailoverTimeout = defaultFailoverTimeout
+	}
+	switch c.Codec {
+	case "":
+		c.Codec = "protobuf"
+	case "protobuf", "json":
+	default:
+		return c, fmt.Errorf("mesosbridge: unknown codec %q (want protobuf or json)", c.Codec)
+	}
+	c.defaultTimings()
+	if c.EventBuffer <= 0 {
+		c.EventBuffer = 1024
+	}
+	if c.ReconcileTasks == nil {
+		c.ReconcileTasks = func() []ReconcileTask { return nil }
+	}
+	return c, nil
+}
+
+// normalizeMasters turns each master into its scheduler endpoint URL,
+// dropping blank entries; at least one must remain.
+func (c *Config) normalizeMasters() error {
+	if len(c.Masters) == 0 {
+		return errors.New("mesosbridge: no Mesos master given")
+	}
+	masters := make([]string, 0, len(c.Masters))
+	for _, m := range c.Masters {
+		m = strings.TrimSpace(m)
+		if m == "" {
+			continue
+		}
+		u, err := normalizeMaster(m)
+		if err != nil {
+			return err
+		}
+		masters = append(masters, u)
+	}
+	if len(masters) == 0 {
+		return errors.New("mesosbridge: no Mesos master given")
+	}
+	c.Masters = masters
+	return nil
+}
+
+// defaultRoles fills Role and Roles from each other ("*" when neither is
+// given) and refuses an empty or repeated role. Roles is copied: the
+// caller's slice is never shared.
+func (c *Config) defaultRoles() error {
 	if c.Role == "" && len(c.Roles) > 0 {
 		c.Role = c.Roles[0]
 	}
@@ -157,11 +194,17 @@ func (c Config) withDefaults() (Config, error) {
 	seen := map[string]bool{}
 	for _, r := range c.Roles {
 		if r == "" || seen[r] {
-			return c, fmt.Errorf("mesosbridge: roles %q: empty or repeated role", c.Roles)
+			return fmt.Errorf("mesosbridge: roles %q: empty or repeated role", c.Roles)
 		}
 		seen[r] = true
 	}
 	c.Roles = append([]string(nil), c.Roles...)
+	return nil
+}
+
+// defaultIdentity fills FrameworkInfo's user (the current OS user, else
+// root) and hostname.
+func (c *Config) defaultIdentity() {
 	if c.User == "" {
 		if u, err := user.Current(); err == nil && u.Username != "" {
 			c.User = u.Username
@@ -174,62 +217,39 @@ func (c Config) withDefaults() (Config, error) {
 			c.Hostname = h
 		}
 	}
-	if c.FailoverTimeout <= 0 {
-		c.FailoverTimeout = defaultFailoverTimeout
-	}
-	switch c.Codec {
-	case "":
-		c.Codec = "protobuf"
-	case "protobuf", "json":
-	default:
-		return c, fmt.Errorf("mesosbridge: unknown codec %q (want protobuf or json)", c.Codec)
-	}
+}
+
+// defaultTimings fills the intervals, backoffs and timeouts left unset.
+func (c *Config) defaultTimings() {
 	if c.ImplicitReconcileInterval <= 0 {
 		c.ImplicitReconcileInterval = defaultImplicitReconcile
 	}
-	if c.ReconcileBackoff <= 0 {
-		c.ReconcileBackoff = time.Second
-	}
-	if c.ReconcileMaxBackoff <= 0 {
-		c.ReconcileMaxBackoff = time.Minute
-	}
-	if c.ReconcileMaxBackoff < c.ReconcileBackoff {
-		c.ReconcileMaxBackoff = c.ReconcileBackoff
-	}
+	defaultBackoff(&c.ReconcileBackoff, &c.ReconcileMaxBackoff, time.Second, time.Minute)
 	if c.HeartbeatMisses <= 0 {
 		c.HeartbeatMisses = 3
 	}
-	if c.ReconnectBackoff <= 0 {
-		c.ReconnectBackoff = 100 * time.Millisecond
-	}
-	if c.ReconnectMaxBackoff <= 0 {
-		c.ReconnectMaxBackoff = 10 * time.Second
-	}
-	if c.ReconnectMaxBackoff < c.ReconnectBackoff {
-		c.ReconnectMaxBackoff = c.ReconnectBackoff
-	}
-	if c.KillRetry <= 0 {
-		c.KillRetry = 2 * time.Second
-	}
-	if c.KillMaxRetry <= 0 {
-		c.KillMaxRetry = 30 * time.Second
-	}
-	if c.KillMaxRetry < c.KillRetry {
-		c.KillMaxRetry = c.KillRetry
-	}
+	defaultBackoff(&c.ReconnectBackoff, &c.ReconnectMaxBackoff, 100*time.Millisecond, 10*time.Second)
+	defaultBackoff(&c.KillRetry, &c.KillMaxRetry, 2*time.Second, 30*time.Second)
 	if c.ReviveInterval <= 0 {
 		c.ReviveInterval = time.Second
 	}
 	if c.CallTimeout <= 0 {
 		c.CallTimeout = 10 * time.Second
 	}
-	if c.EventBuffer <= 0 {
-		c.EventBuffer = 1024
+}
+
+// defaultBackoff fills a backoff's first and longest waits left unset; the
+// longest is never below the first.
+func defaultBackoff(first, longest *time.Duration, defFirst, defLongest time.Duration) {
+	if *first <= 0 {
+		*first = defFirst
 	}
-	if c.ReconcileTasks == nil {
-		c.ReconcileTasks = func() []ReconcileTask { return nil }
+	if *longest <= 0 {
+		*longest = defLongest
 	}
-	return c, nil
+	if *longest < *first {
+		*longest = *first
+	}
 }
 
 // normalizeMaster turns "host:port", "http://host:port" or
