@@ -252,6 +252,9 @@ func diff(a, b store.Stats) Writes {
 // the clusters do not converge within o.Timeout.
 func Run(ctx context.Context, o Options) (res Result, err error) {
 	o.setDefaults()
+	if o.Shards == 1 {
+		o.Shards = 0
+	}
 	res = Result{
 		Clusters: o.Clusters, Replicas: o.Replicas, Agents: o.Agents, Tasks: o.Clusters * o.Replicas,
 		AllocationIntervalMS: ms(o.AllocationInterval), LaunchDelayMS: ms(o.LaunchDelay),
@@ -261,37 +264,114 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-
-	// etcd.
-	dir := o.Dir
-	if dir == "" {
-		d, err := os.MkdirTemp("", "converge-bench-")
+	r := &run{o: o, res: &res}
+	defer func() {
+		r.stop()
+		if err == nil && r.ctrlErr != nil {
+			err = r.ctrlErr
+		}
+	}()
+	for _, start := range []func(context.Context) error{r.startEtcd, r.startMesos, r.startControllers} {
+		if err := start(ctx); err != nil {
+			return res, err
+		}
+	}
+	if err := r.converge(ctx); err != nil {
+		return res, err
+	}
+	r.measureIdle()
+	if !o.SkipFailure {
+		if err := oneFailure(ctx, o, &res, r.m, r.fl, r.user, r.tracker, r.fl.counter); err != nil {
+			return res, err
+		}
+		o.Progress("one failed master: %d reconciles, %d writes, %d clusters touched, recovered in %.2fs",
+			res.OneFailureReconciles, res.OneFailureWrites, res.OneFailureClustersTouched, res.OneFailureRecoverSeconds)
+	}
+	if !o.SkipCeiling {
+		res.EtcdCeilingWritesPerSecond, err = ceiling(ctx, r.user, o.CeilingClients, o.CeilingFor)
 		if err != nil {
 			return res, err
 		}
-		defer os.RemoveAll(d)
+		res.EtcdCeilingRatio = res.EtcdTxnsPerSecond / res.EtcdCeilingWritesPerSecond
+		o.Progress("etcd ceiling: %.0f writes/s (%d clients, sequential single-key puts)", res.EtcdCeilingWritesPerSecond, o.CeilingClients)
+	}
+	if o.Shards > 0 {
+		shardFigures(o, r.m, &res)
+	}
+	res.LoadAverageEnd = loadAverage()
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		res.PeakRSSMB = float64(ru.Maxrss) / 1024 // kilobytes on Linux
+	}
+	res.Notes = resultNotes()
+	return res, nil
+}
+
+// run is one benchmark run: the parts it started, which its phases share,
+// and how to stop each. stop undoes them in reverse, so that the
+// controllers stop before the Mesos and etcd they talk to, and whatever
+// started before a failure is stopped all the same.
+type run struct {
+	o   Options
+	res *Result
+
+	etcdURL       string
+	user          *store.Store // the "users'" client: applies, watches, the ceiling
+	m             *localmesos.Mesos
+	fl            *fleet
+	acks, durable *ackRecorder
+	tracker       *tracker
+	atReady       store.Stats // the controllers' writes when the last cluster was Ready
+
+	stops   []func()
+	ctrlErr error // a controller that stopped by itself, seen at stop
+}
+
+// onStop adds f to what stop runs, before everything added earlier.
+func (r *run) onStop(f func()) { r.stops = append(r.stops, f) }
+
+// stop stops what was started, last first.
+func (r *run) stop() {
+	for i := len(r.stops) - 1; i >= 0; i-- {
+		r.stops[i]()
+	}
+}
+
+// startEtcd starts the embedded etcd (in o.Dir, else a temporary
+// directory removed at the end) and the users' client. The controllers
+// and the users have their own clients, so the controllers' Stats count
+// only their own writes.
+func (r *run) startEtcd(ctx context.Context) error {
+	dir := r.o.Dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "converge-bench-")
+		if err != nil {
+			return err
+		}
+		r.onStop(func() { os.RemoveAll(d) })
 		dir = d
 	}
 	port, err := freePort()
 	if err != nil {
-		return res, err
+		return err
 	}
-	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", port)
-	etcd, err := etcdtest.StartEmbedded(filepath.Join(dir, "etcd"), etcdURL)
+	r.etcdURL = fmt.Sprintf("http://127.0.0.1:%d", port)
+	etcd, err := etcdtest.StartEmbedded(filepath.Join(dir, "etcd"), r.etcdURL)
 	if err != nil {
-		return res, err
+		return err
 	}
-	defer etcd.Close()
-	// The controllers and the "users" (applies, the ceiling) have their own
-	// clients, so the controllers' Stats count only their own writes.
-	userStore, err := store.New(ctx, store.Options{Endpoints: []string{etcdURL}})
-	if err != nil {
-		return res, err
+	r.onStop(etcd.Close)
+	if r.user, err = store.New(ctx, store.Options{Endpoints: []string{r.etcdURL}}); err != nil {
+		return err
 	}
-	defer userStore.Close()
-	o.Progress("etcd %s (data in %s)", etcdURL, dir)
+	r.onStop(func() { r.user.Close() })
+	r.o.Progress("etcd %s (data in %s)", r.etcdURL, dir)
+	return nil
+}
 
-	// Local Mesos.
+// startMesos starts the local Mesos of simulated agents.
+func (r *run) startMesos(ctx context.Context) error {
+	o := r.o
 	m, err := localmesos.New(localmesos.Options{
 		Listen: "127.0.0.1:0", Agents: o.Agents, Simulate: true,
 		Sim:                localmesos.SimOptions{LaunchDelay: o.LaunchDelay},
@@ -299,115 +379,156 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 		Log:                o.Log.WithName("localmesos"),
 	})
 	if err != nil {
-		return res, err
+		return err
 	}
 	if err := m.Start(ctx); err != nil {
-		return res, err
+		return err
 	}
-	defer m.Close()
+	r.m = m
+	r.onStop(func() { m.Close() })
 	o.Progress("local Mesos %s: %d simulated agents, allocation interval %s, launch delay %s",
 		m.URL(), o.Agents, o.AllocationInterval, o.LaunchDelay)
+	return nil
+}
 
-	// Controllers.
-	acks, durable := &ackRecorder{}, &ackRecorder{}
-	if o.Shards == 1 {
-		o.Shards = 0
-	}
-	fl := newFleet(o, etcdURL, m, acks, durable)
-	defer func() {
-		fl.stop()
+// startControllers starts the controllers and waits until they are
+// subscribed. A controller that stops by itself is reported at stop.
+func (r *run) startControllers(ctx context.Context) error {
+	r.acks, r.durable = &ackRecorder{}, &ackRecorder{}
+	r.fl = newFleet(r.o, r.etcdURL, r.m, r.acks, r.durable)
+	r.onStop(func() {
+		r.fl.stop()
 		select {
-		case cerr := <-fl.errs:
-			if err == nil {
-				err = fmt.Errorf("controller: %w", cerr)
-			}
+		case cerr := <-r.fl.errs:
+			r.ctrlErr = fmt.Errorf("controller: %w", cerr)
 		default:
 		}
-	}()
-	if err := fl.start(ctx); err != nil {
-		return res, err
+	})
+	if err := r.fl.start(ctx); err != nil {
+		return err
 	}
-	o.Progress("%d controller(s) subscribed (%d workers each)", max(o.Shards, 1), o.Workers)
+	r.o.Progress("%d controller(s) subscribed (%d workers each)", max(r.o.Shards, 1), r.o.Workers)
+	return nil
+}
 
-	// Apply and converge.
-	tracker := newTracker(o.Clusters, o.Replicas)
+// baseline holds the counters at the first apply, which the convergence
+// figures are measured from.
+type baseline struct {
+	start                    time.Time
+	cpu                      time.Duration
+	stats                    store.Stats
+	reconciles, statusWrites float64
+}
+
+// converge applies the clusters, waits until every one is Ready with its
+// master elected (profiling that stretch if asked), then measures it.
+func (r *run) converge(ctx context.Context) error {
+	o, res := r.o, r.res
+	r.tracker = newTracker(o.Clusters, o.Replicas)
 	watchCtx, stopWatch := context.WithCancel(ctx)
-	defer stopWatch()
-	events := userStore.Watch(watchCtx, "", 0)
-	go tracker.run(events)
-
-	if o.CPUProfile != "" {
-		f, err := os.Create(o.CPUProfile)
-		if err != nil {
-			return res, fmt.Errorf("cpu profile: %w", err)
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			f.Close()
-			return res, fmt.Errorf("cpu profile: %w", err)
-		}
-		stopProf := sync.OnceFunc(func() { pprof.StopCPUProfile(); f.Close() })
-		defer stopProf()
-		tracker.onAllReady = stopProf
+	r.onStop(stopWatch)
+	go r.tracker.run(r.user.Watch(watchCtx, "", 0))
+	if err := r.startProfiles(); err != nil {
+		return err
 	}
-	if o.BlockProfile != "" {
-		runtime.SetBlockProfileRate(int(100 * time.Microsecond))
-		defer runtime.SetBlockProfileRate(0)
+	b := baseline{
+		cpu:          cpuTime(),
+		stats:        r.fl.Stats(),
+		reconciles:   r.fl.counter("converge_controller_reconciles_total"),
+		statusWrites: r.fl.counter("converge_controller_status_writes_total"),
+		start:        time.Now(),
 	}
-	cpu0 := cpuTime()
-	stats0 := fl.Stats()
-	reconciles0 := fl.counter("converge_controller_reconciles_total")
-	statusWrites0 := fl.counter("converge_controller_status_writes_total")
-	start := time.Now()
-	tracker.start = start
-	appliedAt, err := apply(ctx, userStore, o)
+	r.tracker.start = b.start
+	appliedAt, err := apply(ctx, r.user, o)
 	if err != nil {
-		return res, err
+		return err
 	}
-	res.ApplySeconds = appliedAt.Sub(start).Seconds()
+	res.ApplySeconds = appliedAt.Sub(b.start).Seconds()
 	res.ApplyWritesExcluded = int64(o.Clusters)
 	o.Progress("applied %d clusters of %d replicas in %.2fs", o.Clusters, o.Replicas, res.ApplySeconds)
 
-	stopTimeline := timeline(o, tracker, fl.registries, fl, acks, start)
-	stopKiller := killMidRun(ctx, o, fl, tracker, &res)
-	select {
-	case <-tracker.allReady:
-	case <-time.After(o.Timeout):
-		return res, fmt.Errorf("not converged within %s: %d of %d clusters ready", o.Timeout, tracker.readyCount(), o.Clusters)
-	case cerr := <-fl.errs:
-		fl.errs <- cerr
-		return res, fmt.Errorf("controller stopped before convergence: %v", cerr)
-	case <-ctx.Done():
-		return res, ctx.Err()
+	stopTimeline := timeline(o, r.tracker, r.fl.registries, r.fl, r.acks, b.start)
+	stopKiller := killMidRun(ctx, o, r.fl, r.tracker, res)
+	if err := r.waitReady(ctx); err != nil {
+		return err
 	}
 	stopTimeline()
 	if err := stopKiller(); err != nil {
-		return res, err
+		return err
 	}
 	if o.BlockProfile != "" {
 		if err := writeProfile("block", o.BlockProfile); err != nil {
-			return res, err
+			return err
 		}
 		runtime.SetBlockProfileRate(0)
 	}
-	readyAt := tracker.readyAt()
-	stats1 := fl.Stats()
+	return r.measureConvergence(ctx, b)
+}
+
+// startProfiles starts the CPU profile (stopped once every cluster is
+// Ready) and block profiling, if asked.
+func (r *run) startProfiles() error {
+	if r.o.CPUProfile != "" {
+		f, err := os.Create(r.o.CPUProfile)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		stopProf := sync.OnceFunc(func() { pprof.StopCPUProfile(); f.Close() })
+		r.onStop(stopProf)
+		r.tracker.onAllReady = stopProf
+	}
+	if r.o.BlockProfile != "" {
+		runtime.SetBlockProfileRate(int(100 * time.Microsecond))
+		r.onStop(func() { runtime.SetBlockProfileRate(0) })
+	}
+	return nil
+}
+
+// waitReady waits until every cluster is Ready, within o.Timeout, unless a
+// controller stops first (its error is put back for stop to report).
+func (r *run) waitReady(ctx context.Context) error {
+	select {
+	case <-r.tracker.allReady:
+		return nil
+	case <-time.After(r.o.Timeout):
+		return fmt.Errorf("not converged within %s: %d of %d clusters ready", r.o.Timeout, r.tracker.readyCount(), r.o.Clusters)
+	case cerr := <-r.fl.errs:
+		r.fl.errs <- cerr
+		return fmt.Errorf("controller stopped before convergence: %v", cerr)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// measureConvergence fills the convergence figures, from b to the moment
+// the last cluster was Ready: rate, etcd writes, acknowledgement latency,
+// CPU and heap.
+func (r *run) measureConvergence(ctx context.Context, b baseline) error {
+	o, res, fl := r.o, r.res, r.fl
+	readyAt := r.tracker.readyAt()
+	r.atReady = fl.Stats()
 	cpu1 := cpuTime()
-	ackSamples, durableSamples := acks.snapshot(), durable.snapshot()
-	conv := readyAt.Sub(start)
+	ackSamples, durableSamples := r.acks.snapshot(), r.durable.snapshot()
+	conv := readyAt.Sub(b.start)
 	res.ConvergeSeconds = conv.Seconds()
 	res.TasksPerSecond = float64(res.Tasks) / conv.Seconds()
-	w := diff(stats0, stats1)
+	w := diff(b.stats, r.atReady)
 	res.EtcdWrites = w
 	res.EtcdWritesPerTask = float64(w.Puts+w.Deletes) / float64(res.Tasks)
 	res.EtcdTxnsPerTask = float64(w.Txns) / float64(res.Tasks)
 	res.EtcdTxnsPerSecond = float64(w.Txns) / conv.Seconds()
-	if res.EtcdPutsByKind, err = writesByKind(ctx, userStore); err != nil {
-		return res, err
+	var err error
+	if res.EtcdPutsByKind, err = writesByKind(ctx, r.user); err != nil {
+		return err
 	}
-	res.StatusWrites = int64(fl.counter("converge_controller_status_writes_total") - statusWrites0)
-	res.Reconciles = int64(fl.counter("converge_controller_reconciles_total") - reconciles0)
+	res.StatusWrites = int64(fl.counter("converge_controller_status_writes_total") - b.statusWrites)
+	res.Reconciles = int64(fl.counter("converge_controller_reconciles_total") - b.reconciles)
 	res.MesosDials = int64(fl.counter("converge_mesos_dials_total"))
-	res.ControllerCPUSeconds = (cpu1 - cpu0).Seconds()
+	res.ControllerCPUSeconds = (cpu1 - b.cpu).Seconds()
 	res.Acks = len(ackSamples)
 	res.AckLatencyP50MS, res.AckLatencyP99MS, res.AckLatencyMaxMS = quantileMS(ackSamples, 0.5), quantileMS(ackSamples, 0.99), quantileMS(ackSamples, 1)
 	res.AckDurableP50MS, res.AckDurableP99MS = quantileMS(durableSamples, 0.5), quantileMS(durableSamples, 0.99)
@@ -419,16 +540,21 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	res.ControllerHeapMB = controllerHeapMB()
 	if o.MemProfile != "" {
 		if err := writeProfile("heap", o.MemProfile); err != nil {
-			return res, err
+			return err
 		}
 	}
 	o.Progress("converged in %.2fs: %d tasks Ready, masters elected", res.ConvergeSeconds, res.Tasks)
+	return nil
+}
 
-	// Idle.
+// measureIdle watches the converged state for o.Idle, after o.Settle for
+// the last writes of convergence to land: writes, CPU, offers.
+func (r *run) measureIdle() {
+	o, res, fl := r.o, r.res, r.fl
 	res.SettleSeconds = o.Settle.Seconds()
 	time.Sleep(o.Settle)
 	stats2 := fl.Stats()
-	res.SettleWrites = diff(stats1, stats2).Txns
+	res.SettleWrites = diff(r.atReady, stats2).Txns
 	offers0 := fl.counter("converge_controller_offers_total")
 	declines0 := fl.counter("converge_mesos_offers_declined_total")
 	rec0 := fl.counter("converge_controller_reconciles_total")
@@ -445,37 +571,13 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	res.IdleOffers = int64(fl.counter("converge_controller_offers_total") - offers0)
 	res.IdleDeclines = int64(fl.counter("converge_mesos_offers_declined_total") - declines0)
 	res.IdleReconciles = int64(fl.counter("converge_controller_reconciles_total") - rec0)
-	res.OffersSuppressed = res.IdleOffers == 0 && outstandingOffers(m) == 0
+	res.OffersSuppressed = res.IdleOffers == 0 && outstandingOffers(r.m) == 0
 	o.Progress("idle %.1fs: %.1f writes/s, %.1f%% CPU, %d offers", res.IdleSeconds, res.IdleWritesPerSecond, res.IdleCPUPercent, res.IdleOffers)
+}
 
-	// One failure.
-	if !o.SkipFailure {
-		if err := oneFailure(ctx, o, &res, m, fl, userStore, tracker, fl.counter); err != nil {
-			return res, err
-		}
-		o.Progress("one failed master: %d reconciles, %d writes, %d clusters touched, recovered in %.2fs",
-			res.OneFailureReconciles, res.OneFailureWrites, res.OneFailureClustersTouched, res.OneFailureRecoverSeconds)
-	}
-
-	// Ceiling.
-	if !o.SkipCeiling {
-		res.EtcdCeilingWritesPerSecond, err = ceiling(ctx, userStore, o.CeilingClients, o.CeilingFor)
-		if err != nil {
-			return res, err
-		}
-		res.EtcdCeilingRatio = res.EtcdTxnsPerSecond / res.EtcdCeilingWritesPerSecond
-		o.Progress("etcd ceiling: %.0f writes/s (%d clients, sequential single-key puts)", res.EtcdCeilingWritesPerSecond, o.CeilingClients)
-	}
-
-	if o.Shards > 0 {
-		shardFigures(o, m, &res)
-	}
-	res.LoadAverageEnd = loadAverage()
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
-		res.PeakRSSMB = float64(ru.Maxrss) / 1024 // kilobytes on Linux
-	}
-	res.Notes = []string{
+// resultNotes say how to read Result's figures.
+func resultNotes() []string {
+	return []string{
 		"etcd, localmesos and the controller run in one process: controller_cpu_seconds (first apply to Ready), peak_rss_mb and heap_mb (after GC at Ready) are the whole process's, an upper bound on the controller's; controller_heap_mb is the live heap allocated in the controller, store and mesosbridge packages (runtime heap profile, scaled for sampling), without etcd's server, localmesos and the benchmark's",
 		"etcd_writes_per_task counts key writes (puts+deletes) of the controller's store client from the first apply to Ready; etcd_txns_per_task counts its write requests (a batch is one); the applies (apply_writes_excluded, one create per cluster through another client) are excluded",
 		"ack latency: a status update's arrival at the controller to its ACKNOWLEDGE call returning, which follows the durable ledger write; ack_durable_* is the part until the write was durable and the ACKNOWLEDGE queued",
@@ -483,7 +585,6 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 		"one failure: a cluster's elected master is failed through localmesos's fault API; counted until the cluster is Ready again with a new master and all replicas",
 		"etcd_ceiling_writes_per_second: etcd_ceiling_clients goroutines doing sequential single-key puts against the same etcd after the run; etcd_ceiling_ratio = etcd_txns_per_second / etcd_ceiling_writes_per_second",
 	}
-	return res, nil
 }
 
 func writeProfile(name, path string) error {
