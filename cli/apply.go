@@ -95,12 +95,6 @@ func Apply(ctx context.Context, st *store.Store, ms []Manifest, o ApplyOptions) 
 }
 
 func applyOne(ctx context.Context, st *store.Store, want *v1alpha1.Cluster, o ApplyOptions) (Applied, error) {
-	dryRun := o.DryRun
-	beforeWrite := func() {
-		if o.beforeWrite != nil {
-			o.beforeWrite()
-		}
-	}
 	ref := fmt.Sprintf("cluster/%s (namespace %s)", want.Name, want.Namespace)
 	// seen is what apply owns of the object as first read ("" when absent). A
 	// write that fails on a conflict is retried only if the object changed in
@@ -120,62 +114,95 @@ func applyOne(ctx context.Context, st *store.Store, want *v1alpha1.Cluster, o Ap
 		if attempt == 0 {
 			seen = now
 		} else if now != seen {
-			if live != nil && now == ownedPart(Merge(live, want)) {
-				return Applied{ActionUnchanged, live}, nil // someone wrote just this meanwhile
-			}
-			what := "changed (spec, labels or annotations)"
-			switch {
-			case live == nil:
-				what = "deleted"
-			case seen == "":
-				what = "created"
-			}
-			return Applied{}, fmt.Errorf("conflict: %s was %s by someone else while this apply ran; nothing written: review with converge diff -f and apply again", ref, what)
+			return changedMeanwhile(live, want, seen, now, ref)
 		}
+		var a Applied
+		var retry bool
 		if live == nil {
-			obj := forCreate(want)
-			if dryRun {
-				return Applied{ActionCreated, obj}, nil
-			}
-			beforeWrite()
-			created, err := st.Create(ctx, obj)
-			if store.IsAlreadyExists(err) {
-				lastErr = err
-				continue
-			}
-			if err != nil {
-				return Applied{}, fmt.Errorf("create %s: %w", ref, err)
-			}
-			return Applied{ActionCreated, created}, nil
+			a, retry, err = o.create(ctx, st, want, ref)
+		} else {
+			a, retry, err = o.update(ctx, st, live, want, ref)
 		}
-		if live.DeletionTimestamp != nil {
-			return Applied{}, fmt.Errorf("%s is being deleted (its tasks are being killed); apply it again once it is gone (converge wait cluster/%s --for=delete)", ref, want.Name)
-		}
-		next := Merge(live, want)
-		if same(live, next) {
-			return Applied{ActionUnchanged, live}, nil
-		}
-		if errs := v1alpha1.ValidateVolumesUpdate(next, live); len(errs) > 0 {
-			return Applied{}, fmt.Errorf("%s: %w; nothing written", ref, errs.ToAggregate())
-		}
-		if dryRun {
-			if !sameSpec(live, next) {
-				next.Generation = live.Generation + 1
-			}
-			return Applied{ActionConfigured, next}, nil
-		}
-		beforeWrite()
-		updated, err := st.Update(ctx, next)
-		if store.IsConflict(err) || store.IsNotFound(err) {
+		if retry {
 			lastErr = err
-			continue // changed meanwhile: look again at what changed
+			continue
 		}
-		if err != nil {
-			return Applied{}, fmt.Errorf("update %s: %w", ref, err)
-		}
-		return Applied{ActionConfigured, updated}, nil
+		return a, err
 	}
 	return Applied{}, fmt.Errorf("apply %s: gave up after %d attempts, the controller keeps writing it: %w", ref, maxApplyAttempts, lastErr)
+}
+
+// changedMeanwhile answers an apply whose object changed, in what apply
+// owns, since it was first read (seen; now as read again): unchanged if
+// the change is exactly this apply's, else a conflict naming what
+// happened, with nothing written.
+func changedMeanwhile(live, want *v1alpha1.Cluster, seen, now, ref string) (Applied, error) {
+	if live != nil && now == ownedPart(Merge(live, want)) {
+		return Applied{ActionUnchanged, live}, nil // someone wrote just this meanwhile
+	}
+	what := "changed (spec, labels or annotations)"
+	switch {
+	case live == nil:
+		what = "deleted"
+	case seen == "":
+		what = "created"
+	}
+	return Applied{}, fmt.Errorf("conflict: %s was %s by someone else while this apply ran; nothing written: review with converge diff -f and apply again", ref, what)
+}
+
+// create creates want; retry (with err) when it was created meanwhile, so
+// that the next attempt looks at what is there.
+func (o ApplyOptions) create(ctx context.Context, st *store.Store, want *v1alpha1.Cluster, ref string) (a Applied, retry bool, err error) {
+	obj := forCreate(want)
+	if o.DryRun {
+		return Applied{ActionCreated, obj}, false, nil
+	}
+	o.callBeforeWrite()
+	created, err := st.Create(ctx, obj)
+	if store.IsAlreadyExists(err) {
+		return Applied{}, true, err
+	}
+	if err != nil {
+		return Applied{}, false, fmt.Errorf("create %s: %w", ref, err)
+	}
+	return Applied{ActionCreated, created}, false, nil
+}
+
+// update merges want into live and writes it if that changes anything;
+// retry (with err) when live changed or went meanwhile.
+func (o ApplyOptions) update(ctx context.Context, st *store.Store, live, want *v1alpha1.Cluster, ref string) (a Applied, retry bool, err error) {
+	if live.DeletionTimestamp != nil {
+		return Applied{}, false, fmt.Errorf("%s is being deleted (its tasks are being killed); apply it again once it is gone (converge wait cluster/%s --for=delete)", ref, want.Name)
+	}
+	next := Merge(live, want)
+	if same(live, next) {
+		return Applied{ActionUnchanged, live}, false, nil
+	}
+	if errs := v1alpha1.ValidateVolumesUpdate(next, live); len(errs) > 0 {
+		return Applied{}, false, fmt.Errorf("%s: %w; nothing written", ref, errs.ToAggregate())
+	}
+	if o.DryRun {
+		if !sameSpec(live, next) {
+			next.Generation = live.Generation + 1
+		}
+		return Applied{ActionConfigured, next}, false, nil
+	}
+	o.callBeforeWrite()
+	updated, err := st.Update(ctx, next)
+	if store.IsConflict(err) || store.IsNotFound(err) {
+		return Applied{}, true, err // changed meanwhile: look again at what changed
+	}
+	if err != nil {
+		return Applied{}, false, fmt.Errorf("update %s: %w", ref, err)
+	}
+	return Applied{ActionConfigured, updated}, false, nil
+}
+
+// callBeforeWrite runs the test hook, if any, just before a write.
+func (o ApplyOptions) callBeforeWrite() {
+	if o.beforeWrite != nil {
+		o.beforeWrite()
+	}
 }
 
 // Merge returns live with the parts a user's manifest owns (spec, labels,
