@@ -319,7 +319,8 @@ func objectName(obj map[string]any) string {
 }
 
 // object decodes, defaults and validates one Cluster. obj is jsonBytes
-// already parsed; both describe the same object.
+// already parsed; both describe the same object. Every problem is
+// reported, and the object is kept only without any.
 func (d *decoder) object(item int, obj map[string]any, jsonBytes []byte) {
 	name := objectName(obj)
 	problems := 0
@@ -327,9 +328,30 @@ func (d *decoder) object(item int, obj map[string]any, jsonBytes []byte) {
 		problems++
 		d.add(item, name, err)
 	}
-
 	// apiVersion and kind first: for another kind of object, field errors
 	// would only be noise.
+	if !checkTypeMeta(obj, report) {
+		return
+	}
+	c, bad, ok := decodeCluster(obj, jsonBytes, report)
+	if !ok {
+		return
+	}
+	SetDefaults(c)
+	for _, fe := range Validate(c) {
+		if !coveredBy(fe.Field, bad) {
+			report(fe)
+		}
+	}
+	if problems > 0 {
+		return
+	}
+	d.keep(item, c, report)
+}
+
+// checkTypeMeta reports an apiVersion or kind that is missing or not
+// converge's Cluster, and whether both are right.
+func checkTypeMeta(obj map[string]any, report func(error)) bool {
 	typeOK := true
 	for _, tf := range []struct{ key, want string }{{"apiVersion", APIVersion}, {"kind", Kind}} {
 		v, present := obj[tf.key]
@@ -343,15 +365,20 @@ func (d *decoder) object(item int, obj map[string]any, jsonBytes []byte) {
 			typeOK = false
 		}
 	}
-	if !typeOK {
-		return
-	}
+	return typeOK
+}
 
-	// Values of types with their own JSON decoding (quantities, durations,
-	// times) fail without naming their field: check them here, where the
-	// path is known, and drop the bad ones so the rest can be decoded and
-	// validated all at once.
-	bad := map[string]bool{}
+// decodeCluster decodes the object strictly (unknown fields are
+// problems), returning the paths of the bad values it reported, so that
+// validation does not report them again; ok is false when nothing more
+// can be said about the object.
+//
+// Values of types with their own JSON decoding (quantities, durations,
+// times) fail without naming their field: they are checked here, where
+// the path is known, and the bad ones dropped so the rest can be decoded
+// and validated all at once.
+func decodeCluster(obj map[string]any, jsonBytes []byte, report func(error)) (c *Cluster, bad map[string]bool, ok bool) {
+	bad = map[string]bool{}
 	for _, fe := range checkCustomFields(obj) {
 		report(fe)
 		bad[fe.Field] = true
@@ -360,37 +387,31 @@ func (d *decoder) object(item int, obj map[string]any, jsonBytes []byte) {
 		b, err := json.Marshal(obj)
 		if err != nil {
 			report(err)
-			return
+			return nil, nil, false
 		}
 		jsonBytes = b
 	}
-
-	var c Cluster
-	strictErrs, err := kjson.UnmarshalStrict(jsonBytes, &c, kjson.DisallowUnknownFields)
+	c = &Cluster{}
+	strictErrs, err := kjson.UnmarshalStrict(jsonBytes, c, kjson.DisallowUnknownFields)
 	for _, e := range strictErrs {
 		report(withSuggestion(e))
 	}
 	if err != nil {
 		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			fe := typeError(te)
-			report(fe)
-			bad[fe.Field] = true
-		} else {
+		if !errors.As(err, &te) {
 			report(fmt.Errorf("json: %w", err))
-			return
+			return nil, nil, false
 		}
+		fe := typeError(te)
+		report(fe)
+		bad[fe.Field] = true
 	}
+	return c, bad, true
+}
 
-	SetDefaults(&c)
-	for _, fe := range Validate(&c) {
-		if !coveredBy(fe.Field, bad) {
-			report(fe)
-		}
-	}
-	if problems > 0 {
-		return
-	}
+// keep adds a valid cluster to the result, unless an earlier document or
+// item already gave its namespace and name: that is reported, naming where.
+func (d *decoder) keep(item int, c *Cluster, report func(error)) {
 	here := fmt.Sprintf("document %d", d.docIndex)
 	if item > 0 {
 		here += fmt.Sprintf(" item %d", item)
@@ -402,7 +423,7 @@ func (d *decoder) object(item int, obj map[string]any, jsonBytes []byte) {
 		return
 	}
 	d.seen[c.Key()] = here
-	d.clusters = append(d.clusters, &c)
+	d.clusters = append(d.clusters, c)
 }
 
 // coveredBy reports whether path is, or is inside, a path already reported.
