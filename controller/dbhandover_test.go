@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,17 +12,6 @@ import (
 	"github.com/converge-io/converge/cli"
 	"github.com/converge-io/converge/store"
 )
-
-// exampleDB is what the handover checks need of a database example.
-type exampleDB struct {
-	cluster string
-	// writer writes continuously to where(), logging every acknowledged write.
-	writer func(l *writeLog, name string, where func() string) (stop func())
-	// ids reads the ids of the writes on addr.
-	ids func(addr string) ([]string, error)
-	// synced waits for the master of c to have n replicas acknowledging commits.
-	synced func(t *testing.T, c *v1alpha1.Cluster, n int, timeout time.Duration)
-}
 
 // checkHandovers runs on an example cluster that is Ready with 3 members,
 // with a client writing to the published master all along:
@@ -47,9 +35,7 @@ func checkHandovers(t *testing.T, e *env, db exampleDB) {
 	published.set(addrOf(first))
 	stopFollow := followMaster(e, db.cluster, published)
 	defer stopFollow()
-	var once sync.Once
-	stop := db.writer(log, "handover", published.get)
-	stopWriter := func() { once.Do(stop) }
+	stopWriter := db.writer(log, "handover", published.get)
 	defer stopWriter()
 	start := time.Now()
 	log.waitAcks(t, addrOf(first), start, 5, 20*time.Second)

@@ -7,9 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -387,14 +385,14 @@ func TestVolumesAgentGone(t *testing.T) {
 }
 
 // crashStandbyKeepsData: in a database example, the server of a member that
-// is not the master dies (kill -9 of the pid in pidFile); the member is
+// is not the master dies (kill -9 of the pid in db.pidFile); the member is
 // relaunched on the agent holding its volume and starts on its data: the
-// row written before is there (hasRow waits for it) and fresh, asked of the
+// row 'first' written before is there and fresh, asked of the
 // new task id and the time of the crash, says its data was not made anew
 // (no new copy of the master).
-func crashStandbyKeepsData(t *testing.T, e *env, work, name, pidFile string, hasRow func(addr string), fresh func(id string, crashed time.Time) bool) {
+func crashStandbyKeepsData(t *testing.T, e *env, work string, db exampleDB, fresh func(id string, crashed time.Time) bool) {
 	t.Helper()
-	c := e.get(name)
+	c := e.get(db.cluster)
 	var victim v1alpha1.TaskStatus
 	for _, ts := range c.Status.Tasks {
 		if c.Status.Master != nil && ts.ID != c.Status.Master.TaskID {
@@ -402,19 +400,8 @@ func crashStandbyKeepsData(t *testing.T, e *env, work, name, pidFile string, has
 			break
 		}
 	}
-	pidText, _, ok := sandboxFile(work, victim.ID, pidFile)
-	if !ok {
-		t.Fatalf("no %s for %s", pidFile, victim.ID)
-	}
-	pid, err := strconv.Atoi(strings.SplitN(pidText, "\n", 2)[0])
-	if err != nil {
-		t.Fatalf("%s: %q", pidFile, pidText)
-	}
-	crashed := time.Now()
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		t.Fatalf("kill -9 %d: %v", pid, err)
-	}
-	c = e.waitFor(name, 90*time.Second, "the crashed member relaunched", func(c *v1alpha1.Cluster) bool {
+	crashed := killServer(t, work, victim.ID, db.pidFile)
+	c = e.waitFor(db.cluster, 90*time.Second, "the crashed member relaunched", func(c *v1alpha1.Cluster) bool {
 		ts := taskOf(c, victim.Ordinal)
 		return clusterReady(c) && ts.ID != victim.ID && ts.ID != ""
 	})
@@ -422,7 +409,7 @@ func crashStandbyKeepsData(t *testing.T, e *env, work, name, pidFile string, has
 	if again.AgentID != victim.AgentID {
 		t.Fatalf("ordinal %d relaunched on %s, not on %s which holds its volume", victim.Ordinal, again.AgentID, victim.AgentID)
 	}
-	hasRow(taskAddr(again))
+	db.waitRow(t, taskAddr(again), "first", 30*time.Second)
 	if fresh(again.ID, crashed) {
 		t.Fatalf("ordinal %d relaunched on new data, not on its volume's", victim.Ordinal)
 	}
