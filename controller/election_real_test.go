@@ -66,13 +66,8 @@ func (s *masterSeen) published() []store.Endpoint {
 // promoteCommand fails (retried PromoteAttempts times, then that member is
 // fenced and the next best is elected and promoted; only it is published).
 func TestElectionSafetyRealExecutors(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs real executors")
-	}
-	bin := buildExecutor(t)
 	dir := t.TempDir()
-	e := newEnv(t, localmesos.Options{Agents: 3})
-	e.cfg.ExecutorCommand = bin
+	e, _ := newExecutorEnv(t, localmesos.Options{Agents: 3})
 	e.start()
 	seen := watchPublished(t, e, "db")
 	e.create(realElectionCluster("db", dir, func(c *v1alpha1.Cluster) {
@@ -141,16 +136,11 @@ touch "promoted-$CONVERGE_EPOCH"`
 // master dies no member lagging it by more than the limit is elected; raising
 // the limit lets the best of them win.
 func TestMaximumLagOnFailoverRealExecutors(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs real executors")
-	}
-	bin := buildExecutor(t)
+	e, _ := newExecutorEnv(t, localmesos.Options{Agents: 3})
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "ready"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e := newEnv(t, localmesos.Options{Agents: 3})
-	e.cfg.ExecutorCommand = bin
 	e.start()
 	lag := int64(5)
 	e.create(realElectionCluster("db", dir, func(c *v1alpha1.Cluster) { c.Spec.Election.MaximumLagOnFailover = &lag }))

@@ -42,18 +42,30 @@ func buildExecutor(t *testing.T) string {
 	return executorBin
 }
 
+// newExecutorEnv returns an env, not yet started, whose members run under
+// real `converge executor` processes, on a localmesos with o; its sandboxes
+// are in the directory it returns (o.WorkDir, or a new one). It skips the
+// test under -short.
+func newExecutorEnv(t *testing.T, o localmesos.Options) (*env, string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs real executors")
+	}
+	bin := buildExecutor(t)
+	if o.WorkDir == "" {
+		o.WorkDir = t.TempDir()
+	}
+	e := newEnv(t, o)
+	e.cfg.ExecutorCommand = bin
+	return e, o.WorkDir
+}
+
 // TestPositionElectionRealExecutors runs members under real `converge executor`
 // processes: the controller supplies the executor (strategy position, no
 // executor in the spec), members answer position queries by running
 // positionCommand, the highest wins and runs promoteCommand.
 func TestPositionElectionRealExecutors(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs real executors")
-	}
-	bin := buildExecutor(t)
-	work := t.TempDir()
-	e := newEnv(t, localmesos.Options{WorkDir: work, Agents: 3})
-	e.cfg.ExecutorCommand = bin
+	e, work := newExecutorEnv(t, localmesos.Options{Agents: 3})
 	e.start()
 	e.create(newCluster("mysql", 3, func(c *v1alpha1.Cluster) {
 		c.Spec.Task.Command = "exec sleep 1000"

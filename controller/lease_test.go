@@ -70,13 +70,7 @@ func waitFile(t *testing.T, work, id, name, want string, timeout time.Duration) 
 // follow each master; the old master is killed when its agent comes back,
 // and its replacement starts knowing the new master.
 func TestMasterLeaseFencesPartitionedMaster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs real executors")
-	}
-	bin := buildExecutor(t)
-	work := t.TempDir()
-	e := newEnv(t, localmesos.Options{WorkDir: work, Agents: 3, AgentUnreachableAfter: 75 * time.Second})
-	e.cfg.ExecutorCommand = bin
+	e, work := newExecutorEnv(t, localmesos.Options{Agents: 3, AgentUnreachableAfter: 75 * time.Second})
 	// No periodic resync: only the lease's own timer may notice it lapse.
 	e.cfg.ResyncInterval = time.Hour
 	e.start()

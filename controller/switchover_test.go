@@ -24,13 +24,7 @@ import (
 // over before the old master's task is stopped, and Mesos never runs fewer
 // than replicas - maxUnavailable members meanwhile.
 func TestSwitchoverRealExecutors(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs real executors")
-	}
-	bin := buildExecutor(t)
-	work := t.TempDir()
-	e := newEnv(t, localmesos.Options{WorkDir: work, Agents: 3})
-	e.cfg.ExecutorCommand = bin
+	e, work := newExecutorEnv(t, localmesos.Options{Agents: 3})
 	e.start()
 	e.create(newCluster("db", 3, func(c *v1alpha1.Cluster) {
 		// Stopped (SIGTERM): say when, then end.

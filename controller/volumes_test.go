@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"net/http"
 	"os"
@@ -32,36 +33,17 @@ func withVolume(replaceAfter time.Duration) func(*v1alpha1.Cluster) {
 	}
 }
 
-// reservations are converge's reservation ids per agent in /master/state
-// (reserved_resources_full of role db, label converge.io/reservation).
-func (e *env) reservations() map[string][]string {
-	out := map[string][]string{}
-	for _, a := range e.mesos.State().Slaves {
-		seen := map[string]bool{}
-		for _, raw := range a.ReservedResourcesFull["db"] {
-			var r struct {
-				Reservation struct {
-					Labels struct {
-						Labels []struct{ Key, Value string } `json:"labels"`
-					} `json:"labels"`
-				} `json:"reservation"`
-			}
-			_ = json.Unmarshal(raw, &r)
-			for _, l := range r.Reservation.Labels.Labels {
-				if l.Key == LabelReservation && !seen[l.Value] {
-					seen[l.Value] = true
-					out[a.ID] = append(out[a.ID], l.Value)
-				}
-			}
-		}
-	}
-	return out
+// reservedResource is one resource of role db that /master/state shows
+// reserved (reserved_resources_full) under converge's reservation label.
+type reservedResource struct {
+	agent, reservation, name string
+	value                    float64
 }
 
-// reservedCPUs sums the cpus /master/state shows reserved (role db) under
-// converge's reservation id.
-func (e *env) reservedCPUs(id string) float64 {
-	var sum float64
+// reserved lists the resources of role db reserved under converge's
+// reservation label (converge.io/reservation), agent by agent.
+func (e *env) reserved() []reservedResource {
+	var out []reservedResource
 	for _, a := range e.mesos.State().Slaves {
 		for _, raw := range a.ReservedResourcesFull["db"] {
 			var r struct {
@@ -77,10 +59,35 @@ func (e *env) reservedCPUs(id string) float64 {
 			}
 			_ = json.Unmarshal(raw, &r)
 			for _, l := range r.Reservation.Labels.Labels {
-				if l.Key == LabelReservation && l.Value == id && r.Name == "cpus" {
-					sum += r.Scalar.Value
+				if l.Key == LabelReservation {
+					out = append(out, reservedResource{agent: a.ID, reservation: l.Value, name: r.Name, value: r.Scalar.Value})
 				}
 			}
+		}
+	}
+	return out
+}
+
+// reservations are converge's reservation ids per agent in /master/state.
+func (e *env) reservations() map[string][]string {
+	out := map[string][]string{}
+	seen := map[string]bool{}
+	for _, r := range e.reserved() {
+		if !seen[r.agent+"/"+r.reservation] {
+			seen[r.agent+"/"+r.reservation] = true
+			out[r.agent] = append(out[r.agent], r.reservation)
+		}
+	}
+	return out
+}
+
+// reservedCPUs sums the cpus /master/state shows reserved (role db) under
+// converge's reservation id.
+func (e *env) reservedCPUs(id string) float64 {
+	var sum float64
+	for _, r := range e.reserved() {
+		if r.reservation == id && r.name == "cpus" {
+			sum += r.value
 		}
 	}
 	return sum
@@ -122,6 +129,26 @@ func (e *env) history(workDir, agentID, taskID string) []string {
 	return nil
 }
 
+// relaunchedOnVolume waits for ordinal ord of cluster name, Ready, to run
+// a task other than old, and checks that it runs on old's agent (which
+// holds its volume) and that the volume's history has the given number of
+// launches, old's then the new task's last. It returns the new task.
+func (e *env) relaunchedOnVolume(work, name string, ord int32, old v1alpha1.TaskStatus, launches int, timeout time.Duration) v1alpha1.TaskStatus {
+	e.t.Helper()
+	c := e.waitFor(name, timeout, fmt.Sprintf("ordinal %d relaunched", ord), func(c *v1alpha1.Cluster) bool {
+		return clusterReady(c) && taskOf(c, ord).ID != old.ID
+	})
+	now := taskOf(c, ord)
+	if now.AgentID != old.AgentID {
+		e.t.Fatalf("ordinal %d relaunched on %s, not on %s which holds its volume", ord, now.AgentID, old.AgentID)
+	}
+	e.eventually(10*time.Second, fmt.Sprintf("ordinal %d's history: %d launches, %s then %s last", ord, launches, old.ID, now.ID), func() bool {
+		h := e.history(work, now.AgentID, now.ID)
+		return len(h) == launches && h[len(h)-2] == old.ID && h[len(h)-1] == now.ID
+	})
+	return now
+}
+
 // TestVolumes: members with volumes in converge dev's setting (localmesos
 // running real processes): a member that crashes is relaunched on the
 // agent holding its volume and finds its data; so is one whose agent was
@@ -143,18 +170,7 @@ func TestVolumes(t *testing.T) {
 	if err := e.mesos.FailTask(first.ID); err != nil {
 		t.Fatal(err)
 	}
-	c = e.waitFor("vol", 20*time.Second, "ordinal 0 relaunched", func(c *v1alpha1.Cluster) bool {
-		m := taskOf(c, 0)
-		return clusterReady(c) && m.ID != first.ID
-	})
-	again := taskOf(c, 0)
-	if again.AgentID != first.AgentID {
-		t.Fatalf("ordinal 0 relaunched on %s, not on %s which holds its volume", again.AgentID, first.AgentID)
-	}
-	e.eventually(10*time.Second, "the volume's history has both launches", func() bool {
-		h := e.history(work, again.AgentID, again.ID)
-		return len(h) == 2 && h[0] == first.ID && h[1] == again.ID
-	})
+	again := e.relaunchedOnVolume(work, "vol", 0, first, 2, 20*time.Second)
 
 	// Agent loss: the ordinal waits (never two live members of one
 	// ordinal); when the agent is back the member returns to its volume.
@@ -168,17 +184,7 @@ func TestVolumes(t *testing.T) {
 	if err := e.mesos.RestoreAgent(lost.AgentID); err != nil {
 		t.Fatal(err)
 	}
-	c = e.waitFor("vol", 30*time.Second, "ordinal 1 back on its volume", func(c *v1alpha1.Cluster) bool {
-		m := taskOf(c, 1)
-		return clusterReady(c) && m.ID != lost.ID
-	})
-	back := taskOf(c, 1)
-	if back.AgentID != lost.AgentID {
-		t.Fatalf("ordinal 1 relaunched on %s, not on %s which holds its volume", back.AgentID, lost.AgentID)
-	}
-	e.eventually(10*time.Second, "ordinal 1's history has both launches", func() bool {
-		return len(e.history(work, back.AgentID, back.ID)) == 2
-	})
+	back := e.relaunchedOnVolume(work, "vol", 1, lost, 2, 30*time.Second)
 	if n := e.countReservations(); n != 2 {
 		t.Fatalf("%d reservations, want 2: %v", n, e.reservations())
 	}
@@ -200,13 +206,7 @@ func TestVolumes(t *testing.T) {
 		}
 		return true
 	})
-	updated := taskOf(e.get("vol"), 1)
-	e.eventually(10*time.Second, "ordinal 1's history has its three launches", func() bool {
-		return len(e.history(work, back.AgentID, updated.ID)) == 3
-	})
-	if updated.AgentID != back.AgentID {
-		t.Fatalf("ordinal 1 updated on %s, not on %s which holds its volume", updated.AgentID, back.AgentID)
-	}
+	e.relaunchedOnVolume(work, "vol", 1, back, 3, 10*time.Second)
 
 	// Scale-down, then delete: nothing left reserved.
 	e.update("vol", func(c *v1alpha1.Cluster) { one := int32(1); c.Spec.Replicas = &one })
