@@ -1,7 +1,6 @@
 package executor_test
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -9,8 +8,6 @@ import (
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler/calls"
-
-	"github.com/converge-io/converge/mesosbridge/localmesos"
 )
 
 // TestExecutorChecks: converge executor runs its task's check and health
@@ -22,26 +19,9 @@ import (
 // other's latest value; at consecutive_failures the task is killed:
 // TASK_KILLED with healthy false.
 func TestExecutorChecks(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs real executor processes")
-	}
 	bin := buildExecutor(t)
 	work, dir := t.TempDir(), t.TempDir()
-	m, err := localmesos.New(localmesos.Options{Listen: "127.0.0.1:0", Agents: 1, WorkDir: work,
-		AllocationInterval: 100 * time.Millisecond, ResendInterval: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if err := m.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		m.Close()
-		checkNoDataRace(t, work)
-	}()
-	s := newTestScheduler(ctx, t, m.URL(), false)
+	_, s, ctx := startLocalMesos(t, work, false)
 	o := s.takeOffer(15 * time.Second)
 	ports := offerPorts(o)
 	const id = "testns.db.0.checked"

@@ -39,9 +39,12 @@ func TestMain(m *testing.M) {
 }
 
 // buildExecutor builds executor/internal/cmd/testexecutor (executor.Run as a main),
-// once per test binary.
+// once per test binary; it skips the test under -short (real processes).
 func buildExecutor(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs real executor processes")
+	}
 	buildOnce.Do(func() {
 		buildDir, buildErr = os.MkdirTemp("", "converge-testexecutor-")
 		if buildErr != nil {
@@ -389,13 +392,13 @@ func waitFile(t *testing.T, p string, d time.Duration, ok func(string) bool) str
 	}
 }
 
-func TestExecutorUnderLocalMesos(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs real executor processes")
-	}
-	bin := buildExecutor(t)
-	work := t.TempDir()
-	dir := t.TempDir()
+// startLocalMesos runs a one-agent local Mesos with real processes, its
+// sandboxes in work, and subscribes a test scheduler (checkpoint: whether
+// its framework checkpoints). The context ends with the test, at the
+// latest after 2 minutes; cleanup closes Mesos, fails the test on a data
+// race an executor reported, and logs the sandboxes' output if it failed.
+func startLocalMesos(t *testing.T, work string, checkpoint bool) (*localmesos.Mesos, *testScheduler, context.Context) {
+	t.Helper()
 	m, err := localmesos.New(localmesos.Options{
 		Listen:             "127.0.0.1:0",
 		Agents:             1,
@@ -407,17 +410,23 @@ func TestExecutorUnderLocalMesos(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	t.Cleanup(cancel)
 	if err := m.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
+	t.Cleanup(func() {
 		m.Close()
 		checkNoDataRace(t, work)
 		dumpSandboxLogs(t, work)
-	}()
+	})
+	return m, newTestScheduler(ctx, t, m.URL(), checkpoint), ctx
+}
 
-	s := newTestScheduler(ctx, t, m.URL(), false)
+func TestExecutorUnderLocalMesos(t *testing.T) {
+	bin := buildExecutor(t)
+	work := t.TempDir()
+	dir := t.TempDir()
+	_, s, ctx := startLocalMesos(t, work, false)
 	o := s.takeOffer(15 * time.Second)
 	agentID := o.AgentID.Value
 	ports := offerPorts(o)

@@ -2,7 +2,6 @@ package executor_test
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"net"
 	"os"
@@ -14,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/converge-io/converge/mesosbridge/localmesos"
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler/calls"
 )
@@ -131,43 +129,13 @@ func waitLog(t *testing.T, work, executorID string, re *regexp.Regexp, d time.Du
 	}
 }
 
-func startLocalMesos(t *testing.T) (*localmesos.Mesos, string, context.Context) {
-	t.Helper()
-	work := t.TempDir()
-	m, err := localmesos.New(localmesos.Options{
-		Listen:             "127.0.0.1:0",
-		Agents:             1,
-		WorkDir:            work,
-		AllocationInterval: 100 * time.Millisecond,
-		ResendInterval:     time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	t.Cleanup(cancel)
-	if err := m.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		m.Close()
-		checkNoDataRace(t, work)
-		dumpSandboxLogs(t, work)
-	})
-	return m, work, ctx
-}
-
 // With checkpointing, an update the executor could not deliver while the agent
 // was unreachable goes out in the SUBSCRIBE call of its re-subscription.
 func TestExecutorResubscribesWithUnacknowledgedUpdates(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs real executor processes")
-	}
 	bin := buildExecutor(t)
-	m, work, ctx := startLocalMesos(t)
-	dir := t.TempDir()
+	work, dir := t.TempDir(), t.TempDir()
+	m, s, ctx := startLocalMesos(t, work, true)
 	proxy := startProxy(t, m.URL()[len("http://"):])
-	s := newTestScheduler(ctx, t, m.URL(), true)
 	o := s.takeOffer(15 * time.Second)
 	ports := offerPorts(o)
 
@@ -215,14 +183,10 @@ func TestExecutorResubscribesWithUnacknowledgedUpdates(t *testing.T) {
 // Without checkpointing, an executor that loses its agent kills its task
 // (SIGTERM first) and exits, as Mesos's own executors do.
 func TestExecutorWithoutCheckpointEndsWhenAgentIsLost(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs real executor processes")
-	}
 	bin := buildExecutor(t)
-	m, work, ctx := startLocalMesos(t)
-	dir := t.TempDir()
+	work, dir := t.TempDir(), t.TempDir()
+	m, s, ctx := startLocalMesos(t, work, false)
 	proxy := startProxy(t, m.URL()[len("http://"):])
-	s := newTestScheduler(ctx, t, m.URL(), false)
 	o := s.takeOffer(15 * time.Second)
 	ports := offerPorts(o)
 
@@ -277,13 +241,9 @@ func findExecutorPid(t *testing.T, id string) int {
 // SIGTERM to the executor (the agent or an operator stopping it) kills its task
 // gracefully and reports TASK_KILLED before the executor exits.
 func TestExecutorSIGTERMKillsTask(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs real executor processes")
-	}
 	bin := buildExecutor(t)
-	m, _, ctx := startLocalMesos(t)
 	dir := t.TempDir()
-	s := newTestScheduler(ctx, t, m.URL(), false)
+	_, s, ctx := startLocalMesos(t, t.TempDir(), false)
 	o := s.takeOffer(15 * time.Second)
 	ports := offerPorts(o)
 

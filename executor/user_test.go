@@ -12,36 +12,9 @@ import (
 	"time"
 
 	"github.com/converge-io/converge/election"
-	"github.com/converge-io/converge/mesosbridge/localmesos"
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler/calls"
 )
-
-// startUserMesos runs a one-agent local Mesos with real processes in work.
-func startUserMesos(t *testing.T, work string) (*localmesos.Mesos, *testScheduler, context.Context) {
-	t.Helper()
-	m, err := localmesos.New(localmesos.Options{
-		Listen:             "127.0.0.1:0",
-		Agents:             1,
-		WorkDir:            work,
-		AllocationInterval: 100 * time.Millisecond,
-		ResendInterval:     time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	t.Cleanup(cancel)
-	if err := m.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		m.Close()
-		checkNoDataRace(t, work)
-		dumpSandboxLogs(t, work)
-	})
-	return m, newTestScheduler(ctx, t, m.URL(), false), ctx
-}
 
 // openDir makes dir and the t.TempDir parents above it (0700) reachable by
 // another user, as an agent's work dir is; shared also makes it writable.
@@ -64,9 +37,6 @@ func openDir(t *testing.T, dir string, shared bool) {
 // CommandInfo.user) or the executor runs as root and switches its children
 // itself (CONVERGE_TASK_USER).
 func TestExecutorTaskUser(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs real executor processes")
-	}
 	if os.Geteuid() != 0 {
 		t.Skip("switching a task to another user needs root (run the tests as root)")
 	}
@@ -78,7 +48,7 @@ func TestExecutorTaskUser(t *testing.T) {
 	work, dir := t.TempDir(), t.TempDir()
 	openDir(t, work, false)
 	openDir(t, dir, true)
-	_, s, ctx := startUserMesos(t, work)
+	_, s, ctx := startLocalMesos(t, work, false)
 	o := s.takeOffer(15 * time.Second)
 	ports := offerPorts(o)
 
@@ -132,12 +102,9 @@ func TestExecutorTaskUser(t *testing.T) {
 // whole tree after the grace period: a background child and a grandchild
 // that left the group with setsid, all ignoring SIGTERM.
 func TestExecutorKillsProcessTree(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs real executor processes")
-	}
 	bin := buildExecutor(t)
 	work, dir := t.TempDir(), t.TempDir()
-	_, s, ctx := startUserMesos(t, work)
+	_, s, ctx := startLocalMesos(t, work, false)
 	o := s.takeOffer(15 * time.Second)
 	tree := `trap "" TERM
 sleep 1000 & echo $! > "$TEST_DIR/child"
@@ -188,12 +155,9 @@ func gone(pid int) bool {
 // dev's Ctrl-C) SIGTERMs converge executor, which stops its task with the
 // task's grace period: the task's SIGTERM trap runs.
 func TestExecutorStopsGracefullyOnShutdown(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs real executor processes")
-	}
 	bin := buildExecutor(t)
 	work, dir := t.TempDir(), t.TempDir()
-	m, s, ctx := startUserMesos(t, work)
+	m, s, ctx := startLocalMesos(t, work, false)
 	o := s.takeOffer(15 * time.Second)
 	serve := `trap 'echo term > "$TEST_DIR/term"; exit 0' TERM; echo up > "$TEST_DIR/up"; while :; do sleep 0.05; done`
 	ti := memberTask(o, bin, "testns.db.0.graceful", 0, offerPorts(o)[0], serve, "", "", dir, 30*time.Second)
