@@ -10,12 +10,7 @@ import (
 
 func TestUpdateStatusOf(t *testing.T) {
 	t.Parallel()
-	s, _ := newStore(t)
-	ctx := ctxT(t)
-	v1, err := s.Create(ctx, cluster("default", "foo"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, ctx, v1 := newStoreWithFoo(t)
 	st := v1alpha1.ClusterStatus{ObservedGeneration: 1, ReadyReplicas: 2,
 		Master: &v1alpha1.MasterStatus{TaskID: "default.foo.0.x", Epoch: 3}}
 	before := s.Stats()
@@ -57,13 +52,7 @@ func TestUpdateStatusOf(t *testing.T) {
 	}
 
 	// Fenced and deposed: ErrNotLeader, even for a stale base.
-	cli := s.Client()
-	leaderKey := prefix + "/leader/of"
-	put, err := cli.Put(ctx, leaderKey, "me")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := s.Fenced(leaderKey, put.Header.Revision)
+	f, leaderKey := fenced(ctx, t, s, "of")
 	c, err := f.Create(ctx, cluster("default", "bar"))
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +60,7 @@ func TestUpdateStatusOf(t *testing.T) {
 	if c, err = f.UpdateStatusOf(ctx, c, st); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cli.Delete(ctx, leaderKey); err != nil {
+	if _, err := s.Client().Delete(ctx, leaderKey); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.UpdateStatusOf(ctx, c, v1alpha1.ClusterStatus{}); !errors.Is(err, store.ErrNotLeader) {

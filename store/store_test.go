@@ -28,6 +28,31 @@ func newStore(t *testing.T) (*store.Store, *etcdtest.Server) {
 	return store.NewFromClient(srv.Client(), prefix), srv
 }
 
+// newStoreWithFoo returns a store (on its own etcd) holding the cluster
+// default/foo, as created, and a context for the test.
+func newStoreWithFoo(t *testing.T) (*store.Store, context.Context, *v1alpha1.Cluster) {
+	t.Helper()
+	s, _ := newStore(t)
+	ctx := ctxT(t)
+	c, err := s.Create(ctx, cluster("default", "foo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, ctx, c
+}
+
+// fenced puts the leadership key prefix/leader/name and returns a view of s
+// fenced on it, and the key.
+func fenced(ctx context.Context, t *testing.T, s *store.Store, name string) (*store.Store, string) {
+	t.Helper()
+	key := prefix + "/leader/" + name
+	put, err := s.Client().Put(ctx, key, "me")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.Fenced(key, put.Header.Revision), key
+}
+
 func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
@@ -115,12 +140,7 @@ var conflictRe = regexp.MustCompile(`^conflict: cluster default/foo was modified
 
 func TestUpdateGenerationAndConflict(t *testing.T) {
 	t.Parallel()
-	s, _ := newStore(t)
-	ctx := ctxT(t)
-	v1, err := s.Create(ctx, cluster("default", "foo"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, ctx, v1 := newStoreWithFoo(t)
 
 	// Metadata only: no generation bump.
 	in := dup(v1)
@@ -201,12 +221,7 @@ func TestUpdateGenerationAndConflict(t *testing.T) {
 
 func TestUpdateStatus(t *testing.T) {
 	t.Parallel()
-	s, _ := newStore(t)
-	ctx := ctxT(t)
-	v1, err := s.Create(ctx, cluster("default", "foo"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, ctx, v1 := newStoreWithFoo(t)
 	in := dup(v1)
 	in.Status.ObservedGeneration = 1
 	in.Status.ReadyReplicas = 2
@@ -723,12 +738,7 @@ func TestFencedWrites(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := ctxT(t)
 	cli := s.Client()
-	leaderKey := prefix + "/leader/abc"
-	put, err := cli.Put(ctx, leaderKey, "me")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := s.Fenced(leaderKey, put.Header.Revision)
+	f, leaderKey := fenced(ctx, t, s, "abc")
 
 	// While the key is ours, every write works, and conflicts stay conflicts.
 	c, err := f.Create(ctx, cluster("default", "foo"))
