@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -108,6 +109,39 @@ func (m *Mesos) findAgent(key string) (*agent, error) {
 	return nil, fmt.Errorf("no agent %q", key)
 }
 
+// findLiveAgent is findAgent refusing an agent marked gone: it never
+// comes back, so it cannot be lost or partitioned either.
+func (m *Mesos) findLiveAgent(key string) (*agent, error) {
+	a, err := m.findAgent(key)
+	if err == nil && a.gone {
+		return nil, fmt.Errorf("agent %s has been marked gone", a.id)
+	}
+	return a, err
+}
+
+// signalProcs sends sig to the processes of a's tasks and then to those of
+// its executors (SIGSTOP), or the other way round (SIGCONT), so an executor
+// never stands stopped while its tasks run.
+func (a *agent) signalProcs(sig syscall.Signal) {
+	var procs []*process
+	for t := range a.tasks {
+		if t.proc != nil {
+			procs = append(procs, t.proc)
+		}
+	}
+	for _, e := range a.executors {
+		if e.proc != nil {
+			procs = append(procs, e.proc)
+		}
+	}
+	if sig == syscall.SIGCONT {
+		slices.Reverse(procs)
+	}
+	for _, p := range procs {
+		p.signal(sig)
+	}
+}
+
 // LoseAgent partitions an agent (by id or hostname) from the master: its offers are
 // rescinded, its tasks become TASK_UNREACHABLE (TASK_LOST without PARTITION_AWARE),
 // frameworks get FAILURE{agent_id}, and its processes are stopped (SIGSTOP) until
@@ -115,28 +149,16 @@ func (m *Mesos) findAgent(key string) (*agent, error) {
 func (m *Mesos) LoseAgent(key string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	a, err := m.findAgent(key)
+	a, err := m.findLiveAgent(key)
 	if err != nil {
 		return err
-	}
-	if a.gone {
-		return fmt.Errorf("agent %s has been marked gone", a.id)
 	}
 	if !a.reachable {
 		return nil
 	}
 	a.reachable = false
 	m.rescindAgentOffers(a)
-	for t := range a.tasks {
-		if t.proc != nil {
-			t.proc.signal(syscall.SIGSTOP)
-		}
-	}
-	for _, e := range a.executors {
-		if e.proc != nil {
-			e.proc.signal(syscall.SIGSTOP)
-		}
-	}
+	a.signalProcs(syscall.SIGSTOP)
 	m.markUnreachable(a, "Agent "+a.id+" is unreachable")
 	m.log.Info("fault: agent lost", "agent", a.id, "hostname", a.hostname)
 	return nil
@@ -200,38 +222,18 @@ func (m *Mesos) RestoreAgent(key string) error {
 		return nil
 	}
 	a.reachable = true
-	for _, e := range a.executors {
-		if e.proc != nil {
-			e.proc.signal(syscall.SIGCONT)
-		}
-	}
+	a.signalProcs(syscall.SIGCONT)
 	for t := range a.tasks {
-		if t.proc != nil {
-			t.proc.signal(syscall.SIGCONT)
-		}
 		if !t.fw.partitionAware && t.state == mesos.TASK_UNREACHABLE {
 			t.state = mesos.TASK_KILLED
 			m.destroyTask(t)
 			continue
 		}
-		t.state = t.agentState
-		if len(t.pending) > 0 {
-			t.last = t.pending[len(t.pending)-1]
-		}
-		t.unreach = nil
-		if !isTerminal(t.agentState) && t.freed {
-			t.freed = false
-			a.used.add(t.res)
-		} else if isTerminal(t.agentState) {
-			m.freeTask(t)
-		}
+		m.readmitTask(t, false)
 		if t.exec.kind == execSim && t.agentState == mesos.TASK_STARTING && !t.killing {
 			m.armSimRun(t)
 		}
-		if len(t.pending) > 0 {
-			t.resendIval = m.opts.ResendInterval
-			m.forward(t)
-		}
+		m.resendPending(t)
 	}
 	m.log.Info("fault: agent restored", "agent", a.id, "hostname", a.hostname)
 	return nil
@@ -271,12 +273,9 @@ func (a *agent) markedUnreachable() bool {
 func (m *Mesos) PartitionAgent(key string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	a, err := m.findAgent(key)
+	a, err := m.findLiveAgent(key)
 	if err != nil {
 		return err
-	}
-	if a.gone {
-		return fmt.Errorf("agent %s has been marked gone", a.id)
 	}
 	if a.partition != nil {
 		return nil
@@ -329,10 +328,7 @@ func (m *Mesos) healPartition(a *agent) {
 		m.readmitTask(t, p.unreachable)
 	}
 	for t := range a.tasks {
-		if len(t.pending) > 0 {
-			t.resendIval = m.opts.ResendInterval
-			m.forward(t)
-		}
+		m.resendPending(t)
 	}
 	for t := range p.kills {
 		if !t.forgotten && !isTerminal(t.agentState) {
@@ -340,6 +336,15 @@ func (m *Mesos) healPartition(a *agent) {
 		}
 	}
 	m.log.Info("fault: partition healed", "agent", a.id, "hostname", a.hostname, "wasUnreachable", p.unreachable)
+}
+
+// resendPending resends a re-registered agent's oldest unacknowledged update
+// of t at once, its resend interval back at the first.
+func (m *Mesos) resendPending(t *task) {
+	if len(t.pending) > 0 {
+		t.resendIval = m.opts.ResendInterval
+		m.forward(t)
+	}
 }
 
 // readmitTask takes a re-registering agent's view of a task as the master's.
