@@ -36,15 +36,23 @@ func loseResponses(t *testing.T, e *env) (*clientv3.Client, *atomic.Int32) {
 		}
 		return err
 	}
+	return etcdClientWith(t, e, lose), lost
+}
+
+// etcdClientWith returns a client of e's etcd whose unary calls (Txn among
+// them) go through interceptor: the network between the controller and
+// etcd, as the test makes it.
+func etcdClientWith(t *testing.T, e *env, interceptor grpc.UnaryClientInterceptor) *clientv3.Client {
+	t.Helper()
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints: e.etcd.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
-		DialOptions: []grpc.DialOption{grpc.WithChainUnaryInterceptor(lose)},
+		DialOptions: []grpc.DialOption{grpc.WithChainUnaryInterceptor(interceptor)},
 	})
 	if err != nil {
 		t.Fatalf("etcd client: %v", err)
 	}
 	t.Cleanup(func() { _ = cli.Close() })
-	return cli, lost
+	return cli
 }
 
 // startLeading runs the controller as converge serve does: in leadership

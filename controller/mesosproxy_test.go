@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"github.com/mesos/mesos-go/api/v1/lib/encoding"
 	"github.com/mesos/mesos-go/api/v1/lib/encoding/codecs"
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
@@ -46,8 +47,12 @@ type seenCall struct {
 	TaskIDs     []string // ACKNOWLEDGE, KILL, RECONCILE, and the tasks an ACCEPT launches
 	UUID        []byte   // ACKNOWLEDGE
 	Message     string   // MESSAGE: the election message's type
-	Dropped     bool
-	Refused     bool
+	OfferIDs    []string // DECLINE
+	// RefuseSeconds is a DECLINE's or ACCEPT's filters.refuse_seconds (nil:
+	// not set, the master's default of 5 s).
+	RefuseSeconds *float64
+	Dropped       bool
+	Refused       bool
 }
 
 // newMesosProxies puts a proxy in front of each master URL; a master's 307 to
@@ -152,7 +157,13 @@ func describeCall(call *scheduler.Call) seenCall {
 		for _, t := range call.GetReconcile().Tasks {
 			s.TaskIDs = append(s.TaskIDs, t.TaskID.Value)
 		}
+	case scheduler.Call_DECLINE:
+		for _, id := range call.GetDecline().GetOfferIDs() {
+			s.OfferIDs = append(s.OfferIDs, id.Value)
+		}
+		s.RefuseSeconds = refuseSeconds(call.GetDecline().GetFilters())
 	case scheduler.Call_ACCEPT:
+		s.RefuseSeconds = refuseSeconds(call.GetAccept().GetFilters())
 		for _, op := range call.GetAccept().Operations {
 			for _, ti := range op.GetLaunch().GetTaskInfos() {
 				s.TaskIDs = append(s.TaskIDs, ti.TaskID.Value)
@@ -163,6 +174,14 @@ func describeCall(call *scheduler.Call) seenCall {
 		}
 	}
 	return s
+}
+
+// refuseSeconds is f's refuse_seconds, nil when f or it is not set.
+func refuseSeconds(f *mesos.Filters) *float64 {
+	if f == nil {
+		return nil
+	}
+	return f.RefuseSeconds
 }
 
 // setDrop drops (on) or forwards (off) calls of type typ from now on.
