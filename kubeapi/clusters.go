@@ -111,23 +111,7 @@ func (r *clusterREST) Create(ctx context.Context, obj runtime.Object, validate r
 func (r *clusterREST) Update(ctx context.Context, name string, objInfo rest.UpdatedObjectInfo, createValidation rest.ValidateObjectFunc,
 	updateValidation rest.ValidateObjectUpdateFunc, forceAllowCreate bool, o *metav1.UpdateOptions) (runtime.Object, bool, error) {
 	next := func(ctx context.Context, cur *v1alpha1.Cluster) (*v1alpha1.Cluster, error) {
-		obj, err := objInfo.UpdatedObject(ctx, cur)
-		if err != nil {
-			return nil, err
-		}
-		c := obj.(*v1alpha1.Cluster)
-		if err := checkUpdate(c, cur, objInfo.Preconditions()); err != nil {
-			return nil, err
-		}
-		if err := rest.BeforeUpdate(clusterStrategy, ctx, c, cur); err != nil {
-			return nil, err
-		}
-		if updateValidation != nil {
-			if err := updateValidation(ctx, c, cur); err != nil {
-				return nil, err
-			}
-		}
-		return c, nil
+		return updatedCluster(ctx, objInfo, cur, clusterStrategy, updateValidation)
 	}
 	out, err := update(ctx, r.st, name, o.DryRun, next, r.st.Update)
 	if apierrors.IsNotFound(err) && forceAllowCreate {
@@ -137,6 +121,31 @@ func (r *clusterREST) Update(ctx context.Context, name string, objInfo rest.Upda
 		return nil, false, err
 	}
 	return out, false, nil
+}
+
+// updatedCluster is objInfo applied to cur, checked: the optimistic
+// concurrency check (checkUpdate), strategy's BeforeUpdate unless strategy
+// is nil, then validate (nil: none).
+func updatedCluster(ctx context.Context, objInfo rest.UpdatedObjectInfo, cur *v1alpha1.Cluster, strategy rest.RESTUpdateStrategy, validate rest.ValidateObjectUpdateFunc) (*v1alpha1.Cluster, error) {
+	obj, err := objInfo.UpdatedObject(ctx, cur)
+	if err != nil {
+		return nil, err
+	}
+	c := obj.(*v1alpha1.Cluster)
+	if err := checkUpdate(c, cur, objInfo.Preconditions()); err != nil {
+		return nil, err
+	}
+	if strategy != nil {
+		if err := rest.BeforeUpdate(strategy, ctx, c, cur); err != nil {
+			return nil, err
+		}
+	}
+	if validate != nil {
+		if err := validate(ctx, c, cur); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
 }
 
 func (r *clusterREST) createOnUpdate(ctx context.Context, objInfo rest.UpdatedObjectInfo, validate rest.ValidateObjectFunc, o *metav1.UpdateOptions) (runtime.Object, bool, error) {

@@ -46,18 +46,9 @@ func (r *statusREST) Get(ctx context.Context, name string, _ *metav1.GetOptions)
 func (r *statusREST) Update(ctx context.Context, name string, objInfo rest.UpdatedObjectInfo, _ rest.ValidateObjectFunc,
 	updateValidation rest.ValidateObjectUpdateFunc, _ bool, o *metav1.UpdateOptions) (runtime.Object, bool, error) {
 	next := func(ctx context.Context, cur *v1alpha1.Cluster) (*v1alpha1.Cluster, error) {
-		obj, err := objInfo.UpdatedObject(ctx, cur)
+		c, err := updatedCluster(ctx, objInfo, cur, nil, updateValidation)
 		if err != nil {
 			return nil, err
-		}
-		c := obj.(*v1alpha1.Cluster)
-		if err := checkUpdate(c, cur, objInfo.Preconditions()); err != nil {
-			return nil, err
-		}
-		if updateValidation != nil {
-			if err := updateValidation(ctx, c, cur); err != nil {
-				return nil, err
-			}
 		}
 		// What UpdateStatus writes: the stored object with the new status.
 		out := cur.DeepCopy()
