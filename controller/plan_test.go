@@ -91,6 +91,17 @@ func withLease(i *Input) {
 	}
 }
 
+// checkNeeds checks the ordinals out launches and how many it leaves waiting.
+func checkNeeds(t *testing.T, out Output, needs []int32, waiting int) {
+	t.Helper()
+	if got := needOrdinals(out); !reflect.DeepEqual(got, needs) {
+		t.Errorf("needs = %v, want %v", got, needs)
+	}
+	if out.Waiting != waiting {
+		t.Errorf("waiting = %d, want %d", out.Waiting, waiting)
+	}
+}
+
 func needOrdinals(o Output) []int32 {
 	var out []int32
 	for _, n := range o.Needs {
@@ -250,12 +261,7 @@ func TestPlanMembers(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			out := Plan(tc.in)
-			if got := needOrdinals(out); !reflect.DeepEqual(got, tc.needs) {
-				t.Errorf("needs = %v, want %v", got, tc.needs)
-			}
-			if out.Waiting != tc.waiting {
-				t.Errorf("waiting = %d, want %d", out.Waiting, tc.waiting)
-			}
+			checkNeeds(t, out, tc.needs, tc.waiting)
 			if got := killed(out, true); !reflect.DeepEqual(got, tc.newKills) {
 				t.Errorf("new kills = %v, want %v", got, tc.newKills)
 			}
@@ -687,12 +693,7 @@ func TestPlanGhostsAndOrdinals(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			out := Plan(tc.in)
-			if got := needOrdinals(out); !reflect.DeepEqual(got, tc.needs) {
-				t.Errorf("needs = %v, want %v", got, tc.needs)
-			}
-			if out.Waiting != tc.waiting {
-				t.Errorf("waiting = %d, want %d", out.Waiting, tc.waiting)
-			}
+			checkNeeds(t, out, tc.needs, tc.waiting)
 			if got := killed(out, false); !sameSet(got, tc.kills) {
 				t.Errorf("kills = %v, want %v", got, tc.kills)
 			}

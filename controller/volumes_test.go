@@ -149,6 +149,21 @@ func (e *env) relaunchedOnVolume(work, name string, ord int32, old v1alpha1.Task
 	return now
 }
 
+// startVolumes runs cluster vol, two members with volumes (role db), under
+// localmesos running real processes with their sandboxes in work, and
+// waits for it to be Ready with its two reservations.
+func startVolumes(t *testing.T) (e *env, work string, c *v1alpha1.Cluster) {
+	t.Helper()
+	work = t.TempDir()
+	e = newEnv(t, localmesos.Options{WorkDir: work})
+	e.cfg.Roles = []string{"*", "db"}
+	e.start()
+	e.create(newCluster("vol", 2, withVolume(time.Hour)))
+	c = e.waitReady("vol")
+	e.eventually(10*time.Second, "two reservations", func() bool { return e.countReservations() == 2 })
+	return e, work, c
+}
+
 // TestVolumes: members with volumes in converge dev's setting (localmesos
 // running real processes): a member that crashes is relaunched on the
 // agent holding its volume and finds its data; so is one whose agent was
@@ -156,13 +171,7 @@ func (e *env) relaunchedOnVolume(work, name string, ord int32, old v1alpha1.Task
 // in /master/state. (Re-creation elsewhere past placement.replaceAfter:
 // TestStickToVolume.)
 func TestVolumes(t *testing.T) {
-	work := t.TempDir()
-	e := newEnv(t, localmesos.Options{WorkDir: work})
-	e.cfg.Roles = []string{"*", "db"}
-	e.start()
-	e.create(newCluster("vol", 2, withVolume(time.Hour)))
-	c := e.waitReady("vol")
-	e.eventually(10*time.Second, "two reservations", func() bool { return e.countReservations() == 2 })
+	e, work, c := startVolumes(t)
 
 	// A crash: relaunched on the same agent, on the same data.
 	first := taskOf(c, 0)
@@ -330,13 +339,7 @@ func TestVolumesCrash(t *testing.T) {
 // of /master/state or the ledger are there two members of one ordinal that
 // may be alive.
 func TestVolumesAgentGone(t *testing.T) {
-	work := t.TempDir()
-	e := newEnv(t, localmesos.Options{WorkDir: work})
-	e.cfg.Roles = []string{"*", "db"}
-	e.start()
-	e.create(newCluster("vol", 2, withVolume(time.Hour)))
-	c := e.waitReady("vol")
-	e.eventually(10*time.Second, "two reservations", func() bool { return e.countReservations() == 2 })
+	e, work, c := startVolumes(t)
 	stop := e.watchOrdinals("vol")
 
 	lost := taskOf(c, 1)
