@@ -34,6 +34,7 @@ type mesosProxy struct {
 	mu      sync.Mutex
 	calls   []seenCall
 	drop    map[scheduler.Call_Type]bool
+	dropIf  func(seenCall) bool // also dropped: calls it matches (called under mu)
 	refuse  map[scheduler.Call_Type]bool
 	delay   map[scheduler.Call_Type]time.Duration
 	held    map[scheduler.Call_Type]int // calls being delayed now
@@ -128,7 +129,7 @@ func (p *mesosProxy) intercept(r *http.Request) string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.held[call.Type]--
-	seen.Dropped, seen.Refused = p.drop[call.Type], p.refuse[call.Type]
+	seen.Dropped, seen.Refused = p.drop[call.Type] || (p.dropIf != nil && p.dropIf(seen)), p.refuse[call.Type]
 	p.calls = append(p.calls, seen)
 	switch {
 	case seen.Dropped:
@@ -189,6 +190,13 @@ func (p *mesosProxy) setDrop(typ scheduler.Call_Type, on bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.drop[typ] = on
+}
+
+// setDropIf drops, from now on, the calls f matches (nil: none).
+func (p *mesosProxy) setDropIf(f func(seenCall) bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.dropIf = f
 }
 
 // setDelay holds calls of type typ for d before forwarding (and recording)

@@ -181,14 +181,26 @@ func applyStatus(r *store.TaskRecord, st mesos.TaskStatus, now time.Time) (bool,
 			return false, nil
 		}
 	}
-	ts := st.GetTimestamp()
-	if ts != 0 && ts < r.StatusTime {
-		return false, nil
-	}
 	if finished(r.State) {
 		return false, nil
 	}
 	state := st.GetState().String()
+	// A reconciliation answer is stamped with the master's clock when it
+	// answers (Master::_reconcileTasks leaves the timestamp to
+	// createStatusUpdate, which takes Clock::now()), not when the state began:
+	// it orders nothing, so it is not kept as the status time. Without this, a
+	// RUNNING answer to a new leader's reconciliation outdated the agent's
+	// TASK_FAILED still queued behind the unacknowledged RUNNING, and the
+	// failure was acknowledged unwritten (chaos, seed 1796249069817271424).
+	reconciled := st.Reason != nil && *st.Reason == mesos.REASON_RECONCILIATION
+	ts := st.GetTimestamp()
+	if reconciled {
+		ts = 0
+	}
+	// A terminal state is final in Mesos, so it is never out of date.
+	if ts != 0 && ts < r.StatusTime && !finished(state) {
+		return false, nil
+	}
 	reason := ""
 	if st.Reason != nil {
 		reason = st.Reason.String()

@@ -57,6 +57,20 @@ func TestApplyStatus(t *testing.T) {
 	if !ok || *checked.Healthy || *checked.CheckPassing || checked.CheckPassingSince != nil || len(evs) != 1 || evs[0].Reason != "Unhealthy" {
 		t.Fatalf("unhealthy, failing: %+v, events %+v", checked, evs)
 	}
+	// A new leader's reconciliation answers RUNNING (stamped with the master's
+	// clock) while the agent's RUNNING and then TASK_FAILED, older, wait for
+	// their acknowledgement: the failure must still be written, or it is
+	// acknowledged and lost.
+	answered := base
+	answer := status(mesos.TASK_RUNNING, "", 33)
+	answer.Reason = mesos.REASON_RECONCILIATION.Enum()
+	if ok, _ := applyStatus(&answered, answer, now); !ok || answered.State != stateRunning {
+		t.Fatalf("reconciliation answer RUNNING not applied: %+v", answered)
+	}
+	applyStatus(&answered, status(mesos.TASK_RUNNING, "u-running-000002", 28.2), now)
+	if ok, _ := applyStatus(&answered, status(mesos.TASK_FAILED, "u-failed-000002", 28.4), now); !ok || answered.State != "TASK_FAILED" {
+		t.Fatalf("TASK_FAILED older than a reconciliation answer was dropped: changed=%v %+v", ok, answered)
+	}
 	cases := []struct {
 		name    string
 		rec     store.TaskRecord
@@ -68,6 +82,7 @@ func TestApplyStatus(t *testing.T) {
 		{"STARTING after STAGING is not written", base, status(mesos.TASK_STARTING, "u-starting-00001", 5), false, stateStaging, ""},
 		{"duplicate (same uuid) changes nothing", running, status(mesos.TASK_FAILED, "u-running-000001", 11), false, stateRunning, ""},
 		{"out of order (older) changes nothing", running, status(mesos.TASK_STARTING, "u-older-0000001", 9), false, stateRunning, ""},
+		{"an older terminal update is still recorded", running, status(mesos.TASK_FINISHED, "u-older-0000002", 9), true, "TASK_FINISHED", ""},
 		{"same state again changes nothing", running, status(mesos.TASK_RUNNING, "u-again-0000001", 12), false, stateRunning, ""},
 		{"failure is recorded with an event", running, status(mesos.TASK_FAILED, "u-failed-000001", 12), true, "TASK_FAILED", "TaskFailed"},
 		{"unreachable records since when", running, status(mesos.TASK_UNREACHABLE, "", 12), true, stateUnreachable, "TaskUnreachable"},
