@@ -641,12 +641,10 @@ func (c *Controller) inputLocked(key string) *Input {
 	if rm == nil || rm.cluster == nil {
 		return nil
 	}
-	raw := rm.cluster
-	cl := raw.DeepCopy()
-	v1alpha1.SetDefaults(cl)
+	view, specErrors := rm.viewLocked()
 	in := &Input{
-		Cluster:            cl,
-		SpecErrors:         v1alpha1.Validate(cl),
+		Cluster:            view.DeepCopy(),
+		SpecErrors:         specErrors,
 		Reconciled:         c.reconciled,
 		Now:                c.now(),
 		UnreachableTimeout: c.cfg.UnreachableTimeout,
@@ -885,6 +883,7 @@ func (c *Controller) noteDemand(key string, in *Input, out Output, next *requeue
 		rm.needySince = now
 	}
 	c.needy[key] = true
+	rm.demand++
 	since := rm.needySince
 	if c.lastOffers.After(since) {
 		since = c.lastOffers

@@ -73,7 +73,8 @@ func (c *Controller) handleOffers(ctx context.Context, offers []mesos.Offer) {
 	// Needs are planned afresh from the current ledger, never from an older
 	// plan: a member launched a moment ago is not needed again. (Only this
 	// goroutine launches, so the snapshot cannot miss a launch.)
-	needs, inputs, roleless := c.planNeeds(snapshot)
+	needs, inputs, roleless, satisfied := c.planNeeds(snapshot)
+	c.dropSatisfied(satisfied)
 
 	// Reservations nothing keeps are released first; their offers launch
 	// nothing this round.
@@ -119,10 +120,18 @@ func (c *Controller) handleOffers(ctx context.Context, offers []mesos.Offer) {
 	}
 }
 
+// needyInput is a needy cluster's planner input and the count of its
+// demand (room.demand) when it was taken.
+type needyInput struct {
+	key    string
+	in     *Input
+	demand uint64
+}
+
 // noteOffers remembers the offering agents' attributes and when offers last
 // came, and snapshots the planner inputs of the needy clusters (none until
 // the framework is subscribed and reconciled).
-func (c *Controller) noteOffers(offers []mesos.Offer) (ready bool, snapshot []*Input) {
+func (c *Controller) noteOffers(offers []mesos.Offer) (ready bool, snapshot []needyInput) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.lastOffers = c.now()
@@ -140,24 +149,26 @@ func (c *Controller) noteOffers(offers []mesos.Offer) (ready bool, snapshot []*I
 	sort.Strings(keys)
 	for _, k := range keys {
 		if in := c.inputLocked(k); in != nil && len(in.SpecErrors) == 0 && in.Cluster.DeletionTimestamp == nil {
-			snapshot = append(snapshot, in)
+			snapshot = append(snapshot, needyInput{key: k, in: in, demand: c.rooms[k].demand})
 		}
 	}
 	return true, snapshot
 }
 
 // planNeeds plans each snapshot cluster and returns the members to launch,
-// the inputs of the clusters that need any, and why clusters whose role the
-// framework lacks cannot have offers.
-func (c *Controller) planNeeds(snapshot []*Input) (needs []Need, inputs map[string]*Input, roleless map[string]string) {
+// the inputs of the clusters that need any, why clusters whose role the
+// framework lacks cannot have offers, and the clusters that need nothing
+// any more.
+func (c *Controller) planNeeds(snapshot []needyInput) (needs []Need, inputs map[string]*Input, roleless map[string]string, satisfied []needyInput) {
 	inputs, roleless = map[string]*Input{}, map[string]string{}
-	for _, in := range snapshot {
-		out := Plan(*in)
+	for _, ni := range snapshot {
+		out := Plan(*ni.in)
 		if len(out.Needs) == 0 {
+			satisfied = append(satisfied, ni)
 			continue
 		}
-		key := out.Needs[0].Key
-		inputs[key] = in
+		key := ni.key
+		inputs[key] = ni.in
 		if role := out.Needs[0].Role; len(c.cfg.Roles) > 0 && !slices.Contains(c.cfg.Roles, role) {
 			roleless[key] = fmt.Sprintf("role %q is not a role of this framework (%s): Mesos offers it nothing; change spec.role or run converge with that role",
 				role, strings.Join(c.cfg.Roles, ", "))
@@ -165,7 +176,26 @@ func (c *Controller) planNeeds(snapshot []*Input) (needs []Need, inputs map[stri
 		}
 		needs = append(needs, out.Needs...)
 	}
-	return needs, inputs, roleless
+	return needs, inputs, roleless, satisfied
+}
+
+// dropSatisfied takes out of the needy index the clusters the round found
+// needing nothing (their members were launched by an earlier round), unless
+// a reconcile found new demand since the snapshot. Left in until their next
+// reconcile, every round planned them again: at 10,000 clusters, most of an
+// offer round's work during a launch burst.
+func (c *Controller) dropSatisfied(satisfied []needyInput) {
+	if len(satisfied) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ni := range satisfied {
+		if rm := c.rooms[ni.key]; rm != nil && rm.demand == ni.demand {
+			delete(c.needy, ni.key)
+			rm.needySince, rm.unplaced = time.Time{}, nil
+		}
+	}
 }
 
 // declineUnneeded declines offers no cluster needed. Under offerMu, as

@@ -3,6 +3,8 @@ package controller
 import (
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
 	"github.com/converge-io/converge/apis/v1alpha1"
 	"github.com/converge-io/converge/election"
 	"github.com/converge-io/converge/store"
@@ -38,10 +40,21 @@ type room struct {
 	// lease is the master's lease and the follow answers (nil: no lease).
 	lease *LeaseState
 
+	// view is cluster with its defaults set and specErrors its validation,
+	// made once per object (viewOf) rather than for every planner input: an
+	// offer round plans every needy cluster.
+	view       *v1alpha1.Cluster
+	viewOf     *v1alpha1.Cluster
+	specErrors field.ErrorList
+
 	// needySince: when the cluster came to need offers (zero: it needs none);
 	// unplaced says why its needs found no offer.
 	needySince time.Time
 	unplaced   *Unplaced
+	// demand counts the reconciles that found the cluster needing members,
+	// so an offer round can tell whether the demand it planned from is still
+	// the latest (see dropSatisfied).
+	demand uint64
 	// lastStatus, lastEP: the last status and endpoints writes, which
 	// writeMinInterval spaces.
 	lastStatus, lastEP time.Time
@@ -133,4 +146,16 @@ func (c *Controller) dropRoomLocked(key string) *room {
 	delete(c.needy, key)
 	delete(c.volumeKeys, key)
 	return r
+}
+
+// viewLocked returns the cluster defaulted and its validation errors, made
+// once per object version; c.mu is held. Callers copy the view before
+// handing it out: even reading a Quantity caches its string form.
+func (r *room) viewLocked() (*v1alpha1.Cluster, field.ErrorList) {
+	if r.viewOf != r.cluster {
+		v := r.cluster.DeepCopy()
+		v1alpha1.SetDefaults(v)
+		r.view, r.viewOf, r.specErrors = v, r.cluster, v1alpha1.Validate(v)
+	}
+	return r.view, r.specErrors
 }

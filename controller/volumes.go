@@ -450,7 +450,7 @@ func (c *Controller) noteVolumesLocked(key string, cl *v1alpha1.Cluster, rec *st
 // add puts a task and its record into the offer's launch.
 func (ol *offerLaunch) add(n Need, ti mesos.TaskInfo, rec store.TaskRecord, host string, now time.Time) {
 	ol.op.tasks = append(ol.op.tasks, taskWrite{key: n.Key, id: rec.ID, create: &rec})
-	ol.op.addEvents(n.Key, store.Event{Time: now, Type: "Normal", Reason: "Launching",
+	ol.op.addLateEvents(n.Key, store.Event{Time: now, Type: "Normal", Reason: "Launching",
 		Message: fmt.Sprintf("launching task %s (ordinal %d) on %s", rec.ID, n.Ordinal, host)})
 	ol.tasks = append(ol.tasks, ti)
 	ol.records = append(ol.records, rec)

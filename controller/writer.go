@@ -28,6 +28,11 @@ type writeOp struct {
 	elections map[string]store.ElectionRecord // by cluster key
 	endpoints map[string]store.Endpoints      // by cluster key
 	events    map[string][]store.Event        // by cluster key
+	// lateEvents are appended after the group's transactions, once per
+	// cluster, if the op commits. A launch round's "Launching" events in
+	// events rewrote a cluster's history in every transaction that held one
+	// of its launches: ten per cluster of ten members on ten agents.
+	lateEvents map[string][]store.Event
 	// after runs in the writer goroutine once the op is durable (err nil) or not;
 	// it must not block.
 	after func(err error)
@@ -41,6 +46,13 @@ func (op *writeOp) addEvents(key string, evs ...store.Event) {
 		op.events = map[string][]store.Event{}
 	}
 	op.events[key] = append(op.events[key], evs...)
+}
+
+func (op *writeOp) addLateEvents(key string, evs ...store.Event) {
+	if op.lateEvents == nil {
+		op.lateEvents = map[string][]store.Event{}
+	}
+	op.lateEvents[key] = append(op.lateEvents[key], evs...)
 }
 
 func (op *writeOp) empty() bool {
@@ -148,8 +160,9 @@ func (w *writer) commitUpdates(ctx context.Context) {
 // writer is runWriter's state.
 type writer struct {
 	c *Controller
-	// pending holds events of clusters whose history could not be read: they
-	// are written once it can be, and never over a history not read.
+	// pending holds events of clusters whose history could not be read (they
+	// are written once it can be, and never over a history not read) and the
+	// late events of committed ops.
 	pending map[string][]store.Event
 	// unknown is set once a commit's outcome is unknown; every later commit
 	// fails with it (the controller is stopping).
@@ -213,6 +226,9 @@ func (w *writer) eventKeys(group []*writeOp) []string {
 		for key := range op.events {
 			add(key)
 		}
+		for key := range op.lateEvents {
+			add(key)
+		}
 	}
 	return keys
 }
@@ -227,8 +243,9 @@ func (w *writer) eventKeys(group []*writeOp) []string {
 func (w *writer) commitGroup(ctx context.Context, group []*writeOp, yield bool) {
 	w.c.loadEventHistories(ctx, w.eventKeys(group))
 	w.commitParts(ctx, append(splitOps(group), w.pendingParts()...), yield)
-	// Status changes of clusters whose history was not cached raised events
-	// that wait for it: read those histories now, not at the next write.
+	// Late events, and the events of status changes of clusters whose
+	// history was not cached, wait in pending: read those histories and write
+	// them now, not at the next write.
 	if len(w.pending) > 0 {
 		w.c.loadEventHistories(ctx, w.eventKeys(nil))
 		w.commitParts(ctx, w.pendingParts(), yield)
@@ -253,11 +270,22 @@ func (w *writer) commitParts(ctx context.Context, parts []part, yield bool) {
 			if err != nil {
 				failed[p.op] = true
 			}
+			if err == nil && p.last {
+				w.holdLateEvents(p.op)
+			}
 			if (err != nil || p.last) && p.op.after != nil {
 				p.op.after(err)
 			}
 		}
 		parts = parts[n:]
+	}
+}
+
+// holdLateEvents queues a committed op's late events with the pending ones,
+// which commitGroup writes after the group.
+func (w *writer) holdLateEvents(op *writeOp) {
+	for key, evs := range op.lateEvents {
+		w.pending[key] = append(w.pending[key], evs...)
 	}
 }
 

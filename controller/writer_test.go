@@ -12,6 +12,7 @@ import (
 	"github.com/converge-io/converge/apis/v1alpha1"
 	"github.com/converge-io/converge/store"
 	"github.com/converge-io/converge/store/etcdtest"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 const writerPrefix = "/writer-test"
@@ -249,5 +250,68 @@ func TestWriterUpdatesGoBetweenLaunchTransactions(t *testing.T) {
 	checkCachesMatchEtcd(t, c, st, "default/b")
 	if r := c.taskLocked("default/a", idA); r == nil || r.State != stateRunning {
 		t.Fatalf("the update is not in the ledger: %+v", r)
+	}
+}
+
+// A launch round's events are written once per cluster after its
+// transactions, not in each transaction that holds one of the cluster's
+// launches; the events of an op that fails are not written.
+func TestLateEventsOneHistoryWritePerGroup(t *testing.T) {
+	const clusters, offers = 10, 40
+	var keys []string
+	for i := range clusters {
+		keys = append(keys, fmt.Sprintf("c%d", i))
+	}
+	c, st := newWriterController(t, keys...)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var results []chan error
+	for o := range offers {
+		op := &writeOp{}
+		for _, name := range keys {
+			id := fmt.Sprintf("default.%s.%d.%08x", name, o, o)
+			r := store.TaskRecord{ID: id, Namespace: "default", Cluster: name, Ordinal: int32(o), State: stateStaging}
+			if o == offers-1 && name == "c0" {
+				r.Message = strings.Repeat("x", 2<<20) // over etcd's request limit: the op fails
+			}
+			op.tasks = append(op.tasks, taskWrite{key: "default/" + name, id: id, create: &r})
+			op.addLateEvents("default/"+name, store.Event{Type: "Normal", Reason: "Launching", Message: id})
+		}
+		done := make(chan error, 1)
+		op.after = func(err error) { done <- err }
+		results = append(results, done)
+		c.writes <- op // queued before the writer starts: one group
+	}
+	startWriter(t, c)
+	for i, done := range results {
+		if err := <-done; (err == nil) != (i < offers-1) {
+			t.Fatalf("op %d: %v", i, err)
+		}
+	}
+	// The events follow the ops' completion: wait for every cluster's.
+	deadline := time.Now().Add(30 * time.Second)
+	for _, name := range keys {
+		for {
+			evs, err := st.ListEvents(ctx, "default", name)
+			if err == nil && len(evs) == offers-1 {
+				break // one per committed launch
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d events (%v), want %d: one per committed launch", name, len(evs), err, offers-1)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	// A key's version counts its writes since it was created.
+	resp, err := st.Client().Get(ctx, writerPrefix+"/events/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	writes := int64(0)
+	for _, kv := range resp.Kvs {
+		writes += kv.Version
+	}
+	if writes != clusters {
+		t.Fatalf("%d event history writes for %d clusters in one group of %d launch rounds, want one each", writes, clusters, offers)
 	}
 }
