@@ -62,6 +62,13 @@ type Options struct {
 	// (defaults 2s and 64 goroutines doing sequential single-key puts).
 	CeilingFor     time.Duration
 	CeilingClients int
+	// QuietFor: before the one-failure measurement, wait until no reconcile
+	// has run for this long (default 2s, longer than the 1 s requeue of
+	// unconfirmed followers), for at most QuietCap (default 3m; when it
+	// passes, the failure is measured all the same and the output says so).
+	QuietFor, QuietCap time.Duration
+	// ResyncInterval of the controllers (0: controller.DefaultResyncInterval).
+	ResyncInterval time.Duration
 	// SkipFailure and SkipCeiling leave those phases out.
 	SkipFailure, SkipCeiling bool
 	// Dir holds etcd's data (default: a temporary directory removed at the end).
@@ -116,6 +123,12 @@ func (o *Options) setDefaults() {
 	}
 	if o.Settle <= 0 {
 		o.Settle = time.Second
+	}
+	if o.QuietFor <= 0 {
+		o.QuietFor = 2 * time.Second
+	}
+	if o.QuietCap <= 0 {
+		o.QuietCap = 3 * time.Minute
 	}
 	if o.CeilingFor <= 0 {
 		o.CeilingFor = 2 * time.Second
@@ -200,7 +213,24 @@ type Result struct {
 	IdleReconciles      int64   `json:"idle_reconciles"`
 	OffersSuppressed    bool    `json:"offers_suppressed"`
 
-	// One member (a cluster's master) failed among all tasks.
+	// Before the failure, the wait until no reconcile ran for QuietFor: how
+	// long until the last reconcile (the wait lasts QuietFor more) and how
+	// many ran meanwhile, for the first wait, right after the idle window
+	// (the tail of convergence: follower confirmations, resync sweeps).
+	// QuietCapHit: a wait reached QuietCap without a quiet stretch.
+	QuietForSeconds float64 `json:"quiet_for_seconds"`
+	QuietSeconds    float64 `json:"quiet_seconds"`
+	QuietReconciles int64   `json:"quiet_reconciles"`
+	QuietCapHit     bool    `json:"quiet_cap_hit"`
+
+	// One member (a cluster's master) failed among all tasks, once the
+	// controller is quiet. OneFailureResyncs: resync sweeps from the start of
+	// the quiet stretch to the end of the measurement; a sweep reconciles
+	// every cluster, so when one fell inside, the measurement is repeated on
+	// another cluster, up to 3 attempts (OneFailureAttempts). The figures are
+	// the last attempt's.
+	OneFailureAttempts        int     `json:"one_failure_attempts"`
+	OneFailureResyncs         int64   `json:"one_failure_resyncs"`
 	OneFailureTask            string  `json:"one_failure_task,omitempty"`
 	OneFailureRecoverSeconds  float64 `json:"one_failure_recover_seconds"`
 	OneFailureReconciles      int64   `json:"one_failure_reconciles"`
@@ -281,11 +311,9 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	}
 	r.measureIdle()
 	if !o.SkipFailure {
-		if err := oneFailure(ctx, o, &res, r.m, r.fl, r.user, r.tracker, r.fl.counter); err != nil {
+		if err := r.measureFailure(ctx); err != nil {
 			return res, err
 		}
-		o.Progress("one failed master: %d reconciles, %d writes, %d clusters touched, recovered in %.2fs",
-			res.OneFailureReconciles, res.OneFailureWrites, res.OneFailureClustersTouched, res.OneFailureRecoverSeconds)
 	}
 	if !o.SkipCeiling {
 		res.EtcdCeilingWritesPerSecond, err = ceiling(ctx, r.user, o.CeilingClients, o.CeilingFor)
@@ -303,7 +331,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
 		res.PeakRSSMB = float64(ru.Maxrss) / 1024 // kilobytes on Linux
 	}
-	res.Notes = resultNotes()
+	res.Notes = append(resultNotes(), r.notes...)
 	return res, nil
 }
 
@@ -324,7 +352,8 @@ type run struct {
 	atReady       store.Stats // the controllers' writes when the last cluster was Ready
 
 	stops   []func()
-	ctrlErr error // a controller that stopped by itself, seen at stop
+	ctrlErr error    // a controller that stopped by itself, seen at stop
+	notes   []string // what went other than planned and was measured anyway
 }
 
 // onStop adds f to what stop runs, before everything added earlier.
@@ -582,7 +611,7 @@ func resultNotes() []string {
 		"etcd_writes_per_task counts key writes (puts+deletes) of the controller's store client from the first apply to Ready; etcd_txns_per_task counts its write requests (a batch is one); the applies (apply_writes_excluded, one create per cluster through another client) are excluded",
 		"ack latency: a status update's arrival at the controller to its ACKNOWLEDGE call returning, which follows the durable ledger write; ack_durable_* is the part until the write was durable and the ACKNOWLEDGE queued",
 		"idle: measured after settle_seconds; offers_suppressed means no offer reached the controller and none was outstanding",
-		"one failure: a cluster's elected master is failed through localmesos's fault API; counted until the cluster is Ready again with a new master and all replicas",
+		"one failure: a cluster's elected master is failed through localmesos's fault API once no reconcile has run for quiet_for_seconds (quiet_seconds: until the last reconcile, quiet_reconciles: how many ran meanwhile); counted until the cluster is Ready again with a new master and all replicas, and settle_seconds more; one_failure_resyncs counts resync sweeps from the quiet stretch's start to the end (retried on another cluster while not 0, one_failure_attempts at most 3)",
 		"etcd_ceiling_writes_per_second: etcd_ceiling_clients goroutines doing sequential single-key puts against the same etcd after the run; etcd_ceiling_ratio = etcd_txns_per_second / etcd_ceiling_writes_per_second",
 	}
 }

@@ -3,8 +3,12 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/converge-io/converge/controller"
 )
 
 // TestBenchSmoke runs the whole benchmark small: real embedded etcd, simulated
@@ -50,6 +54,7 @@ func TestBenchSmoke(t *testing.T) {
 		t.Errorf("one failure not measured: task %q, %d clusters touched, %d reconciles",
 			res.OneFailureTask, res.OneFailureClustersTouched, res.OneFailureReconciles)
 	}
+	checkQuiet(t, res, 2*time.Second)
 	if res.EtcdCeilingWritesPerSecond <= 0 || res.PeakRSSMB <= 0 || res.HeapMB <= 0 || res.ControllerCPUSeconds <= 0 {
 		t.Errorf("missing figures: ceiling %v rss %v heap %v cpu %v", res.EtcdCeilingWritesPerSecond, res.PeakRSSMB, res.HeapMB, res.ControllerCPUSeconds)
 	}
@@ -70,6 +75,8 @@ func TestBenchSmoke(t *testing.T) {
 		"etcd_txns_per_task", "apply_writes_excluded", "heap_mb", "idle_writes_per_second",
 		"offers_suppressed", "one_failure_reconciles", "one_failure_writes", "one_failure_clusters_touched",
 		"notes",
+		// The quiet wait before the one failure.
+		"quiet_for_seconds", "quiet_seconds", "quiet_reconciles", "quiet_cap_hit", "one_failure_resyncs", "one_failure_attempts",
 	} {
 		if _, ok := fields[f]; !ok {
 			t.Errorf("JSON has no %q: %s", f, b)
@@ -115,5 +122,99 @@ func TestBenchShards(t *testing.T) {
 	}
 	if res.ShardTasksMisplaced != 0 || res.ShardClustersSplit != 0 {
 		t.Fatalf("%d tasks under another shard's framework, %d clusters split", res.ShardTasksMisplaced, res.ShardClustersSplit)
+	}
+}
+
+// checkQuiet checks the quiet wait's figures of a run with the default
+// resync interval (30 s, longer than these runs): the controller went quiet
+// within the cap, and at most the last attempt may have a sweep inside.
+func checkQuiet(t *testing.T, res Result, quietFor time.Duration) {
+	t.Helper()
+	if res.QuietForSeconds != quietFor.Seconds() || res.QuietCapHit {
+		t.Errorf("quiet_for_seconds %v (want %v), quiet_cap_hit %v: the controller never went quiet", res.QuietForSeconds, quietFor.Seconds(), res.QuietCapHit)
+	}
+	if res.QuietSeconds < 0 || res.QuietSeconds > time.Minute.Seconds() || res.QuietReconciles < 0 {
+		t.Errorf("quiet_seconds %v, quiet_reconciles %d", res.QuietSeconds, res.QuietReconciles)
+	}
+	if res.OneFailureAttempts < 1 || res.OneFailureAttempts > 3 || res.OneFailureResyncs < 0 ||
+		(res.OneFailureResyncs > 0 && res.OneFailureAttempts != 3) {
+		t.Errorf("one_failure_attempts %d with one_failure_resyncs %d: a clean attempt is the last, at most 3", res.OneFailureAttempts, res.OneFailureResyncs)
+	}
+}
+
+// TestBenchFailureRetriedPastResync: with a resync sweep every second and a
+// measurement window (recovery plus a 1.5 s settle) longer than that, every
+// attempt has a sweep inside, so the one failure is tried three times on
+// three clusters and the result says it stayed polluted.
+func TestBenchFailureRetriedPastResync(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd, local Mesos and the controller")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res, err := Run(ctx, Options{
+		Clusters: 6, Replicas: 2, Agents: 6,
+		AllocationInterval: 200 * time.Millisecond,
+		ResyncInterval:     time.Second,
+		QuietFor:           300 * time.Millisecond,
+		QuietCap:           10 * time.Second,
+		Timeout:            2 * time.Minute,
+		Idle:               200 * time.Millisecond,
+		Settle:             1500 * time.Millisecond,
+		SkipCeiling:        true,
+		Dir:                t.TempDir(),
+		Progress:           t.Logf,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.OneFailureAttempts != 3 || res.OneFailureResyncs < 1 {
+		t.Fatalf("one_failure_attempts %d, one_failure_resyncs %d: want 3 attempts, the last with a sweep inside", res.OneFailureAttempts, res.OneFailureResyncs)
+	}
+	if !strings.Contains(strings.Join(res.Notes, "\n"), "resync sweep fell inside each of 3 attempts") {
+		t.Errorf("notes do not say the figure is polluted: %q", res.Notes)
+	}
+	// The third attempt failed the master of a third cluster, not the first's again.
+	if _, name, _, ok := controller.ParseTaskID(res.OneFailureTask); !ok || name != ClusterName(6/2+2) {
+		t.Errorf("one_failure_task %q: want a task of %s", res.OneFailureTask, ClusterName(6/2+2))
+	}
+}
+
+// TestBenchWaitQuiet: the wait ends once the reconcile counter has not moved
+// for quietFor, counting what ran before; it ends at the cap, saying so,
+// while the counter keeps moving; and it takes the resync base from the
+// start of the quiet stretch.
+func TestBenchWaitQuiet(t *testing.T) {
+	var mu sync.Mutex
+	reconciles, resyncs, moving := 0.0, 0.0, 5 // the counter moves on the first 5 reads
+	count := func(name string) float64 {
+		mu.Lock()
+		defer mu.Unlock()
+		if name == resyncsTotal {
+			return resyncs
+		}
+		if moving > 0 {
+			moving--
+			reconciles++
+			resyncs++ // a sweep with every reconcile: the base follows
+		}
+		return reconciles
+	}
+	q, err := waitQuiet(context.Background(), count, 50*time.Millisecond, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.capHit || q.reconciles != 4 || q.resyncs != 4 || q.took <= 0 {
+		t.Errorf("settling counter: %+v, want 4 reconciles after the first read, resync base 4, not the cap", q)
+	}
+
+	moving = 1 << 30
+	start := time.Now()
+	q, err = waitQuiet(context.Background(), count, 50*time.Millisecond, 300*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !q.capHit || q.reconciles < 1 || time.Since(start) > 5*time.Second {
+		t.Errorf("busy counter: %+v after %s, want the cap hit", q, time.Since(start))
 	}
 }

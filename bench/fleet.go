@@ -67,12 +67,13 @@ func (f *fleet) runController(ctx context.Context, st *store.Store, shard contro
 	f.regs = append(f.regs, reg)
 	f.mu.Unlock()
 	return controller.Run(ctx, controller.Config{
-		Store:       st,
-		Workers:     f.o.Workers,
-		Shard:       shard,
-		Log:         f.o.Log.WithName("controller").WithValues("shard", shard.Index),
-		Registerer:  reg,
-		AckObserver: func(total, d time.Duration) { f.acks.observe(total); f.durable.observe(d) },
+		Store:          st,
+		Workers:        f.o.Workers,
+		ResyncInterval: f.o.ResyncInterval,
+		Shard:          shard,
+		Log:            f.o.Log.WithName("controller").WithValues("shard", shard.Index),
+		Registerer:     reg,
+		AckObserver:    func(total, d time.Duration) { f.acks.observe(total); f.durable.observe(d) },
 	}, mesosbridge.Config{
 		Masters:       f.mesos.URLs(),
 		FrameworkName: f.frameworkName(shard.Index),

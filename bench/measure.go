@@ -142,10 +142,10 @@ func counter(reg *prometheus.Registry, name string) float64 {
 	return sum
 }
 
-// oneFailure fails the elected master of one cluster among all and counts
-// what it costs until that cluster is converged again under a new master.
-func oneFailure(ctx context.Context, o Options, res *Result, m *localmesos.Mesos, ctrl statser, user *store.Store, t *tracker, count func(string) float64) error {
-	ns, name := v1alpha1.DefaultNamespace, ClusterName(o.Clusters/2)
+// oneFailure fails the elected master of cluster name and counts what it
+// costs until that cluster is converged again under a new master.
+func oneFailure(ctx context.Context, o Options, res *Result, name string, m *localmesos.Mesos, ctrl statser, user *store.Store, t *tracker, count func(string) float64) error {
+	ns := v1alpha1.DefaultNamespace
 	c, err := user.Get(ctx, ns, name)
 	if err != nil {
 		return fmt.Errorf("one failure: %w", err)

@@ -598,6 +598,7 @@ func (c *Controller) resync(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		c.m.resyncs.Inc() // before the sweep's reconciles can finish, so a reader sees it first
 		c.mu.Lock()
 		keys := c.clusterKeysLocked()
 		c.mu.Unlock()

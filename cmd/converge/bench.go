@@ -108,9 +108,21 @@ func printBench(w io.Writer, r bench.Result) {
 		r.IdleWritesPerSecond, r.IdleCPUPercent, r.IdleOffers, r.IdleDeclines, r.OffersSuppressed)
 	fmt.Fprintf(w, "  machine          load average %.2f at the start, %.2f at the end\n", r.LoadAverageStart, r.LoadAverageEnd)
 	if r.OneFailureTask != "" {
-		fmt.Fprintf(w, "  one failure      %d reconciles, %d key writes in %d txns, %d cluster(s) touched, recovered in %.2fs\n",
-			r.OneFailureReconciles, r.OneFailureWrites, r.OneFailureTxns, r.OneFailureClustersTouched, r.OneFailureRecoverSeconds)
+		printFailure(w, r)
 	}
+}
+
+// printFailure prints the quiet wait before the one failure, and the failure.
+func printFailure(w io.Writer, r bench.Result) {
+	if r.QuietCapHit {
+		fmt.Fprintf(w, "  quiet wait       NOT quiet: reconciles still ran %.1fs after the idle window (%d of them); the failure below was measured anyway\n",
+			r.QuietSeconds, r.QuietReconciles)
+	} else {
+		fmt.Fprintf(w, "  quiet wait       last reconcile %.2fs after the idle window (%d reconciles), then none for %.1fs\n",
+			r.QuietSeconds, r.QuietReconciles, r.QuietForSeconds)
+	}
+	fmt.Fprintf(w, "  one failure      %d reconciles, %d key writes in %d txns, %d cluster(s) touched, recovered in %.2fs; %d resync sweep(s) inside, attempt %d of at most 3\n",
+		r.OneFailureReconciles, r.OneFailureWrites, r.OneFailureTxns, r.OneFailureClustersTouched, r.OneFailureRecoverSeconds, r.OneFailureResyncs, r.OneFailureAttempts)
 }
 
 func byKind(m map[string]int64) string {
