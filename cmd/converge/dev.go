@@ -32,6 +32,7 @@ type devFlags struct {
 	apiListen     string
 	verbose       int
 	unreachable   time.Duration
+	compaction    time.Duration // --etcd-compaction-interval
 }
 
 func newDevCmd(g *globals) *cobra.Command {
@@ -63,6 +64,7 @@ it cleanly; the data stays for the next run (delete --data-dir to start over).`,
 	f.StringVar(&fl.etcdClientURL, "etcd-client-url", cli.DefaultEtcdEndpoint, "where the embedded etcd serves clients")
 	f.StringVar(&fl.mesosListen, "mesos-listen", "127.0.0.1:5050", "address of the local Mesos master")
 	f.StringVar(&fl.httpAddr, "http", "127.0.0.1:8080", `address for /metrics, /healthz and /readyz ("" to disable)`)
+	registerCompaction(cmd, &fl.compaction)
 	f.StringVar(&fl.apiListen, "api-listen", "127.0.0.1:6443", `address of the Kubernetes API for kubectl (TLS; writes <data-dir>/kubeconfig; "" to disable)`)
 	f.IntVarP(&fl.verbose, "verbose", "v", 0, "log verbosity (0: info and errors)")
 	// Short here: after a restart of dev, the tasks of the previous local Mesos
@@ -162,6 +164,7 @@ func (d *devRun) startEtcd(ctx context.Context) error {
 	}
 	d.st = st
 	d.onStop(func() { cli.Disconnect(st) })
+	d.onStop(startCompactor(st, d.fl.compaction, d.log))
 	return nil
 }
 

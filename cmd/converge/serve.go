@@ -37,6 +37,7 @@ type serveFlags struct {
 	newFramework    bool
 	identity        string
 	leaseTTL        time.Duration
+	compaction      time.Duration // --etcd-compaction-interval
 	verbose         int
 	unreachable     time.Duration
 	api             apiFlags
@@ -76,6 +77,7 @@ The framework's secret is read from --secret-file, never from a flag value.`,
 			}
 			defer cli.Disconnect(st)
 			s.st = st
+			defer startCompactor(st, fl.compaction, s.log)()
 			ops, err := s.startOps()
 			if err != nil {
 				return err
@@ -124,6 +126,7 @@ func (fl *serveFlags) register(cmd *cobra.Command) {
 	f.IntVar(&fl.shards, "shards", 0, "split the clusters over this many shards, each its own Mesos framework with its own leader (docs/design.md, Sharding); the same N on every replica, never changed")
 	f.IntVar(&fl.shard, "shard", 0, "with --shards: the shard this replica campaigns to lead; it also stands by for the next one (shard+1 mod N)")
 	fl.api.register(cmd)
+	registerCompaction(cmd, &fl.compaction)
 	f.IntVarP(&fl.verbose, "verbose", "v", 0, "log verbosity (0: info and errors)")
 	f.DurationVar(&fl.unreachable, "unreachable-timeout", controller.DefaultUnreachableTimeout, "write off (stop counting, kill) a member whose agent is unreachable for this long; its ordinal is relaunched once Mesos reports it finished")
 }
