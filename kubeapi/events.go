@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/google/uuid"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metainternalversion "k8s.io/apimachinery/pkg/apis/meta/internalversion"
@@ -179,7 +180,7 @@ func toEvents(h store.EventHistory, uid types.UID) []corev1.Event {
 		t := metav1.NewTime(e.Time)
 		out = append(out, corev1.Event{
 			ObjectMeta: metav1.ObjectMeta{
-				Name: name, Namespace: h.Namespace, CreationTimestamp: t,
+				Name: name, Namespace: h.Namespace, UID: eventUID(uid, h.Namespace, name), CreationTimestamp: t,
 				ResourceVersion: strconv.FormatInt(h.Revision, 10),
 			},
 			InvolvedObject: corev1.ObjectReference{
@@ -193,6 +194,23 @@ func toEvents(h store.EventHistory, uid types.UID) []corev1.Event {
 		})
 	}
 	return out
+}
+
+// eventUIDSpace is the name space of the uids of events whose cluster's uid
+// is not a UUID (none: the store makes them so) or not known.
+var eventUIDSpace = uuid.MustParse("6f1c1b0e-5c1d-4d0a-9a43-0c6e7f2b8a51")
+
+// eventUID is an event's metadata.uid: a name-based (SHA1, version 5) UUID
+// of its cluster's uid and its name. Nothing stores it, so it is derived:
+// the same entry has the same uid in a list, a watch, on every replica and
+// after a restart, and one of a cluster recreated under the same name
+// another (its uid differs).
+func eventUID(cluster types.UID, ns, name string) types.UID {
+	space, err := uuid.Parse(string(cluster))
+	if err != nil {
+		return types.UID(uuid.NewSHA1(eventUIDSpace, []byte(string(cluster)+"/"+ns+"/"+name)).String())
+	}
+	return types.UID(uuid.NewSHA1(space, []byte(name)).String())
 }
 
 // eventFields are the fields of an Event a field selector can name: those

@@ -3,6 +3,7 @@ package kubeapi
 import (
 	"context"
 	"strconv"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -23,7 +24,14 @@ import (
 // (unless sendInitialEvents=false), a revision starts after it (a
 // compacted one is 410 Gone: list again). A new entry of a cluster's
 // history is ADDED; an entry dropped from the bounded history (or with its
-// cluster) is DELETED, as kube-apiserver deletes expired events.
+// cluster) is DELETED, as kube-apiserver deletes expired events. Bookmarks
+// go only to a client that allowed them (allowWatchBookmarks), as the
+// clusters watch sends them: the k8s.io/initial-events-end one after the
+// initial events of sendInitialEvents=true, then about once a minute. A
+// client that did not allow them gets none: kubectl events --watch prints
+// every event it is sent, a bookmark as a line of "<unknown>", and
+// k8s.io/apiserver's watch handler panics on an initial-events-end bookmark
+// of a watch that is not a watch-list (its hook for that is nil).
 func (r *eventREST) Watch(ctx context.Context, o *metainternalversion.ListOptions) (watch.Interface, error) {
 	ns := genericapirequest.NamespaceValue(ctx)
 	initial := o.ResourceVersion == "" || o.ResourceVersion == "0"
@@ -46,8 +54,8 @@ func (r *eventREST) Watch(ctx context.Context, o *metainternalversion.ListOption
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	w := &eventWatch{
 		out: make(chan watch.Event), ctx: wctx, cancel: cancel, st: r.st,
-		labels: o.LabelSelector, fields: o.FieldSelector, rev: rev,
-		known: map[string][]corev1.Event{}, uids: map[string]types.UID{},
+		labels: o.LabelSelector, fields: o.FieldSelector, rev: bookmarkRev{done: rev, last: rev},
+		bookmarks: o.AllowWatchBookmarks, known: map[string][]corev1.Event{}, uids: map[string]types.UID{},
 	}
 	for _, h := range hs {
 		w.order = append(w.order, h.key)
@@ -69,7 +77,9 @@ type eventWatch struct {
 	st     *store.Store
 	labels labels.Selector
 	fields fields.Selector
-	rev    int64
+	rev    bookmarkRev
+	// bookmarks: the client allowed them.
+	bookmarks bool
 	// known is each cluster's history as the client has it; uids its uid.
 	known map[string][]corev1.Event
 	uids  map[string]types.UID
@@ -89,27 +99,47 @@ func (w *eventWatch) run(initial, endMarker bool, changes <-chan store.EventHist
 			}
 		}
 	}
-	if endMarker {
-		bm := &corev1.Event{}
-		bm.ResourceVersion = strconv.FormatInt(w.rev, 10)
-		bm.Annotations = map[string]string{metav1.InitialEventsAnnotationKey: "true"}
-		if !w.send(watch.Bookmark, bm) {
-			return
-		}
+	if endMarker && w.bookmarks && !w.bookmark(w.rev.last, map[string]string{metav1.InitialEventsAnnotationKey: "true"}) {
+		return
 	}
-	for ch := range changes {
-		if ch.Err != nil {
-			st := apierrors.NewResourceExpired(ch.Err.Error()).ErrStatus
-			if !store.IsCompacted(ch.Err) {
-				st = apierrors.NewInternalError(ch.Err).ErrStatus
+	tick := time.NewTicker(bookmarkInterval())
+	defer tick.Stop()
+	for {
+		select {
+		case <-w.ctx.Done():
+			return
+		case <-tick.C:
+			if w.bookmarks && !w.bookmark(w.rev.next(), nil) {
+				return
 			}
-			w.send(watch.Error, &st)
-			return
-		}
-		if !w.apply(ch.EventHistory) {
-			return
+		case ch, ok := <-changes:
+			if !ok || !w.change(ch) {
+				return
+			}
 		}
 	}
+}
+
+// change applies one change of the store's watch; false ends the watch.
+func (w *eventWatch) change(ch store.EventHistoryChange) bool {
+	if ch.Err != nil {
+		st := apierrors.NewResourceExpired(ch.Err.Error()).ErrStatus
+		if !store.IsCompacted(ch.Err) {
+			st = apierrors.NewInternalError(ch.Err).ErrStatus
+		}
+		w.send(watch.Error, &st)
+		return false
+	}
+	w.rev.saw(ch.Revision)
+	return w.apply(ch.EventHistory)
+}
+
+// bookmark sends an empty Event carrying revision rev.
+func (w *eventWatch) bookmark(rev int64, annotations map[string]string) bool {
+	bm := &corev1.Event{}
+	bm.ResourceVersion = strconv.FormatInt(rev, 10)
+	bm.Annotations = annotations
+	return w.send(watch.Bookmark, bm)
 }
 
 // apply diffs a cluster's new history against what the client has.

@@ -243,8 +243,9 @@ func TestStalePutIsConflictStatus(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
-// record appends events to a cluster's history, as the controller does.
-func (e *apiEnv) record(name string, add ...store.Event) {
+// record appends events to a cluster's history, as the controller does, and
+// returns the etcd revision of the write.
+func (e *apiEnv) record(name string, add ...store.Event) int64 {
 	e.t.Helper()
 	existing, err := e.st.ListEvents(e.ctx, "default", name)
 	if err != nil {
@@ -252,9 +253,11 @@ func (e *apiEnv) record(name string, add ...store.Event) {
 	}
 	b := e.st.NewBatch()
 	b.AppendEvents("default", name, existing, add...)
-	if _, err := e.st.Commit(e.ctx, b); err != nil {
+	rev, err := e.st.Commit(e.ctx, b)
+	if err != nil {
 		e.t.Fatal(err)
 	}
+	return rev
 }
 
 // TestEvents: the store's event histories are core/v1 events, selected by

@@ -3,6 +3,7 @@ package kubeapi
 import (
 	"context"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -17,9 +18,24 @@ import (
 	"github.com/converge-io/converge/store"
 )
 
-// bookmarkInterval is how often a watch that allows bookmarks gets one when
-// nothing else happened, as kube-apiserver sends them about once a minute.
-var bookmarkInterval = time.Minute
+// bookmarkEvery is how often a watch that allows bookmarks gets one, as
+// kube-apiserver sends them about once a minute (nanoseconds; 0: a minute).
+var bookmarkEvery atomic.Int64
+
+func bookmarkInterval() time.Duration {
+	if d := time.Duration(bookmarkEvery.Load()); d > 0 {
+		return d
+	}
+	return time.Minute
+}
+
+// SetBookmarkInterval makes watches started from now on send bookmarks every
+// d instead of every minute, until restore is called: tests use it to see
+// bookmarks (or their absence) within seconds, here and through kubectl.
+func SetBookmarkInterval(d time.Duration) (restore func()) {
+	old := bookmarkEvery.Swap(int64(d))
+	return func() { bookmarkEvery.Store(old) }
+}
 
 // Watch streams the store's watch of the namespace, filtered by the label
 // and field selectors. Kubernetes' resourceVersion semantics: "" or "0"
@@ -27,7 +43,9 @@ var bookmarkInterval = time.Minute
 // sendInitialEvents=false), a revision starts after it. With
 // sendInitialEvents=true (client-go's watch-list) the initial events end
 // with a bookmark annotated k8s.io/initial-events-end. Bookmarks carry the
-// revision of the last event sent, which the client already has in full.
+// revision the client has every change up to (bookmarkRev); they are sent
+// only to a client that allowed them (allowWatchBookmarks), the
+// initial-events-end one included, as kube-apiserver's cacher does.
 func (r *clusterREST) Watch(ctx context.Context, o *metainternalversion.ListOptions) (watch.Interface, error) {
 	ns := genericapirequest.NamespaceValue(ctx)
 	initial := o.ResourceVersion == "" || o.ResourceVersion == "0"
@@ -51,8 +69,8 @@ func (r *clusterREST) Watch(ctx context.Context, o *metainternalversion.ListOpti
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	w := &clusterWatch{
 		out: make(chan watch.Event), cancel: cancel, ctx: wctx,
-		labels: o.LabelSelector, fields: o.FieldSelector, rev: from,
-		bookmarks: o.AllowWatchBookmarks,
+		labels: o.LabelSelector, fields: o.FieldSelector,
+		rev: bookmarkRev{done: from, last: from}, bookmarks: o.AllowWatchBookmarks,
 	}
 	events := r.st.Watch(wctx, ns, from)
 	go w.run(items, o.SendInitialEvents != nil && *o.SendInitialEvents, events)
@@ -66,8 +84,8 @@ type clusterWatch struct {
 	cancel    context.CancelFunc
 	labels    labels.Selector
 	fields    fields.Selector
-	rev       int64 // revision of the last event sent
-	bookmarks bool
+	rev       bookmarkRev
+	bookmarks bool // the client allowed bookmarks
 }
 
 func (w *clusterWatch) ResultChan() <-chan watch.Event { return w.out }
@@ -81,26 +99,24 @@ func (w *clusterWatch) run(initial []*v1alpha1.Cluster, endMarker bool, events <
 			return
 		}
 	}
-	if endMarker && !w.bookmark(map[string]string{metav1.InitialEventsAnnotationKey: "true"}) {
+	if endMarker && w.bookmarks && !w.bookmark(w.rev.last, map[string]string{metav1.InitialEventsAnnotationKey: "true"}) {
 		return
 	}
-	tick := time.NewTicker(bookmarkInterval)
+	tick := time.NewTicker(bookmarkInterval())
 	defer tick.Stop()
 	for {
 		select {
 		case <-w.ctx.Done():
 			return
 		case <-tick.C:
-			if w.bookmarks && !w.bookmark(nil) {
+			if w.bookmarks && !w.bookmark(w.rev.next(), nil) {
 				return
 			}
 		case ev, ok := <-events:
 			if !ok {
 				return
 			}
-			if ev.Revision > w.rev {
-				w.rev = ev.Revision
-			}
+			w.rev.saw(ev.Revision)
 			if w.matches(ev.Object) && !w.send(watch.EventType(ev.Type), ev.Object) {
 				return
 			}
@@ -115,9 +131,9 @@ func (w *clusterWatch) matches(c *v1alpha1.Cluster) bool {
 	return matchesFields(w.fields, c)
 }
 
-func (w *clusterWatch) bookmark(annotations map[string]string) bool {
+func (w *clusterWatch) bookmark(rev int64, annotations map[string]string) bool {
 	c := &v1alpha1.Cluster{}
-	c.ResourceVersion = strconv.FormatInt(w.rev, 10)
+	c.ResourceVersion = strconv.FormatInt(rev, 10)
 	c.Annotations = annotations
 	return w.send(watch.Bookmark, c)
 }
@@ -129,4 +145,33 @@ func (w *clusterWatch) send(t watch.EventType, c *v1alpha1.Cluster) bool {
 	case <-w.ctx.Done():
 		return false
 	}
+}
+
+// bookmarkRev is the revision a watch's periodic bookmark carries: one the
+// client has every change up to. One store transaction can change several
+// objects at one revision, which arrive one by one, so the newest revision
+// seen is complete once a later one arrives (etcd watches deliver in
+// revision order) or a whole bookmark interval passed with no change (the
+// rest of a revision comes with its first change, from one etcd watch
+// response); until then a bookmark carries the revision before it.
+type bookmarkRev struct {
+	done, last int64 // done: known complete; last: the newest seen
+	moved      bool  // a change arrived since the last bookmark
+}
+
+// saw records a change at rev.
+func (b *bookmarkRev) saw(rev int64) {
+	if rev > b.last {
+		b.done, b.last = b.last, rev
+	}
+	b.moved = true
+}
+
+// next is the revision for the bookmark due now.
+func (b *bookmarkRev) next() int64 {
+	if b.moved {
+		b.moved = false
+		return b.done
+	}
+	return b.last
 }
