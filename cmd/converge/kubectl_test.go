@@ -14,6 +14,12 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/converge-io/converge/kubeapi"
 	"github.com/converge-io/converge/store"
 )
 
@@ -123,13 +129,104 @@ func kmanifest(name string, replicas int) string {
 	return strings.Replace(manifest(name, replicas, ""), "cpus: 0.1", "cpus: 100m", 1)
 }
 
+// eventsWatch is `kubectl events --for OBJ --watch` running, and a watch of
+// the same events that allowed bookmarks: the server's bookmark ticks, seen.
+type eventsWatch struct {
+	k           *kubectlEnv
+	out, errOut *syncBuffer
+	done        chan error
+	stop        context.CancelFunc
+	ticks       watch.Interface
+}
+
+// startEventsWatch starts kubectl events --for obj --watch, for at most a
+// minute (its context's deadline kills it).
+func (k *kubectlEnv) startEventsWatch(obj string) *eventsWatch {
+	k.t.Helper()
+	ctx, stop := context.WithTimeout(context.Background(), time.Minute)
+	k.t.Cleanup(stop)
+	cfg, err := clientcmd.BuildConfigFromFlags("", k.kubeconfig)
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	ticks, err := cs.CoreV1().Events("default").Watch(ctx, metav1.ListOptions{AllowWatchBookmarks: true})
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	k.t.Cleanup(ticks.Stop)
+	e := &eventsWatch{k: k, out: &syncBuffer{}, errOut: &syncBuffer{}, done: make(chan error, 1), stop: stop, ticks: ticks}
+	cmd := exec.CommandContext(ctx, "kubectl", "events", "--for", obj, "--watch")
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+k.kubeconfig, "HOME="+k.dir)
+	cmd.Stdout, cmd.Stderr = e.out, e.errOut
+	if err := cmd.Start(); err != nil {
+		k.t.Fatal(err)
+	}
+	go func() { e.done <- cmd.Wait() }()
+	return e
+}
+
+// check waits until the watch printed want, then three of the server's
+// bookmark intervals more (kubeapi.SetBookmarkInterval), stops it and
+// checks what it printed: the events, and no bookmark (a line of
+// "<unknown>": kubectl does not allow bookmarks and prints every Event it
+// is sent), and that it had not ended by itself.
+func (e *eventsWatch) check(want string) {
+	t := e.k.t
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for !strings.Contains(e.out.String(), want) {
+		select {
+		case err := <-e.done:
+			t.Fatalf("kubectl events --watch ended (%v) before printing %q:\n%s%s", err, want, e.out, e.errOut)
+		case <-deadline:
+			t.Fatalf("kubectl events --watch did not print %q within 30s:\n%s%s", want, e.out, e.errOut)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	for n := 0; n < 3; {
+		select {
+		case ev, ok := <-e.ticks.ResultChan():
+			if !ok {
+				t.Fatal("the bookmark watch ended")
+			}
+			if ev.Type == watch.Bookmark {
+				n++
+			}
+		case err := <-e.done:
+			t.Fatalf("kubectl events --watch ended by itself (%v):\n%s%s", err, e.out, e.errOut)
+		case <-deadline:
+			t.Fatal("no three bookmarks within 30s")
+		}
+	}
+	e.stop()
+	<-e.done
+	out := e.out.String()
+	t.Logf("$ kubectl events --watch\n%s%s", out, e.errOut)
+	for _, s := range []string{"LAST SEEN", "Normal", "Launching", "Cluster/web", "launching task default.web.0.", want} {
+		if !strings.Contains(out, s) {
+			t.Fatalf("kubectl events --watch lacks %q:\n%s", s, out)
+		}
+	}
+	if strings.Contains(out, "<unknown>") || e.errOut.String() != "" {
+		t.Fatalf("kubectl events --watch printed a bookmark or an error:\n%s%s", out, e.errOut)
+	}
+}
+
 // TestKubectl walks kubectl through converge dev as a user would: discovery,
 // apply (twice: unchanged), the converge CLI seeing the same object, wait for
 // Ready (the real controller and processes), the controller's events
-// through kubectl events and describe, get -w streaming a scale,
+// through kubectl events and describe, get -w and events --watch streaming
+// a scale (and no bookmark kubectl did not ask for),
 // diff's exit codes, an unknown field refused by name, server-side apply with
 // a conflict and --force-conflicts, delete, and an anonymous request refused.
 func TestKubectl(t *testing.T) {
+	// Bookmarks every 100ms, so that kubectl events --watch would print one
+	// sent to it within a second.
+	t.Cleanup(kubeapi.SetBookmarkInterval(100 * time.Millisecond))
 	k := startDevForKubectl(t)
 
 	// Anonymous: no client certificate, no token.
@@ -186,10 +283,11 @@ func TestKubectl(t *testing.T) {
 	expect(t, k.k("events", "--for", "cluster/web"), 0, "LAST SEEN", "Normal", "Launching", "Cluster/web", "launching task default.web.0.")
 	expect(t, k.k("describe", "cluster", "web"), 0, "Name:", "web", "Events:", "Launching", "converge-controller", "launching task default.web.0.")
 
-	// get -w streams the scale to 2.
+	// get -w streams the scale to 2, and events --watch its events.
 	wctx, stopWatch := context.WithCancel(context.Background())
 	watchOut := make(chan result, 1)
 	go func() { watchOut <- k.kubectl(wctx, "", "get", "clusters", "-w", "--output-watch-events") }()
+	evWatch := k.startEventsWatch("cluster/web")
 	expect(t, k.k("scale", "cluster/web", "--replicas=2"), 0, "cluster.converge.io/web scaled")
 	waitFor(t, func() bool { return *k.get("web").Spec.Replicas == 2 })
 	expect(t, k.k("wait", "--for=jsonpath={.status.readyReplicas}=2", "cluster/web", "--timeout=60s"), 0, "condition met")
@@ -198,6 +296,7 @@ func TestKubectl(t *testing.T) {
 	if !strings.Contains(w.out, "MODIFIED") || !strings.Contains(w.out, "/2") {
 		t.Fatalf("get -w did not stream the scale:\n%s", w)
 	}
+	evWatch.check("launching task default.web.1.")
 
 	// diff: 1 now that the live object was scaled.
 	expect(t, k.k("diff", "-f", web), 1, "replicas")

@@ -58,6 +58,12 @@ Run two or three replicas: they elect a leader in etcd (<prefix>/leader/); only
 the leader subscribes to Mesos and writes, through a store fenced on its
 leadership, and a standby takes over within the lease TTL when it dies.
 
+Every replica, standby or leader, can serve the Kubernetes API for kubectl,
+Flux and Argo CD (--api-listen, with --api-cert and --api-key, and
+--api-client-ca and/or --api-token-file: anonymous requests are refused); it
+reads and writes the same etcd, so a write through a standby is the
+leader's to run.
+
 The framework's secret is read from --secret-file, never from a flag value.`,
 		Example: `  converge serve --mesos-master http://mesos-1:5050,http://mesos-2:5050 \
     --etcd-endpoints https://etcd-1:2379 --etcd-cacert ca.pem \
