@@ -32,7 +32,7 @@ func TestMetricsRegistered(t *testing.T) {
 			}
 		}
 	}
-	for _, n := range []string{"reconciles_total", "reconcile_duration_seconds", "queue_depth", "tasks", "launches_total", "kills_total", "status_writes_total"} {
+	for _, n := range []string{"reconciles_total", "reconcile_duration_seconds", "queue_depth", "tasks", "launches_total", "kills_total", "status_writes_total", "resyncs_total"} {
 		if !names["converge_controller_"+n] {
 			t.Errorf("metric converge_controller_%s missing", n)
 		}
