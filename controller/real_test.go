@@ -24,16 +24,22 @@ func TestRealProcesses(t *testing.T) {
 	c := e.waitReady("sleepers")
 	e.checkConverged("sleepers", 2)
 
-	// The task saw its contract variables.
+	// The task saw its contract variables. RUNNING means the process was
+	// started, not that its first command ran: wait for both files.
 	var found []string
-	_ = filepath.Walk(work, func(p string, info os.FileInfo, err error) error {
-		if err == nil && info.Name() == "converge-env" {
-			b, _ := os.ReadFile(p)
-			found = append(found, strings.TrimSpace(string(b)))
-		}
-		return nil
+	e.eventually(10*time.Second, "both members' converge-env files", func() bool {
+		found = nil
+		_ = filepath.Walk(work, func(p string, info os.FileInfo, err error) error {
+			if err == nil && info.Name() == "converge-env" {
+				if b, _ := os.ReadFile(p); strings.HasSuffix(string(b), "\n") {
+					found = append(found, strings.TrimSpace(string(b)))
+				}
+			}
+			return nil
+		})
+		return len(found) == 2
 	})
-	if len(found) != 2 || !strings.HasPrefix(found[0], "default/sleepers/") || !strings.Contains(found[0], "port=3") {
+	if !strings.HasPrefix(found[0], "default/sleepers/") || !strings.Contains(found[0], "port=3") {
 		t.Fatalf("task env files = %q", found)
 	}
 
