@@ -56,7 +56,7 @@ func (op *writeOp) addLateEvents(key string, evs ...store.Event) {
 }
 
 func (op *writeOp) empty() bool {
-	return len(op.tasks) == 0 && len(op.elections) == 0 && len(op.endpoints) == 0 && len(op.events) == 0
+	return len(op.tasks) == 0 && len(op.elections) == 0 && len(op.endpoints) == 0 && len(op.events) == 0 && len(op.lateEvents) == 0
 }
 
 // write queues op for the writer and waits for it to be committed.
