@@ -9,10 +9,13 @@ package etcdtest
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -53,6 +56,35 @@ func Start(t testing.TB) *Server {
 
 func start(t testing.TB, tf *tlsFiles) *Server {
 	t.Helper()
+	var s *Server
+	var err error
+	// A free port found is free only until someone binds it: other test
+	// binaries run beside this one. Taken meanwhile, pick others.
+	for attempt := 0; ; attempt++ {
+		if s, err = tryStart(t, tf); err == nil {
+			break
+		}
+		inUse := errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")
+		if !inUse || attempt == 4 {
+			t.Fatalf("etcdtest: %v", err)
+		}
+	}
+	cli, err := s.NewClient()
+	if err != nil {
+		s.Stop()
+		t.Fatalf("etcdtest: %v", err)
+	}
+	s.cli = cli
+	t.Cleanup(func() {
+		_ = cli.Close()
+		s.Stop()
+		s.proxy.close()
+	})
+	return s
+}
+
+// tryStart starts etcd and its client proxy on ports free a moment ago.
+func tryStart(t testing.TB, tf *tlsFiles) (*Server, error) {
 	scheme := "http"
 	if tf != nil {
 		scheme = "https"
@@ -61,14 +93,14 @@ func start(t testing.TB, tf *tlsFiles) *Server {
 	for i := range ports {
 		p, err := freePort()
 		if err != nil {
-			t.Fatalf("etcdtest: %v", err)
+			return nil, err
 		}
 		ports[i] = p
 	}
 	etcdHost := fmt.Sprintf("127.0.0.1:%d", ports[0])
 	px, err := newProxy("127.0.0.1:0", etcdHost)
 	if err != nil {
-		t.Fatalf("etcdtest: client proxy: %v", err)
+		return nil, fmt.Errorf("client proxy: %w", err)
 	}
 	s := &Server{
 		dir:       t.TempDir(),
@@ -81,20 +113,9 @@ func start(t testing.TB, tf *tlsFiles) *Server {
 	}
 	if err := s.startEtcd(); err != nil {
 		px.close()
-		t.Fatalf("etcdtest: %v", err)
+		return nil, err
 	}
-	cli, err := s.NewClient()
-	if err != nil {
-		s.Stop()
-		t.Fatalf("etcdtest: %v", err)
-	}
-	s.cli = cli
-	t.Cleanup(func() {
-		_ = cli.Close()
-		s.Stop()
-		px.close()
-	})
-	return s
+	return s, nil
 }
 
 func (s *Server) config() *embed.Config {
@@ -266,7 +287,9 @@ func StartEmbedded(dir, clientURL string, configure ...func(*embed.Config)) (*em
 }
 
 // freePort asks the kernel for a free loopback TCP port.
-func freePort() (int, error) {
+// freePort finds a loopback port nobody listens on now (a variable so a
+// test can hand out a taken one).
+var freePort = func() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("find a free port: %w", err)
