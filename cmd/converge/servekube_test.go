@@ -304,22 +304,22 @@ func (p *serveProcess) create(t *testing.T, cert *tls.Certificate, name string) 
 	body := fmt.Sprintf(`{"apiVersion":"converge.io/v1alpha1","kind":"Cluster","metadata":{"name":%q},
 "spec":{"replicas":1,"task":{"command":"sleep 1000","resources":{"cpus":"100m","mem":"64Mi"}}}}`, name)
 	code, b := p.do(t, cert, "", http.MethodPost, clustersPath, []byte(body))
-	if code != http.StatusCreated {
-		t.Fatalf("create %s through %s: %d %s", name, p.url, code, b)
-	}
-	c := &v1alpha1.Cluster{}
-	if err := json.Unmarshal(b, c); err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return p.decode(t, "create "+name, code, http.StatusCreated, b)
 }
 
 // cluster GETs a cluster with the listed token.
 func (p *serveProcess) cluster(t *testing.T, name string) *v1alpha1.Cluster {
 	t.Helper()
 	code, b := p.do(t, nil, "t0ken-of-bob", http.MethodGet, clustersPath+"/"+name, nil)
-	if code != http.StatusOK {
-		t.Fatalf("get %s through %s: %d %s", name, p.url, code, b)
+	return p.decode(t, "get "+name, code, http.StatusOK, b)
+}
+
+// decode fails the test unless the answer to what has code want, and
+// returns the cluster it carries.
+func (p *serveProcess) decode(t *testing.T, what string, code, want int, b []byte) *v1alpha1.Cluster {
+	t.Helper()
+	if code != want {
+		t.Fatalf("%s through %s: %d %s", what, p.url, code, b)
 	}
 	c := &v1alpha1.Cluster{}
 	if err := json.Unmarshal(b, c); err != nil {
